@@ -1,0 +1,32 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "crypto-sentinel",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "crypto-sentinel", targets: ["crypto-sentinel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // libelf (elfutils) through pkg-config: `apt-get install libelf-dev`.
+        .systemLibrary(name: "CLibElf", pkgConfig: "libelf", providers: [.apt(["libelf-dev"])]),
+        // Pure core: ELF model, loader resolution, findings, report. No I/O side effects.
+        .target(name: "SentinelCore"),
+        // Thin adapters: libelf reader, filesystem walk and cache, host loader facts, /proc.
+        .target(name: "SentinelSystem", dependencies: ["SentinelCore", "CLibElf"]),
+        .executableTarget(
+            name: "crypto-sentinel",
+            dependencies: [
+                "SentinelCore", "SentinelSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem"]),
+        .testTarget(name: "SentinelSystemTests", dependencies: ["SentinelCore", "SentinelSystem"]),
+        .testTarget(name: "CLITests", dependencies: ["SentinelCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

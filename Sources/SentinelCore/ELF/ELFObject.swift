@@ -1,0 +1,120 @@
+/// What the scanner knows about one ELF file, read from the file itself (never by loading it).
+public struct ELFObject: Sendable, Hashable, Codable {
+    public enum ELFClass: String, Sendable, Codable { case elf32, elf64 }
+    public enum ObjectType: String, Sendable, Codable { case relocatable, executable, sharedObject = "shared-object", core, other }
+
+    public var elfClass: ELFClass
+    /// e_machine (EM_X86_64 = 62, EM_AARCH64 = 183, …).
+    public var machine: UInt16
+    public var type: ObjectType
+    /// PT_INTERP, e.g. /lib64/ld-linux-x86-64.so.2.
+    public var interpreter: String?
+    public var soname: String?
+    /// DT_NEEDED entries in file order.
+    public var needed: [String]
+    /// Raw DT_RPATH / DT_RUNPATH strings (colon separated, tokens unexpanded).
+    public var rpath: String?
+    public var runpath: String?
+    /// DF_1_NODEFLIB in DT_FLAGS_1: skip ld.so.cache and the default directories.
+    public var noDefaultLib: Bool
+    /// The file names listed in `.gnu.version_r` (patchelf --replace-needed must rewrite these too).
+    public var versionNeedFiles: [String]
+    /// OpenSSL entry points this object defines in its dynamic symbol table.
+    public var exports: OpenSSLExports
+    /// OpenSSL build strings found in the read-only data (version text, OPENSSLDIR, MODULESDIR…).
+    public var embeddedOpenSSL: EmbeddedOpenSSL?
+
+    public init(elfClass: ELFClass, machine: UInt16, type: ObjectType, interpreter: String? = nil,
+                soname: String? = nil, needed: [String] = [], rpath: String? = nil, runpath: String? = nil,
+                noDefaultLib: Bool = false, versionNeedFiles: [String] = [], exports: OpenSSLExports = [],
+                embeddedOpenSSL: EmbeddedOpenSSL? = nil) {
+        self.elfClass = elfClass; self.machine = machine; self.type = type; self.interpreter = interpreter
+        self.soname = soname; self.needed = needed; self.rpath = rpath; self.runpath = runpath
+        self.noDefaultLib = noDefaultLib; self.versionNeedFiles = versionNeedFiles; self.exports = exports
+        self.embeddedOpenSSL = embeddedOpenSSL
+    }
+
+    /// The RPATH glibc honours: ignored entirely when the object also has a RUNPATH.
+    public var effectiveRPath: String? { runpath == nil ? rpath : nil }
+
+    /// A program the kernel starts (has an interpreter and is not itself a library).
+    public var isMainProgram: Bool { interpreter != nil && soname == nil }
+
+    /// Which OpenSSL role this object plays, recognised by content (exports, SONAME, version text),
+    /// never by file name alone.
+    public var openSSLRole: OpenSSLRole? {
+        if exports.contains(.libssl) { return .libssl }
+        if exports.contains(.libcrypto) { return .libcrypto }
+        if exports.contains(.provider), embeddedOpenSSL != nil || (soname ?? "").isEmpty { return .provider }
+        if let soname, OpenSSLNames.isLibcryptoName(soname) { return .libcrypto }
+        if let soname, OpenSSLNames.isLibsslName(soname) { return .libssl }
+        if embeddedOpenSSL?.versionText != nil { return .staticCopy }
+        return nil
+    }
+}
+
+/// The OpenSSL roles an ELF file can play in a process.
+public enum OpenSSLRole: String, Sendable, Codable {
+    case libcrypto, libssl
+    /// A provider module (fips.so, legacy.so): exports OSSL_provider_init.
+    case provider
+    /// Not a libcrypto, yet carries a statically linked OpenSSL (e.g. cryptography's _rust.abi3.so).
+    case staticCopy = "static-copy"
+}
+
+public struct OpenSSLExports: OptionSet, Sendable, Hashable, Codable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// Defines OPENSSL_init_crypto (or ERR_get_error + CRYPTO_malloc on 1.0).
+    public static let libcrypto = OpenSSLExports(rawValue: 1)
+    /// Defines OPENSSL_init_ssl or SSL_CTX_new.
+    public static let libssl = OpenSSLExports(rawValue: 2)
+    /// Defines OSSL_provider_init.
+    public static let provider = OpenSSLExports(rawValue: 4)
+}
+
+/// OpenSSL build strings as they sit in a file's read-only data.
+public struct EmbeddedOpenSSL: Sendable, Hashable, Codable {
+    /// e.g. "OpenSSL 3.5.9 29 Sep 2026" (OPENSSL_VERSION_TEXT).
+    public var versionText: String?
+    /// Compiled-in OPENSSLDIR, MODULESDIR, ENGINESDIR (nil when absent or "N/A").
+    public var openSSLDir: String?
+    public var modulesDir: String?
+    public var enginesDir: String?
+    /// Compiled-in default CA file/dir (X509_get_default_cert_file/dir), when the strings are present.
+    public var certFile: String?
+    public var certDir: String?
+
+    public init(versionText: String? = nil, openSSLDir: String? = nil, modulesDir: String? = nil,
+                enginesDir: String? = nil, certFile: String? = nil, certDir: String? = nil) {
+        self.versionText = versionText; self.openSSLDir = openSSLDir; self.modulesDir = modulesDir
+        self.enginesDir = enginesDir; self.certFile = certFile; self.certDir = certDir
+    }
+
+    /// "3.5.9" from "OpenSSL 3.5.9 29 Sep 2026".
+    public var version: String? {
+        guard let text = versionText else { return nil }
+        let parts = text.split(separator: " ")
+        return parts.count >= 2 ? String(parts[1]) : nil
+    }
+
+    /// "3.5" — what must agree between libssl, libcrypto and the FIPS provider.
+    public var majorMinor: String? {
+        guard let v = version else { return nil }
+        let parts = v.split(separator: ".")
+        return parts.count >= 2 ? "\(parts[0]).\(parts[1])" : nil
+    }
+}
+
+/// Where a file is, as the kernel sees it: the identity two paths share when they are one file.
+public struct FileIdentity: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var device: UInt64
+    public var inode: UInt64
+    public init(device: UInt64, inode: UInt64) { self.device = device; self.inode = inode }
+    /// "254:1 ino 1234" with the device as major:minor, like /proc/<pid>/maps.
+    public var description: String {
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
+        let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
+        return "\(major):\(minor) ino \(inode)"
+    }
+}

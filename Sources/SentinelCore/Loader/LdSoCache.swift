@@ -1,0 +1,2 @@
+// Placeholder: replaced by the ld.so.cache parser.
+public struct LdSoCache: Sendable {}

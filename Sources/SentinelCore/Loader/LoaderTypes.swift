@@ -1,0 +1,103 @@
+/// The variables of a target's environment that decide which OpenSSL it loads and how it behaves.
+/// Everything else (secrets, tokens, PYTHONPATH…) is dropped on the way in and never stored or logged.
+public struct TargetEnvironment: Sendable, Hashable, Codable {
+    public static let keptKeys: [String] = [
+        "OPENSSL_CONF", "OPENSSL_MODULES", "LD_LIBRARY_PATH", "LD_PRELOAD", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    ]
+    public private(set) var values: [String: String]
+    /// AT_SECURE (setuid/setgid/capabilities): glibc then ignores LD_LIBRARY_PATH.
+    public var secureExecution: Bool
+
+    public init(_ pairs: [String: String] = [:], secureExecution: Bool = false) {
+        self.values = pairs.filter { Self.keptKeys.contains($0.key) }
+        self.secureExecution = secureExecution
+    }
+
+    public subscript(key: String) -> String? { values[key] }
+
+    /// LD_LIBRARY_PATH split as glibc does (':' and ';'); an empty element means the current directory.
+    public var libraryPath: [String] {
+        guard !secureExecution, let raw = values["LD_LIBRARY_PATH"], !raw.isEmpty else { return [] }
+        return raw.split(separator: ":", omittingEmptySubsequences: false)
+            .flatMap { $0.split(separator: ";", omittingEmptySubsequences: false) }
+            .map { $0.isEmpty ? "." : String($0) }
+    }
+
+    /// LD_PRELOAD entries (space or colon separated).
+    public var preload: [String] {
+        guard let raw = values["LD_PRELOAD"] else { return [] }
+        return raw.split(whereSeparator: { $0 == " " || $0 == ":" }).map(String.init)
+    }
+}
+
+/// Facts about the host's dynamic loader that the pure resolver takes as input.
+public struct LoaderHost: Sendable {
+    /// Expansion of `$LIB` (Debian amd64: "lib/x86_64-linux-gnu").
+    public var libToken: String
+    /// Expansion of `$PLATFORM` (AT_PLATFORM, "x86_64").
+    public var platform: String
+    /// Supported `glibc-hwcaps/` subfolders, best first, e.g. ["x86-64-v3", "x86-64-v2"].
+    public var hwcapsSubdirs: [String]
+    /// The compiled-in system search path, in order.
+    public var defaultDirs: [String]
+    /// The parsed /etc/ld.so.cache, if present.
+    public var cache: LdSoCache?
+
+    public init(libToken: String, platform: String, hwcapsSubdirs: [String], defaultDirs: [String], cache: LdSoCache?) {
+        self.libToken = libToken; self.platform = platform; self.hwcapsSubdirs = hwcapsSubdirs
+        self.defaultDirs = defaultDirs; self.cache = cache
+    }
+}
+
+/// A file the loader could map: its path as the loader built it, its identity and its ELF model.
+public struct LoadedFile: Sendable, Hashable {
+    public var path: String
+    public var identity: FileIdentity
+    public var object: ELFObject
+    public init(path: String, identity: FileIdentity, object: ELFObject) {
+        self.path = path; self.identity = identity; self.object = object
+    }
+}
+
+/// What is at a path, as far as the loader is concerned.
+public enum LoaderProbe: Sendable {
+    case missing
+    /// Exists but cannot be loaded (not ELF, corrupt, unreadable); glibc moves on to the next directory.
+    case unusable(reason: String)
+    case object(LoadedFile)
+}
+
+/// The resolver's only window on the filesystem, so the resolution logic stays pure and testable.
+public protocol LoaderFileSystem {
+    func probe(_ path: String) -> LoaderProbe
+}
+
+/// How a DT_NEEDED entry was found; mirrors libtree's tags, plus what libtree does not model.
+public enum SearchSource: String, Sendable, Codable {
+    case path                       // the name contains a slash
+    case rpath                      // DT_RPATH of the loader or inherited up its loader chain
+    case ldLibraryPath = "LD_LIBRARY_PATH"
+    case runpath                    // DT_RUNPATH of the loader itself
+    case ldCache = "ld.so.cache"
+    case defaultPath = "default"
+    case preload = "LD_PRELOAD"
+    case alreadyLoaded = "already-loaded"  // same name or SONAME already in the process
+}
+
+/// The outcome of looking up one DT_NEEDED entry.
+public enum EdgeResult: Sendable, Hashable {
+    /// `rpathOwner` names the object whose RPATH/RUNPATH supplied the directory, when that applies.
+    case found(LoadedFile, via: SearchSource, rpathOwner: String?)
+    /// Every path considered, in order.
+    case missing(tried: [String])
+}
+
+/// One dependency edge: `consumer` needs `name`.
+public struct LoaderEdge: Sendable, Hashable {
+    public var consumer: String
+    public var name: String
+    public var result: EdgeResult
+    public init(consumer: String, name: String, result: EdgeResult) {
+        self.consumer = consumer; self.name = name; self.result = result
+    }
+}
