@@ -24,6 +24,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Benchmark driver for scripts/bench.sh: repeated audits in one process (cache effect).
+        .executableTarget(name: "sentinel-bench", dependencies: ["SentinelCore", "SentinelSystem"]),
         .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem"]),
         .testTarget(name: "SentinelSystemTests", dependencies: ["SentinelCore", "SentinelSystem"]),
         .testTarget(name: "CLITests", dependencies: ["SentinelCore"]),

@@ -48,7 +48,10 @@ public struct ELFObject: Sendable, Hashable, Codable {
         if exports.contains(.provider), embeddedOpenSSL != nil || (soname ?? "").isEmpty { return .provider }
         if let soname, OpenSSLNames.isLibcryptoName(soname) { return .libcrypto }
         if let soname, OpenSSLNames.isLibsslName(soname) { return .libssl }
-        if embeddedOpenSSL?.versionText != nil { return .staticCopy }
+        // The version text alone is not enough: consumers compiled against OpenSSL's headers carry
+        // OPENSSL_VERSION_TEXT too (Debian's _openssl.abi3.so). The OPENSSLDIR/MODULESDIR build strings
+        // only come with libcrypto's own code.
+        if let e = embeddedOpenSSL, e.versionText != nil, e.openSSLDir != nil || e.modulesDir != nil { return .staticCopy }
         return nil
     }
 }

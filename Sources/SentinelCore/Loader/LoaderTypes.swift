@@ -42,10 +42,19 @@ public struct LoaderHost: Sendable {
     public var defaultDirs: [String]
     /// The parsed /etc/ld.so.cache, if present.
     public var cache: LdSoCache?
+    /// Legacy hwcap subfolders glibc before 2.37 still tries after `glibc-hwcaps/…` and before the
+    /// folder itself, in its order and with its repeats (x86-64, glibc 2.36: "tls/x86_64/x86_64",
+    /// "tls/x86_64", "tls/x86_64", "tls", "x86_64/x86_64", "x86_64", "x86_64"). Empty from 2.37 on.
+    public var legacyHwcapsSubdirs: [String]
+    /// The dynamic loader's own path (glibc's RTLD, "/lib64/ld-linux-x86-64.so.2"): mapped into every
+    /// process, so a DT_NEEDED on its SONAME reuses it. A main program's PT_INTERP takes precedence.
+    public var rtldPath: String?
 
-    public init(libToken: String, platform: String, hwcapsSubdirs: [String], defaultDirs: [String], cache: LdSoCache?) {
+    public init(libToken: String, platform: String, hwcapsSubdirs: [String], defaultDirs: [String], cache: LdSoCache?,
+                legacyHwcapsSubdirs: [String] = [], rtldPath: String? = nil) {
         self.libToken = libToken; self.platform = platform; self.hwcapsSubdirs = hwcapsSubdirs
-        self.defaultDirs = defaultDirs; self.cache = cache
+        self.defaultDirs = defaultDirs; self.cache = cache; self.legacyHwcapsSubdirs = legacyHwcapsSubdirs
+        self.rtldPath = rtldPath
     }
 }
 
@@ -70,6 +79,17 @@ public enum LoaderProbe: Sendable {
 /// The resolver's only window on the filesystem, so the resolution logic stays pure and testable.
 public protocol LoaderFileSystem {
     func probe(_ path: String) -> LoaderProbe
+    /// `path` with every symlink resolved (realpath(3)), or nil; the main program's $ORIGIN is the
+    /// folder of its real path, as the kernel reports it in /proc/self/exe.
+    func realPath(_ path: String) -> String?
+    /// The names in folder `path` (an empty set when it does not exist), or nil when it cannot be
+    /// listed; lets the resolver skip probing candidates that cannot exist.
+    func directoryEntries(_ path: String) -> Set<String>?
+}
+
+extension LoaderFileSystem {
+    public func realPath(_ path: String) -> String? { nil }
+    public func directoryEntries(_ path: String) -> Set<String>? { nil }
 }
 
 /// How a DT_NEEDED entry was found; mirrors libtree's tags, plus what libtree does not model.
@@ -97,7 +117,26 @@ public struct LoaderEdge: Sendable, Hashable {
     public var consumer: String
     public var name: String
     public var result: EdgeResult
-    public init(consumer: String, name: String, result: EdgeResult) {
-        self.consumer = consumer; self.name = name; self.result = result
+    /// Candidates that existed but were passed over, as "path (reason)": wrong ELF class or machine,
+    /// not loadable. Also listed in a missing edge's `tried`.
+    public var skipped: [String]
+    public init(consumer: String, name: String, result: EdgeResult, skipped: [String] = []) {
+        self.consumer = consumer; self.name = name; self.result = result; self.skipped = skipped
+    }
+}
+
+extension TargetEnvironment {
+    /// Parses /proc/<pid>/environ (NUL-separated KEY=VALUE): hostile input. Only the kept keys survive;
+    /// other names and all their values are dropped here, before anything can log them.
+    public init(environ bytes: [UInt8], secureExecution: Bool = false) {
+        var kept: [String: String] = [:]
+        for entry in bytes.split(separator: 0, omittingEmptySubsequences: true) {
+            guard let eq = entry.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            let key = String(decoding: entry[entry.startIndex..<eq], as: UTF8.self)
+            guard Self.keptKeys.contains(key) else { continue }
+            // getenv() returns the first definition, so a later duplicate must not win here either.
+            if kept[key] == nil { kept[key] = String(decoding: entry[(eq + 1)...], as: UTF8.self) }
+        }
+        self.init(kept, secureExecution: secureExecution)
     }
 }

@@ -1,0 +1,50 @@
+# crypto-sentinel — build, demo, test, bench. Everything a fresh Debian 12 machine needs is installed here.
+SHELL := /bin/bash
+FIXTURES ?= /tmp/crypto-sentinel-fixtures
+PREFIX ?= /usr/local
+APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev patchelf gcc make python3 python3-venv python3-pip \
+                python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates
+SWIFT_BUILD_FLAGS ?=
+
+.PHONY: setup build release fixtures demo test bench install clean
+
+## setup: install the Debian packages the build, the tests and the demo need (root, or sudo).
+setup:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $$( [ $$(id -u) -eq 0 ] || echo sudo ) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$( [ $$(id -u) -eq 0 ] || echo sudo ) apt-get install -y -qq $$missing; \
+	fi
+
+build:
+	swift build $(SWIFT_BUILD_FLAGS)
+
+release:
+	swift build -c release $(SWIFT_BUILD_FLAGS)
+
+## fixtures: gcc-built ELF trees and real cx_Freeze bundles (PyPI), cached under $(FIXTURES).
+fixtures:
+	scripts/fixtures/elf-trees.sh $(FIXTURES)/elf
+	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
+
+## demo: freeze a real cx_Freeze service with Debian's python3-cryptography and scan it.
+demo: setup release
+	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
+	@echo; echo "\$$ crypto-sentinel scan $(FIXTURES)/cxfreeze/debian"; \
+	.build/release/crypto-sentinel scan $(FIXTURES)/cxfreeze/debian; \
+	echo "(exit status $$? — 1 means findings at or above --fail-on error)"
+
+## test: the whole suite (what .ci/run runs).
+test: setup fixtures
+	SENTINEL_FIXTURES=$(FIXTURES) swift test $(SWIFT_BUILD_FLAGS)
+
+## bench: figures next to scanelf and libtree on the same trees, in the same run.
+bench: setup release fixtures
+	scripts/bench.sh
+
+install: release
+	install -D -m 0755 .build/release/crypto-sentinel $(DESTDIR)$(PREFIX)/bin/crypto-sentinel
+
+clean:
+	rm -rf .build $(FIXTURES)

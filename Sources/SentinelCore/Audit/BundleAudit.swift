@@ -1,0 +1,467 @@
+/// The bundle linkage audit: every bundle finding code of PRODUCT.md, from an inventory and the
+/// loader's view of it under the target's environment. Pure: all I/O goes through `AuditFileSystem`.
+public struct BundleAudit {
+    public var name: String
+    public var inventory: BundleInventory
+    public var environment: TargetEnvironment
+    public var expectFIPS: Bool
+    public var host: LoaderHost
+    public var fileSystem: any AuditFileSystem
+
+    public init(name: String, inventory: BundleInventory, environment: TargetEnvironment, expectFIPS: Bool,
+                host: LoaderHost, fileSystem: any AuditFileSystem) {
+        self.name = name; self.inventory = inventory; self.environment = environment
+        self.expectFIPS = expectFIPS; self.host = host; self.fileSystem = fileSystem
+    }
+
+    /// One resolved OpenSSL DT_NEEDED edge: who needs what, and where it ends.
+    struct Use: Hashable {
+        var consumer: String
+        var name: String
+        var via: SearchSource
+        var rpathOwner: String?
+        var target: LoadedFile
+    }
+
+    struct Missing: Hashable {
+        var consumer: String
+        var name: String
+        var tried: [String]
+    }
+
+    public func run() -> TargetReport {
+        let linkage = resolveLinkage()
+        var findings: [Finding] = []
+        findings += splitFindings(linkage)
+        findings += mangledFindings(linkage)
+        findings += duplicateFindings()
+        findings += orphanFindings(linkage)
+        findings += staticCopyFindings()
+        findings += unresolvedFindings(linkage)
+        findings += skewFindings(linkage)
+        findings += libcryptoEnvironmentFindings(linkage)
+        findings += mixedABIFindings()
+        let opensslFiles = inventory.elfFiles.filter { $0.file.object.openSSLRole != nil }.count
+        return TargetReport(
+            name: name, kind: "bundle", root: inventory.root, environment: environment.values,
+            stats: ["files": inventory.fileCount, "elf_files": inventory.elfFiles.count,
+                    "openssl_files": opensslFiles, "openssl_edges": linkage.uses.count],
+            findings: findings, warnings: inventory.warnings)
+    }
+
+    // MARK: - Linkage
+
+    struct Linkage {
+        var uses: [Use] = []
+        var missing: [Missing] = []
+        /// Every file any load reached through a DT_NEEDED edge.
+        var reached: Set<FileIdentity> = []
+        var mains: [LoadedFile] = []
+    }
+
+    /// Each shared object of the tree dlopen()ed into a process started from each distinct main program
+    /// (a Python extension is loaded that way, and inherits the program's DT_RPATH).
+    func resolveLinkage() -> Linkage {
+        let resolver = LoaderResolver(host: host, environment: environment, fileSystem: fileSystem,
+                                      cwd: inventory.root)
+        var linkage = Linkage()
+        var seenContexts = Set<String>()
+        for f in inventory.elfFiles where f.file.object.isMainProgram {
+            let o = f.file.object
+            let dir = f.file.path.split(separator: "/").dropLast().joined(separator: "/")
+            let key = [dir, o.effectiveRPath ?? "", o.runpath ?? "", o.needed.joined(separator: ",")].joined(separator: "|")
+            if seenContexts.insert(key).inserted { linkage.mains.append(f.file) }
+        }
+        let contexts: [LoadedFile?] = linkage.mains.isEmpty ? [nil] : linkage.mains
+        let roots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject }
+        var uses = Set<Use>(), missing = Set<Missing>()
+        for main in contexts {
+            for root in roots.isEmpty ? [nil] : roots.map(Optional.some) {
+                let load = resolver.loadProcess(main: main, dlopen: root.map { [$0.file] } ?? [])
+                for edge in load.edges {
+                    switch edge.result {
+                    case .found(let target, let via, let owner):
+                        linkage.reached.insert(target.identity)
+                        if target.object.openSSLRole == .libcrypto || target.object.openSSLRole == .libssl {
+                            uses.insert(Use(consumer: edge.consumer, name: edge.name, via: via, rpathOwner: owner, target: target))
+                        }
+                    case .missing(let tried):
+                        if OpenSSLNames.isOpenSSLName(edge.name) {
+                            missing.insert(Missing(consumer: edge.consumer, name: edge.name, tried: tried))
+                        }
+                    }
+                }
+            }
+        }
+        // A reuse of an already loaded object says less than the search that first found it.
+        let searched = Set(uses.filter { $0.via != .alreadyLoaded }.map { [$0.consumer, $0.name, $0.target.path] })
+        linkage.uses = uses.filter { $0.via != .alreadyLoaded || !searched.contains([$0.consumer, $0.name, $0.target.path]) }
+            .sorted { ($0.consumer, $0.name, $0.via.rawValue) < ($1.consumer, $1.name, $1.via.rawValue) }
+        linkage.missing = missing.sorted { ($0.consumer, $0.name) < ($1.consumer, $1.name) }
+        return linkage
+    }
+
+    // MARK: - Findings
+
+    func splitFindings(_ linkage: Linkage) -> [Finding] {
+        var out: [Finding] = []
+        for role in [OpenSSLRole.libcrypto, .libssl] {
+            let uses = linkage.uses.filter { $0.target.object.openSSLRole == role }
+            let byFile = Dictionary(grouping: uses, by: \.target.identity)
+            guard byFile.count > 1 else { continue }
+            let copies = byFile.values
+                .map { group in (group[0].target, group) }
+                .sorted { display($0.0.path) < display($1.0.path) }
+            let list = copies.map { "\(display($0.0.path)) (\(describeVersion($0.0)))" }.joined(separator: " and ")
+            let evidence: JSONValue = .object([
+                "library": .string(role.rawValue),
+                "copies": .array(copies.map { file, group in
+                    .object([
+                        "path": .string(display(file.path)),
+                        "device_inode": .string(file.identity.description),
+                        "soname": JSONValue(file.object.soname),
+                        "version": JSONValue(file.object.embeddedOpenSSL?.version),
+                        "in_bundle": .bool(isInTree(file.path)),
+                        "consumers": .array(group.map { .string(describe($0)) }),
+                    ])
+                }),
+            ])
+            out.append(Finding(
+                code: .splitLibcrypto, target: name,
+                summary: "OpenSSL consumers resolve to \(copies.count) different \(role.rawValue) files: \(list)",
+                evidence: evidence, fix: canonicalFix(linkage, role: role)))
+        }
+        return out
+    }
+
+    func mangledFindings(_ linkage: Linkage) -> [Finding] {
+        var names: [String: (needers: Set<String>, files: Set<String>, versionNeeds: Set<String>)] = [:]
+        for f in inventory.elfFiles {
+            let o = f.file.object
+            for n in o.needed where OpenSSLNames.isMangled(n) { names[n, default: ([], [], [])].needers.insert(f.relativePath) }
+            for n in o.versionNeedFiles where OpenSSLNames.isMangled(n) {
+                names[n, default: ([], [], [])].versionNeeds.insert(f.relativePath)
+            }
+            let base = lastComponent(f.relativePath)
+            if let soname = o.soname, OpenSSLNames.isMangled(soname) { names[soname, default: ([], [], [])].files.insert(f.relativePath) }
+            else if OpenSSLNames.isMangled(base), o.openSSLRole != nil { names[base, default: ([], [], [])].files.insert(f.relativePath) }
+        }
+        return names.keys.sorted().map { mangled in
+            let entry = names[mangled]!
+            let canonical = OpenSSLNames.canonical(forMangled: mangled)!
+            // A .gnu.version_r entry that still names the hashed file after DT_NEEDED was rewritten
+            // means a half-done patchelf run: the loader will reject the symbol versions.
+            let stale = entry.versionNeeds.subtracting(entry.needers).sorted()
+            var parts = ["\(mangled) stands for \(canonical)"]
+            if !entry.needers.isEmpty { parts.append("needed by \(entry.needers.count) file(s)") }
+            if !entry.files.isEmpty { parts.append("shipped as \(entry.files.sorted().joined(separator: ", "))") }
+            if !stale.isEmpty { parts.append(".gnu.version_r still names it in \(stale.joined(separator: ", "))") }
+            return Finding(
+                code: .mangledOpenSSLName, target: name, summary: parts.joined(separator: "; "),
+                evidence: ["name": .string(mangled), "canonical": .string(canonical),
+                           "needed_by": JSONValue(entry.needers.sorted()), "files": JSONValue(entry.files.sorted()),
+                           "stale_version_needs": JSONValue(stale)],
+                fix: canonicalFix(linkage, role: OpenSSLNames.isLibcryptoName(mangled) ? .libcrypto : .libssl,
+                                  only: mangled))
+        }
+    }
+
+    func duplicateFindings() -> [Finding] {
+        var out: [Finding] = []
+        for role in [OpenSSLRole.libcrypto, .libssl] {
+            let copies = inventory.elfFiles.filter { $0.file.object.openSSLRole == role }
+            guard copies.count > 1 else { continue }
+            let first = copies[0]
+            let identical = copies.dropFirst().allSatisfy {
+                $0.size == first.size && fileSystem.contentsEqual(first.file.path, $0.file.path)
+            }
+            let paths = copies.map(\.relativePath)
+            out.append(Finding(
+                code: .duplicateOpenSSLCopy, target: name,
+                summary: "\(copies.count) \(role.rawValue) files with distinct inodes: \(paths.joined(separator: ", "))"
+                    + (identical ? " (byte-identical)" : " (contents differ)"),
+                evidence: ["library": .string(role.rawValue), "byte_identical": .bool(identical),
+                           "copies": .array(copies.map {
+                               ["path": .string($0.relativePath), "device_inode": .string($0.file.identity.description),
+                                "size": .int(Int64($0.size)), "version": JSONValue($0.file.object.embeddedOpenSSL?.version),
+                                "aliases": JSONValue($0.aliases)]
+                           })],
+                fix: ["keep one copy and make every other path a symlink to it, e.g. ln -sf \(lastComponent(paths[0])) <other path>",
+                      "or remove the copies nothing needs (see orphan-openssl-copy)"]))
+        }
+        return out
+    }
+
+    func orphanFindings(_ linkage: Linkage) -> [Finding] {
+        inventory.elfFiles
+            .filter { ($0.file.object.openSSLRole == .libcrypto || $0.file.object.openSSLRole == .libssl)
+                && !linkage.reached.contains($0.file.identity) }
+            .map { f in
+                Finding(code: .orphanOpenSSLCopy, target: name,
+                        summary: "\(f.relativePath) (\(describeVersion(f.file))) is an OpenSSL library no ELF file in the tree needs",
+                        evidence: ["path": .string(f.relativePath), "device_inode": .string(f.file.identity.description),
+                                   "soname": JSONValue(f.file.object.soname), "version": JSONValue(f.file.object.embeddedOpenSSL?.version)],
+                        fix: ["remove \(f.relativePath) unless the product loads it by path at run time"])
+            }
+    }
+
+    func staticCopyFindings() -> [Finding] {
+        inventory.elfFiles.filter { $0.file.object.openSSLRole == .staticCopy }.map { f in
+            let e = f.file.object.embeddedOpenSSL
+            return Finding(
+                code: .staticOpenSSLCopy, target: name,
+                summary: "\(f.relativePath) embeds a statically linked \(e?.versionText ?? "OpenSSL")",
+                evidence: ["path": .string(f.relativePath), "version_text": JSONValue(e?.versionText),
+                           "version": JSONValue(e?.version), "openssldir": JSONValue(e?.openSSLDir),
+                           "modulesdir": JSONValue(e?.modulesDir)],
+                fix: ["build this extension against the bundle's shared libcrypto (e.g. cryptography from source with OPENSSL_DIR, or the distribution's package) so one OpenSSL serves the process",
+                      "if it must stay, configure and test its FIPS state separately: it does not read the shared libcrypto's providers"])
+        }
+    }
+
+    func unresolvedFindings(_ linkage: Linkage) -> [Finding] {
+        Dictionary(grouping: linkage.missing, by: \.name).sorted { $0.key < $1.key }.map { name, misses in
+            let consumers = Array(Set(misses.map { display($0.consumer) })).sorted()
+            return Finding(
+                code: .opensslUnresolved, target: self.name,
+                summary: "\(name) needed by \(consumers.joined(separator: ", ")) resolves to nothing under this environment",
+                evidence: ["name": .string(name), "consumers": JSONValue(consumers),
+                           "tried": JSONValue(misses[0].tried)],
+                fix: OpenSSLNames.canonical(forMangled: name).map {
+                    ["patchelf --replace-needed \(name) \($0) " + consumers.joined(separator: " ")]
+                } ?? ["ship \(name) in the bundle next to its consumer, or set a RUNPATH ($ORIGIN/…) that reaches it"])
+        }
+    }
+
+    func skewFindings(_ linkage: Linkage) -> [Finding] {
+        var out: [Finding] = []
+        var seen = Set<[FileIdentity]>()
+        for use in linkage.uses where use.target.object.openSSLRole == .libcrypto {
+            guard let ssl = linkage.uses.first(where: { $0.target.path == use.consumer && $0.target.object.openSSLRole == .libssl })?.target
+                    ?? inventory.elfFiles.first(where: { $0.file.path == use.consumer && $0.file.object.openSSLRole == .libssl })?.file,
+                  let a = ssl.object.embeddedOpenSSL?.majorMinor, let b = use.target.object.embeddedOpenSSL?.majorMinor, a != b,
+                  seen.insert([ssl.identity, use.target.identity]).inserted else { continue }
+            out.append(Finding(
+                code: .opensslVersionSkew, target: name,
+                summary: "\(display(ssl.path)) is OpenSSL \(a) but resolves \(use.name) to \(display(use.target.path)), OpenSSL \(b)",
+                evidence: ["libssl": .string(display(ssl.path)), "libssl_version": JSONValue(ssl.object.embeddedOpenSSL?.version),
+                           "libcrypto": .string(display(use.target.path)),
+                           "libcrypto_version": JSONValue(use.target.object.embeddedOpenSSL?.version)],
+                fix: ["ship libssl and libcrypto from the same OpenSSL build and make libssl's RUNPATH ($ORIGIN) reach its own libcrypto"]))
+        }
+        return out
+    }
+
+    /// Trust store, modules folder, FIPS module and provider skew, per libcrypto the bundle uses or ships.
+    func libcryptoEnvironmentFindings(_ linkage: Linkage) -> [Finding] {
+        var libs: [LoadedFile] = []
+        var seen = Set<FileIdentity>()
+        for f in linkage.uses.map(\.target) + inventory.elfFiles.map(\.file)
+        where f.object.openSSLRole == .libcrypto && seen.insert(f.identity).inserted { libs.append(f) }
+        var out: [Finding] = []
+        let envModules = environment["OPENSSL_MODULES"]
+        let freezerCA = inventory.otherFiles.first { $0 == "share/certs.pem" }
+        for lib in libs {
+            let e = lib.object.embeddedOpenSSL
+            let where_ = display(lib.path)
+            // Trust store: any one source that exists is enough.
+            var sources: [(String, String?)] = [
+                ("SSL_CERT_FILE", environment["SSL_CERT_FILE"]), ("SSL_CERT_DIR", environment["SSL_CERT_DIR"]),
+                ("compiled-in cert file", e?.certFile ?? e?.openSSLDir.map { $0 + "/cert.pem" }),
+                ("compiled-in cert dir", e?.certDir ?? e?.openSSLDir.map { $0 + "/certs" }),
+            ]
+            // cx_Freeze's ssl hook sets SSL_CERT_FILE to share/certs.pem inside the process at start-up,
+            // which /proc/<pid>/environ never shows.
+            if let ca = freezerCA { sources.append(("frozen runtime's CA bundle", join(inventory.root, ca))) }
+            if e?.openSSLDir != nil, !sources.contains(where: { $0.1.map(fileSystem.exists) ?? false }) {
+                out.append(Finding(
+                    code: .trustStoreMissing, target: name,
+                    summary: "\(where_) finds no CA certificates: none of \(sources.compactMap(\.1).joined(separator: ", ")) exists",
+                    evidence: ["libcrypto": .string(where_), "openssldir": JSONValue(e?.openSSLDir),
+                               "checked": .object(Dictionary(sources.compactMap { k, v in v.map { (k, JSONValue.string($0)) } },
+                                                             uniquingKeysWith: { a, _ in a }))],
+                    fix: ["set SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt (or SSL_CERT_DIR=/etc/ssl/certs) in the service's environment",
+                          "or ship a CA bundle and point SSL_CERT_FILE at it"]))
+            }
+            let modulesDir = envModules ?? e?.modulesDir
+            if envModules == nil, let compiled = e?.modulesDir, !fileSystem.exists(compiled) {
+                out.append(Finding(
+                    code: .modulesDirMissing, target: name,
+                    summary: "\(where_) looks for providers in \(compiled), which does not exist, and OPENSSL_MODULES is unset",
+                    evidence: ["libcrypto": .string(where_), "modulesdir": .string(compiled), "openssldir": JSONValue(e?.openSSLDir)],
+                    fix: ["set OPENSSL_MODULES to a folder holding the providers this libcrypto needs (legacy.so, fips.so) in the service's environment",
+                          "or, if no provider module is wanted, make sure nothing asks for one (cryptography: CRYPTOGRAPHY_OPENSSL_NO_LEGACY=1)"]))
+            }
+            if let dir = modulesDir {
+                let fips = dir + "/fips.so"
+                if expectFIPS, !fileSystem.exists(fips) {
+                    out.append(Finding(
+                        code: .fipsModuleMissing, target: name,
+                        summary: "FIPS expected, but \(where_) will look for \(fips), which does not exist",
+                        evidence: ["libcrypto": .string(where_), "looked_in": .string(dir),
+                                   "from": .string(envModules != nil ? "OPENSSL_MODULES" : "compiled-in MODULESDIR")],
+                        fix: ["install the FIPS provider into \(dir) and run openssl fipsinstall, or point OPENSSL_MODULES at the folder that holds fips.so"]))
+                } else if case .object(let provider) = fileSystem.probe(fips),
+                          let p = provider.object.embeddedOpenSSL?.majorMinor, let c = e?.majorMinor, p != c {
+                    out.append(Finding(
+                        code: .opensslVersionSkew, target: name,
+                        summary: "FIPS provider \(fips) is OpenSSL \(p) but \(where_) is OpenSSL \(c)",
+                        evidence: ["fips_provider": .string(fips), "provider_version": JSONValue(provider.object.embeddedOpenSSL?.version),
+                                   "libcrypto": .string(where_), "libcrypto_version": JSONValue(e?.version)],
+                        fix: ["use the FIPS provider validated for this libcrypto's release line, and rerun crypto-sentinel post to prove it loads"]))
+                }
+            } else if expectFIPS {
+                out.append(Finding(
+                    code: .fipsModuleMissing, target: name,
+                    summary: "FIPS expected, but \(where_) has no compiled-in MODULESDIR and OPENSSL_MODULES is unset",
+                    evidence: ["libcrypto": .string(where_)],
+                    fix: ["set OPENSSL_MODULES to the folder that holds fips.so"]))
+            }
+        }
+        return out
+    }
+
+    func mixedABIFindings() -> [Finding] {
+        var tags: [String: [String]] = [:]
+        for path in inventory.elfFiles.map(\.relativePath) + inventory.otherFiles {
+            if let tag = cpythonTag(lastComponent(path)) { tags[tag, default: []].append(path) }
+        }
+        guard tags.count > 1 else { return [] }
+        let byCount = tags.sorted { ($0.value.count, $1.key) > ($1.value.count, $0.key) }
+        let majority = byCount[0].key
+        let strays = byCount.dropFirst().flatMap(\.value).sorted()
+        return [Finding(
+            code: .mixedPythonABI, target: name,
+            summary: "extension modules for \(tags.count) CPython ABIs: " + byCount.map { "\($0.key) (\($0.value.count))" }.joined(separator: ", "),
+            evidence: .object(["tags": .object(tags.mapValues { JSONValue($0.sorted().prefix(20).map { $0 }) }),
+                               "majority": .string(majority)]),
+            fix: ["remove the leftovers built for another interpreter: rm " + strays.prefix(10).joined(separator: " ")
+                  + (strays.count > 10 ? " …" : "")])]
+    }
+
+    // MARK: - The canonical-soname fix
+
+    /// The patchelf steps of the canonical-soname fix: copy each hashed file to its canonical name,
+    /// set its SONAME, rewrite every consumer's DT_NEEDED (patchelf also rewrites .gnu.version_r),
+    /// make canonical-name consumers reach the bundle's copy, and only then remove the hashed copies.
+    func canonicalFix(_ linkage: Linkage, role: OpenSSLRole, only: String? = nil) -> [String] {
+        let family = role.rawValue
+        let hashed = inventory.elfFiles.filter {
+            guard $0.file.object.openSSLRole == .libcrypto || $0.file.object.openSSLRole == .libssl else { return false }
+            let n = $0.file.object.soname ?? lastComponent($0.relativePath)
+            return OpenSSLNames.isMangled(n) && (only == nil ? OpenSSLNames.family(of: n) == family : n == only)
+        }
+        var steps: [String] = []
+        var removals: [String] = []
+        for h in hashed {
+            let hashedName = h.file.object.soname ?? lastComponent(h.relativePath)
+            guard let canonical = OpenSSLNames.canonical(forMangled: hashedName) else { continue }
+            let dir = h.relativePath.split(separator: "/").dropLast().joined(separator: "/")
+            let target = dir.isEmpty ? canonical : dir + "/" + canonical
+            steps.append("cp -a \(shellQuote(h.relativePath)) \(shellQuote(target))")
+            steps.append("patchelf --set-soname \(canonical) \(shellQuote(target))")
+            let consumers = inventory.elfFiles.filter { $0.file.object.needed.contains(hashedName) }.map(\.relativePath).sorted()
+            for c in consumers { steps.append("patchelf --replace-needed \(hashedName) \(canonical) \(shellQuote(c))") }
+            removals.append("rm \(shellQuote(h.relativePath))")
+            // Consumers that already ask for the canonical name but resolve outside the bundle.
+            for use in linkage.uses where use.name == canonical && !isInTree(use.target.path) && isInTree(use.consumer) {
+                let rel = relativeDir(from: dirOf(use.consumer), to: join(inventory.root, dir))
+                if !reachesViaMainRPath(canonicalDir: join(inventory.root, dir), consumer: use.consumer) {
+                    steps.append("patchelf --add-rpath '$ORIGIN\(rel.isEmpty ? "" : "/" + rel)' \(shellQuote(display(use.consumer)))")
+                }
+            }
+        }
+        if hashed.isEmpty, only == nil {
+            // No hashed copy: point the consumers that leave the bundle at the bundle's copy.
+            let inTree = linkage.uses.first { $0.target.object.openSSLRole == role && isInTree($0.target.path) }?.target
+            if let lib = inTree {
+                for use in linkage.uses where use.target.object.openSSLRole == role && !isInTree(use.target.path) && isInTree(use.consumer) {
+                    let rel = relativeDir(from: dirOf(use.consumer), to: dirOf(lib.path))
+                    steps.append("patchelf --replace-needed \(use.name) \(lib.object.soname ?? lastComponent(lib.path)) \(shellQuote(display(use.consumer)))")
+                    steps.append("patchelf --add-rpath '$ORIGIN\(rel.isEmpty ? "" : "/" + rel)' \(shellQuote(display(use.consumer)))")
+                }
+            } else {
+                steps.append("ship one libcrypto/libssl pair in the bundle and make every consumer's DT_NEEDED and RUNPATH reach it")
+            }
+        }
+        guard !steps.isEmpty else { return [] }
+        return ["cd \(shellQuote(inventory.root))"] + steps + removals
+            + ["crypto-sentinel scan \(shellQuote(inventory.root))   # every consumer must now end in one file"]
+    }
+
+    /// True when the main program's RPATH lists `canonicalDir`, so a consumer without RUNPATH will find the copy there.
+    func reachesViaMainRPath(canonicalDir: String, consumer: String) -> Bool {
+        guard let c = inventory.elfFiles.first(where: { $0.file.path == consumer })?.file.object, c.runpath == nil else { return false }
+        return linkage_mainRPathDirs().contains(normalize(canonicalDir))
+    }
+
+    func linkage_mainRPathDirs() -> Set<String> {
+        var dirs = Set<String>()
+        for f in inventory.elfFiles where f.file.object.isMainProgram {
+            for element in (f.file.object.effectiveRPath ?? "").split(separator: ":") {
+                dirs.insert(normalize(String(element).replacing("${ORIGIN}", with: dirOf(f.file.path))
+                    .replacing("$ORIGIN", with: dirOf(f.file.path))))
+            }
+        }
+        return dirs
+    }
+
+    // MARK: - Presentation helpers
+
+    func isInTree(_ path: String) -> Bool { path == inventory.root || path.hasPrefix(inventory.root + "/") }
+
+    /// In-tree paths relative to the root, the rest absolute.
+    func display(_ path: String) -> String {
+        isInTree(path) ? String(path.dropFirst(inventory.root.count + 1)) : path
+    }
+
+    func describe(_ use: Use) -> String {
+        var how = use.via.rawValue
+        if let owner = use.rpathOwner, use.via == .rpath || use.via == .runpath { how += " of \(display(owner))" }
+        return "\(display(use.consumer)) needs \(use.name) [\(how)]"
+    }
+
+    func describeVersion(_ f: LoadedFile) -> String {
+        let v = f.object.embeddedOpenSSL?.version.map { "OpenSSL \($0)" } ?? "version unknown"
+        return "\(v), \(f.identity)"
+    }
+}
+
+/// `cpython-311` from `_ssl.cpython-311-x86_64-linux-gnu.so`; nil for abi3 and non-extension names.
+func cpythonTag(_ file: String) -> String? {
+    guard file.hasSuffix(".so"), let r = file.firstRange(of: ".cpython-") else { return nil }
+    let digits = file[r.upperBound...].prefix { $0.isNumber }
+    return digits.isEmpty ? nil : "cpython-" + digits
+}
+
+func lastComponent(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }
+func dirOf(_ path: String) -> String {
+    let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropLast()
+    let d = parts.joined(separator: "/")
+    return d.isEmpty ? "/" : d
+}
+func join(_ a: String, _ b: String) -> String { b.isEmpty ? a : (a.hasSuffix("/") ? a + b : a + "/" + b) }
+
+/// Lexical normalisation (no symlinks): collapses ".", ".." and repeated slashes.
+func normalize(_ path: String) -> String {
+    var out: [Substring] = []
+    for part in path.split(separator: "/") {
+        if part == "." { continue }
+        if part == ".." { if !out.isEmpty { out.removeLast() }; continue }
+        out.append(part)
+    }
+    return "/" + out.joined(separator: "/")
+}
+
+/// "../lib" from /b/lib/pkg to /b/lib.
+func relativeDir(from: String, to: String) -> String {
+    let a = normalize(from).split(separator: "/"), b = normalize(to).split(separator: "/")
+    var i = 0
+    while i < a.count, i < b.count, a[i] == b[i] { i += 1 }
+    return (Array(repeating: "..", count: a.count - i) + b[i...].map(String.init)).joined(separator: "/")
+}
+
+func shellQuote(_ s: String) -> String {
+    if !s.isEmpty, s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-+:=@%,".contains($0) }) { return s }
+    return "'" + s.replacing("'", with: "'\\''") + "'"
+}

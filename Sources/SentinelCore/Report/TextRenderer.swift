@@ -1,0 +1,84 @@
+/// Renders a report for a person: each finding like a compiler diagnostic (what, where, evidence,
+/// why it matters, how to fix it).
+public enum TextRenderer {
+    public static func render(_ report: Report) -> String {
+        var out = ""
+        for t in report.targets {
+            let counts = Severity.allCases.reversed().compactMap { s -> String? in
+                let n = t.findings.filter { $0.severity == s }.count
+                return n > 0 ? "\(n) \(s.rawValue)" : nil
+            }
+            out += "\(t.kind) '\(t.name)'" + (t.root.map { " at \($0)" } ?? "") + ": \(t.state.rawValue.uppercased())"
+            out += counts.isEmpty ? " (no findings)\n" : " (\(counts.joined(separator: ", ")))\n"
+            if !t.stats.isEmpty {
+                out += "  " + t.stats.sorted { $0.key < $1.key }.map { "\($0.key.replacing("_", with: " ")): \($0.value)" }
+                    .joined(separator: ", ") + "\n"
+            }
+            out += "  environment: " + (t.environment.isEmpty ? "(no OpenSSL or loader variables)"
+                : t.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) + "\n"
+            for f in t.findings {
+                out += "\n\(f.severity.rawValue)[\(f.code.rawValue)]: \(f.summary)\n"
+                out += "  --> \(t.root ?? t.name)\n"
+                out += evidenceLines(f.evidence, indent: "   = ").joined(separator: "\n") + "\n"
+                if !f.code.why.isEmpty { out += "   = why: \(f.code.why)\n" }
+                if !f.fix.isEmpty {
+                    out += "   = fix:\n" + f.fix.map { "       \($0)" }.joined(separator: "\n") + "\n"
+                }
+            }
+            if !t.warnings.isEmpty {
+                out += "\n\(t.warnings.count) file(s) could not be read (listed, never skipped silently):\n"
+                out += t.warnings.map { "  warning: \($0)" }.joined(separator: "\n") + "\n"
+            }
+            out += "\n"
+        }
+        return out
+    }
+
+    /// "key: value" lines; arrays as "- item" lists, nested objects indented under their key.
+    static func evidenceLines(_ value: JSONValue, indent: String) -> [String] {
+        guard case .object(let fields) = value else { return ["\(indent)\(scalar(value))"] }
+        // Identify first (path, name), then the rest alphabetically.
+        let leading = ["path", "name", "library"]
+        let ordered = fields.sorted { a, b in
+            let ia = leading.firstIndex(of: a.key) ?? leading.count, ib = leading.firstIndex(of: b.key) ?? leading.count
+            return (ia, a.key) < (ib, b.key)
+        }
+        let nested = indent.replacing(/[^ ]/, with: " ") + "    "
+        var lines: [String] = []
+        for (key, v) in ordered {
+            let label = key.replacing("_", with: " ")
+            switch v {
+            case .null: continue
+            case .array(let items) where items.isEmpty: continue
+            case .array(let items):
+                lines.append("\(indent)\(label):")
+                for item in items {
+                    if case .object = item {
+                        let inner = evidenceLines(item, indent: "")
+                        lines.append(nested + "- " + (inner.first ?? ""))
+                        lines += inner.dropFirst().map { nested + "  " + $0 }
+                    } else {
+                        lines.append(nested + "- " + scalar(item))
+                    }
+                }
+            case .object:
+                lines.append("\(indent)\(label):")
+                lines += evidenceLines(v, indent: nested)
+            default:
+                lines.append("\(indent)\(label): \(scalar(v))")
+            }
+        }
+        return lines
+    }
+
+    static func scalar(_ v: JSONValue) -> String {
+        switch v {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .bool(let b): return b ? "yes" : "no"
+        case .null: return "-"
+        case .array(let a): return a.map(scalar).joined(separator: ", ")
+        case .object: return "{…}"
+        }
+    }
+}

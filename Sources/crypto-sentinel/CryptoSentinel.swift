@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import SentinelCore
+
+let toolVersion = "0.1.0"
+
+@main
+struct CryptoSentinel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crypto-sentinel",
+        abstract: "Keeps frozen Python services on exactly one coherent, FIPS-enforcing OpenSSL.",
+        discussion: """
+        Audits bundle trees (ELF linkage, no code executed), live processes (/proc/<pid>/maps), and reruns \
+        the FIPS POST under a service's exact environment. Exit status: 0 nothing at or above --fail-on, \
+        1 findings at or above it, 2 usage, configuration or I/O error.
+        """,
+        version: toolVersion,
+        subcommands: [Scan.self, Inspect.self, Post.self, Daemon.self, Status.self]
+    )
+
+    /// ArgumentParser exits 64 on usage errors; PRODUCT.md's contract is 2.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let exit as ExitCode {
+            Foundation.exit(exit.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { self.exit(withError: error) }  // --help, --version
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(code == .validationFailure || code.rawValue == 64 ? 2 : (code.rawValue == 1 ? 2 : code.rawValue))
+        }
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+extension Severity: ExpressibleByArgument {}
+
+/// Options every reporting subcommand shares.
+struct ReportOptions: ParsableArguments {
+    @Option(help: "Output format: text (for people) or json (one document on stdout).")
+    var format: OutputFormat = .text
+
+    @Option(name: .customLong("fail-on"), help: "Exit 1 when any finding is at or above this severity (info, warning, error, critical).")
+    var failOn: Severity = .error
+}
+
+/// Prints the report and returns the exit status of PRODUCT.md.
+func emit(_ report: Report, options: ReportOptions) -> Int32 {
+    for t in report.targets { for w in t.warnings { warn("\(t.name): \(w)") } }
+    switch options.format {
+    case .json:
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(report)) ?? Data("{}".utf8)
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    case .text:
+        FileHandle.standardOutput.write(Data(TextRenderer.render(report).utf8))
+    }
+    return report.exitStatus(failOn: options.failOn)
+}
+
+func warn(_ line: String) {
+    FileHandle.standardError.write(Data("crypto-sentinel: \(line)\n".utf8))
+}
+
+/// A one-line error on stderr and exit status 2.
+struct Failure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func timestamp() -> String {
+    ISO8601DateFormatter().string(from: Date())
+}
+
+struct NotYet {
+    static func fail(_ name: String) -> Never {
+        warn("'\(name)' is not available yet in this build (see the README's roadmap)")
+        Foundation.exit(2)
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Audit live processes (not available yet).")
+    func run() throws { NotYet.fail("inspect") }
+}
+
+struct Post: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Rerun the FIPS POST under a service's environment (not available yet).")
+    func run() throws { NotYet.fail("post") }
+}
+
+struct Daemon: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the long-running health daemon (not available yet).")
+    func run() throws { NotYet.fail("daemon") }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Query a running daemon over its socket (not available yet).")
+    func run() throws { NotYet.fail("status") }
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import SentinelCore
+import SentinelSystem
+
+struct Scan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Audit a bundle tree's OpenSSL linkage (a release gate for CI; runs no code of the bundle).",
+        discussion: """
+        Reads every ELF file under ROOT with libelf, resolves each DT_NEEDED entry as glibc's loader would \
+        under the target's environment, and reports split libcrypto, hashed names, static and duplicate \
+        copies, missing trust stores and provider folders.
+
+        Examples:
+          crypto-sentinel scan /opt/product
+          crypto-sentinel scan build/exe.linux-x86_64-3.11 --expect-fips --format json --fail-on warning
+          crypto-sentinel scan /opt/product --env OPENSSL_MODULES=/opt/product/lib/ossl-modules
+          crypto-sentinel scan /opt/product --env-from-pid $(pidof product-api)
+        """)
+
+    @Argument(help: "The bundle's top folder (e.g. a cx_Freeze build_exe target dir).")
+    var root: String
+
+    @Option(name: .customLong("env"), help: ArgumentHelp(
+        "A variable of the target's environment, KEY=VALUE (repeatable). Only \(TargetEnvironment.keptKeys.joined(separator: ", ")) are used.",
+        valueName: "KEY=VALUE"))
+    var env: [String] = []
+
+    @Option(name: .customLong("env-from-pid"), help: ArgumentHelp(
+        "Take the OpenSSL and loader variables from /proc/PID/environ (nothing else is read or kept).", valueName: "PID"))
+    var envFromPid: Int32?
+
+    @Flag(name: .customLong("expect-fips"), help: "The bundle must be able to load the FIPS provider.")
+    var expectFIPS = false
+
+    @Option(help: "The target's name in the report (default: the root folder's name).")
+    var name: String?
+
+    @OptionGroup var report: ReportOptions
+
+    func validate() throws {
+        for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
+            throw ValidationError("--env takes KEY=VALUE, got '\(pair)'")
+        }
+    }
+
+    func run() throws {
+        var values: [String: String] = [:]
+        var secure = false
+        if let pid = envFromPid {
+            do {
+                let captured = try ProcessEnvironment.read(pid: pid)
+                values = captured.environment.values
+                secure = captured.environment.secureExecution
+            } catch {
+                warn("--env-from-pid \(pid): \(error)")
+                throw ExitCode(2)
+            }
+        }
+        for pair in env {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = String(parts[0])
+            if !TargetEnvironment.keptKeys.contains(key) {
+                warn("--env \(key): ignored, only \(TargetEnvironment.keptKeys.joined(separator: ", ")) affect the audit")
+            }
+            values[key] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        let absolute = URL(fileURLWithPath: root).standardizedFileURL.path
+        let environment = TargetEnvironment(values, secureExecution: secure)
+        let result: TargetReport
+        do {
+            result = try BundleAuditor(catalog: ELFCatalog()).audit(
+                root: absolute, name: name, environment: environment, expectFIPS: expectFIPS)
+        } catch {
+            warn("\(error)")
+            throw ExitCode(2)
+        }
+        let doc = Report(command: "scan", toolVersion: toolVersion, generatedAt: timestamp(), targets: [result])
+        throw ExitCode(emit(doc, options: report))
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import SentinelCore
+@testable import SentinelSystem
+import Testing
+
+/// The tree walk and the stat-keyed catalog on real files.
+@Suite struct BundleScannerTests {
+    func scratchTree() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("scanner-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/lib", withIntermediateDirectories: true)
+        for name in ["a.so", "b.so", "c.so"] {
+            try FileManager.default.copyItem(atPath: "/usr/lib/x86_64-linux-gnu/libz.so.1", toPath: dir + "/lib/" + name)
+        }
+        try "print(1)\n".write(toFile: dir + "/lib/app.py", atomically: false, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/lib/alias.so", withDestinationPath: "a.so")
+        return dir
+    }
+
+    @Test func fileVanishingBetweenWalkAndReadIsOneWarning() throws {
+        let root = try scratchTree()
+        let walk = try TreeWalker.walk(root: root)
+        try FileManager.default.removeItem(atPath: root + "/lib/b.so")
+        let inventory = BundleScanner().inventory(root: root, entries: walk.entries, warnings: walk.warnings)
+        #expect(inventory.warnings == ["lib/b.so: vanished during the scan"])
+        #expect(inventory.elfFiles.map(\.relativePath).sorted() == ["lib/a.so", "lib/c.so"])
+    }
+
+    @Test func fileReplacedBetweenWalkAndReadIsOneWarning() throws {
+        let root = try scratchTree()
+        let walk = try TreeWalker.walk(root: root)
+        // A new inode at the same path, as an upgrade's rename() leaves it.
+        try FileManager.default.copyItem(atPath: root + "/lib/c.so", toPath: root + "/lib/c.so.new")
+        _ = rename(root + "/lib/c.so.new", root + "/lib/c.so")
+        let inventory = BundleScanner().inventory(root: root, entries: walk.entries, warnings: walk.warnings)
+        #expect(inventory.warnings == ["lib/c.so: replaced during the scan"])
+    }
+
+    @Test func symlinkedFilesAreAliasesOfOneFile() throws {
+        let root = try scratchTree()
+        let inventory = try BundleScanner().inventory(root: root)
+        let a = try #require(inventory.elfFiles.first { $0.relativePath == "lib/a.so" })
+        #expect(a.aliases == ["lib/alias.so"])
+        #expect(inventory.elfFiles.count == 3)
+        #expect(inventory.otherFiles == ["lib/app.py"])
+        #expect(inventory.fileCount == 5)
+    }
+
+    @Test func unchangedFilesAreReadOnceAndChangedOnesAgain() throws {
+        let root = try scratchTree()
+        let catalog = ELFCatalog()
+        let first = try BundleScanner(catalog: catalog).inventory(root: root)
+        #expect(catalog.count == 4)  // three ELF files and app.py (not ELF), each by identity
+        // Make a.so a different ELF in place (same inode, new size and mtime): it must be read again.
+        let libssl = try Data(contentsOf: URL(fileURLWithPath: "/usr/lib/x86_64-linux-gnu/libssl.so.3"))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: root + "/lib/a.so"))
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: libssl)
+        try handle.close()
+        let second = try BundleScanner(catalog: catalog).inventory(root: root)
+        let before = first.elfFiles.first { $0.relativePath == "lib/a.so" }?.file.object.soname
+        let after = second.elfFiles.first { $0.relativePath == "lib/a.so" }?.file.object.soname
+        #expect(before == "libz.so.1")
+        #expect(after == "libssl.so.3")
+        #expect(catalog.count == 4)
+    }
+
+    @Test func rootErrorsAreOneLine() throws {
+        #expect(throws: ScanError.self) { try TreeWalker.walk(root: "/nonexistent") }
+        do {
+            _ = try TreeWalker.walk(root: "/etc/hostname")
+            Issue.record("a file is not a tree")
+        } catch {
+            #expect(error.description == "cannot scan /etc/hostname: not a directory")
+        }
+    }
+
+    @Test func environFiltersToOpenSSLAndLoaderVariables() throws {
+        let bytes = Array("API_TOKEN=secret\0OPENSSL_CONF=/etc/fips.cnf\0LD_LIBRARY_PATH=/opt/a:/opt/b\0OPENSSL_CONF=/later\0garbage\0=x\0".utf8)
+        let env = TargetEnvironment(environ: bytes)
+        #expect(env.values == ["OPENSSL_CONF": "/etc/fips.cnf", "LD_LIBRARY_PATH": "/opt/a:/opt/b"])
+        #expect(env.libraryPath == ["/opt/a", "/opt/b"])
+        #expect(TargetEnvironment(environ: bytes, secureExecution: true).libraryPath == [])
+        let own = try ProcessEnvironment.read(pid: getpid())
+        #expect(Set(own.environment.values.keys).isSubset(of: Set(TargetEnvironment.keptKeys)))
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Benchmarks (not tests): crypto-sentinel's full bundle audit next to scanelf and libtree on the same
+# trees in the same run, as ratios (the machines are noisy), with peak RSS.
+#   - /usr/lib/x86_64-linux-gnu and a generated 20,000-file bundle
+#   - crypto-sentinel scan (fresh process) vs `scanelf -qR -n -r -S` and `libtree` over the tree's ELF files
+#   - an unchanged tree rescanned in the same process (the stat-keyed cache) vs the first scan
+# Needs: make release (or swift build -c release), pax-utils, libtree, hyperfine, GNU time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FIXTURES=${FIXTURES:-/tmp/crypto-sentinel-fixtures}
+BIN=${BIN:-.build/release/crypto-sentinel}
+BENCH=${BENCH_BIN:-.build/release/sentinel-bench}
+RUNS=${RUNS:-5}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || swift build -c release >/dev/null
+scripts/fixtures/cxfreeze-bundles.sh "$FIXTURES/cxfreeze"
+scripts/make-big-bundle.sh "$FIXTURES/cxfreeze/debian" "$FIXTURES/big-bundle" 20000
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+
+median() { # hyperfine JSON → median seconds
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$1"; }
+rss() { /usr/bin/time -f %M "$@" >/dev/null 2>"$TMP/rss" || true; tail -1 "$TMP/rss"; }
+
+for TREE in /usr/lib/x86_64-linux-gnu "$FIXTURES/big-bundle"; do
+  files=$(find "$TREE" -type f | wc -l)
+  scanelf -qR -F '%F' "$TREE" 2>/dev/null | sort -u > "$TMP/elfs" || true
+  grep -E '\.so' "$TMP/elfs" > "$TMP/libs" || true
+  echo "== $TREE ($files files, $(wc -l < "$TMP/elfs") ELF)"
+  hyperfine -N -w 1 -r "$RUNS" --export-json "$TMP/scanelf.json" "scanelf -qR -n -r -S $TREE" >/dev/null 2>&1 \
+    || hyperfine -w 1 -r "$RUNS" -i --export-json "$TMP/scanelf.json" "scanelf -qR -n -r -S $TREE >/dev/null" >/dev/null
+  hyperfine -w 1 -r "$RUNS" -i --export-json "$TMP/libtree.json" "xargs -a $TMP/libs libtree >/dev/null 2>&1" >/dev/null
+  hyperfine -w 1 -r "$RUNS" -i --export-json "$TMP/sentinel.json" "$BIN scan $TREE --format json >/dev/null 2>&1" >/dev/null
+  s=$(median "$TMP/scanelf.json"); l=$(median "$TMP/libtree.json"); c=$(median "$TMP/sentinel.json")
+  rs=$(rss scanelf -qR -n -r -S "$TREE"); rl=$(rss xargs -a "$TMP/libs" libtree); rc=$(rss "$BIN" scan "$TREE" --format json)
+  "$BENCH" "$TREE" 3 > "$TMP/repeat"
+  first=$(awk 'NR==1{print $4}' "$TMP/repeat"); again=$(awk 'NR==3{print $4}' "$TMP/repeat")
+  python3 - "$s" "$l" "$c" "$rs" "$rl" "$rc" "$first" "$again" <<'PY'
+import sys
+s, l, c = map(float, sys.argv[1:4]); rs, rl, rc = sys.argv[4:7]; first, again = map(float, sys.argv[7:9])
+print(f"  scanelf -qR -n -r -S   {s*1000:8.1f} ms  peak RSS {int(rs)/1024:6.1f} MiB   (1.00x)")
+print(f"  libtree (ELF files)    {l*1000:8.1f} ms  peak RSS {int(rl)/1024:6.1f} MiB   ({l/s:.2f}x scanelf)")
+print(f"  crypto-sentinel scan   {c*1000:8.1f} ms  peak RSS {int(rc)/1024:6.1f} MiB   ({c/s:.2f}x scanelf; target <= 1.5x)")
+print(f"  rescan, same process   {again:8.1f} ms vs first {first:.1f} ms   ({again/first:.2f}x; target <= 0.2x)")
+PY
+done
