@@ -30,7 +30,32 @@ public enum CatalogEntry: Sendable {
 /// unchanged tree is rescanned with stat() alone. Shared by scans in one process (the daemon).
 public final class ELFCatalog: Sendable {
     private let entries = Mutex<[FileIdentity: (FileStamp, CatalogEntry)]>([:])
+    /// Byte-comparison results for pairs of unchanged files (duplicate copies are compared once).
+    private let comparisons = Mutex<[[FileStamp]: Bool]>([:])
     public init() {}
+
+    public func contentsEqual(_ a: (path: String, stamp: FileStamp), _ b: (path: String, stamp: FileStamp)) -> Bool {
+        if a.stamp.size != b.stamp.size { return false }
+        let key = [a.stamp, b.stamp].sorted { ($0.identity.device, $0.identity.inode) < ($1.identity.device, $1.identity.inode) }
+        if let hit = comparisons.withLock({ $0[key] }) { return hit }
+        let equal = Self.compareBytes(a.path, b.path)
+        comparisons.withLock { $0[key] = equal }
+        return equal
+    }
+
+    static func compareBytes(_ a: String, _ b: String) -> Bool {
+        let fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC)
+        defer { if fa >= 0 { close(fa) }; if fb >= 0 { close(fb) } }
+        guard fa >= 0, fb >= 0 else { return false }
+        let size = 1 << 16
+        var bufA = [UInt8](repeating: 0, count: size), bufB = [UInt8](repeating: 0, count: size)
+        while true {
+            let na = Glibc.read(fa, &bufA, size), nb = Glibc.read(fb, &bufB, size)
+            if na != nb || na < 0 { return false }
+            if na == 0 { return true }
+            if memcmp(bufA, bufB, na) != 0 { return false }
+        }
+    }
 
     public var count: Int { entries.withLock { $0.count } }
 
@@ -218,16 +243,8 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
     public func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
     public func contentsEqual(_ a: String, _ b: String) -> Bool {
-        let fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC)
-        defer { if fa >= 0 { close(fa) }; if fb >= 0 { close(fb) } }
-        guard fa >= 0, fb >= 0 else { return false }
-        let size = 1 << 16
-        var bufA = [UInt8](repeating: 0, count: size), bufB = [UInt8](repeating: 0, count: size)
-        while true {
-            let na = read(fa, &bufA, size), nb = read(fb, &bufB, size)
-            if na != nb || na < 0 { return false }
-            if na == 0 { return true }
-            if memcmp(bufA, bufB, na) != 0 { return false }
-        }
+        var sa = stat(), sb = stat()
+        guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
+        return catalog.contentsEqual((a, FileStamp(sa)), (b, FileStamp(sb)))
     }
 }

@@ -95,6 +95,19 @@ import Testing
         #expect(missing.evidence["looked_in"]?.stringValue == "/nonexistent/ossl-modules")
     }
 
+    /// A consumer built against OpenSSL 3.5 that resolves to a 3.0 libcrypto: its version node is missing.
+    @Test func missingVersionNodeIsSkewTheLoaderRefuses() throws {
+        let root = try Fixtures.elf("version-nodes")
+        let r = try Sentinel.run(["scan", root, "--format", "json"])
+        let skew = try #require(r.findings(.opensslVersionSkew).first)
+        #expect(skew.evidence["consumer"]?.stringValue == "lib/_new.so")
+        #expect(skew.evidence["missing_versions"] == ["OPENSSL_3.5.0"])
+        // The real loader agrees (our own gcc fixture, safe to load).
+        let load = try Sentinel.shell(["python3", "-c", "import ctypes; ctypes.CDLL('\(root)/lib/_new.so')"])
+        #expect(load.status != 0)
+        #expect(load.stderr.contains("version `OPENSSL_3.5.0' not found"))
+    }
+
     @Test func brokenFilesAreOneLineWarningsNeverACrash() throws {
         let root = try Fixtures.elf("broken")
         let r = try Sentinel.run(["scan", root, "--format", "json"])

@@ -8,8 +8,10 @@ import Testing
     func scratchTree() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("scanner-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir + "/lib", withIntermediateDirectories: true)
+        // libz.so.1 is a symlink: copy the file it names.
+        let libz = URL(fileURLWithPath: "/usr/lib/x86_64-linux-gnu/libz.so.1").resolvingSymlinksInPath().path
         for name in ["a.so", "b.so", "c.so"] {
-            try FileManager.default.copyItem(atPath: "/usr/lib/x86_64-linux-gnu/libz.so.1", toPath: dir + "/lib/" + name)
+            try FileManager.default.copyItem(atPath: libz, toPath: dir + "/lib/" + name)
         }
         try "print(1)\n".write(toFile: dir + "/lib/app.py", atomically: false, encoding: .utf8)
         try FileManager.default.createSymbolicLink(atPath: dir + "/lib/alias.so", withDestinationPath: "a.so")

@@ -75,14 +75,27 @@ public struct BundleAudit {
         let contexts: [LoadedFile?] = linkage.mains.isEmpty ? [nil] : linkage.mains
         let roots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject }
         var uses = Set<Use>(), missing = Set<Missing>()
+        // Most edges (the main program's closure, system libraries) repeat in every root's load:
+        // look at each (consumer, name, outcome) once, and at each file's role once.
+        struct EdgeKey: Hashable { var consumer: String; var name: String; var target: FileIdentity? }
+        var seenEdges = Set<EdgeKey>()
+        var isOpenSSL: [FileIdentity: Bool] = [:]
         for main in contexts {
             for root in roots.isEmpty ? [nil] : roots.map(Optional.some) {
                 let load = resolver.loadProcess(main: main, dlopen: root.map { [$0.file] } ?? [])
                 for edge in load.edges {
+                    let target: FileIdentity? = if case .found(let f, _, _) = edge.result { f.identity } else { nil }
+                    guard seenEdges.insert(EdgeKey(consumer: edge.consumer, name: edge.name, target: target)).inserted else { continue }
                     switch edge.result {
                     case .found(let target, let via, let owner):
                         linkage.reached.insert(target.identity)
-                        if target.object.openSSLRole == .libcrypto || target.object.openSSLRole == .libssl {
+                        let openssl = isOpenSSL[target.identity] ?? {
+                            let role = target.object.openSSLRole
+                            let yes = role == .libcrypto || role == .libssl
+                            isOpenSSL[target.identity] = yes
+                            return yes
+                        }()
+                        if openssl {
                             uses.insert(Use(consumer: edge.consumer, name: edge.name, via: via, rpathOwner: owner, target: target))
                         }
                     case .missing(let tried):
@@ -120,7 +133,7 @@ public struct BundleAudit {
                         "path": .string(display(file.path)),
                         "device_inode": .string(file.identity.description),
                         "soname": JSONValue(file.object.soname),
-                        "version": JSONValue(file.object.embeddedOpenSSL?.version),
+                        "version": JSONValue(file.object.embeddedOpenSSL?.version ?? file.object.opensslVersionNodeLine.map { $0 + ".x" }),
                         "in_bundle": .bool(isInTree(file.path)),
                         "consumers": .array(group.map { .string(describe($0)) }),
                     ])
@@ -233,24 +246,43 @@ public struct BundleAudit {
         }
     }
 
+    /// libssl and libcrypto from different release lines, and consumers whose symbol versions the
+    /// libcrypto they resolve to does not define (the loader then refuses to load them).
     func skewFindings(_ linkage: Linkage) -> [Finding] {
         var out: [Finding] = []
-        var seen = Set<[FileIdentity]>()
+        var seen = Set<[String]>()
+        let objects = Dictionary(inventory.elfFiles.map { ($0.file.path, $0.file.object) }, uniquingKeysWith: { a, _ in a })
+            .merging(linkage.uses.map { ($0.target.path, $0.target.object) }, uniquingKeysWith: { a, _ in a })
         for use in linkage.uses where use.target.object.openSSLRole == .libcrypto {
-            guard let ssl = linkage.uses.first(where: { $0.target.path == use.consumer && $0.target.object.openSSLRole == .libssl })?.target
-                    ?? inventory.elfFiles.first(where: { $0.file.path == use.consumer && $0.file.object.openSSLRole == .libssl })?.file,
-                  let a = ssl.object.embeddedOpenSSL?.majorMinor, let b = use.target.object.embeddedOpenSSL?.majorMinor, a != b,
-                  seen.insert([ssl.identity, use.target.identity]).inserted else { continue }
+            guard let consumer = objects[use.consumer] else { continue }
+            let needed = consumer.neededVersions[use.name] ?? []
+            let defined = Set(use.target.object.definedVersions)
+            let missing = defined.isEmpty ? [] : needed.filter { !defined.contains($0) }
+            if !missing.isEmpty, seen.insert([use.consumer, use.target.path]).inserted {
+                out.append(Finding(
+                    code: .opensslVersionSkew, target: name,
+                    summary: "\(display(use.consumer)) needs \(missing.joined(separator: ", ")) from \(use.name), which \(display(use.target.path)) (\(describeVersion(use.target))) does not define: the loader will refuse it",
+                    evidence: ["consumer": .string(display(use.consumer)), "libcrypto": .string(display(use.target.path)),
+                               "missing_versions": JSONValue(missing), "libcrypto_versions": JSONValue(use.target.object.definedVersions)],
+                    fix: ["make \(display(use.consumer)) resolve \(use.name) to the libcrypto it was built against (ship it in the bundle and reach it by RUNPATH $ORIGIN)"]))
+                continue
+            }
+            guard consumer.openSSLRole == .libssl,
+                  let a = releaseLine(consumer), let b = releaseLine(use.target.object), a != b,
+                  seen.insert([use.consumer, use.target.path]).inserted else { continue }
             out.append(Finding(
                 code: .opensslVersionSkew, target: name,
-                summary: "\(display(ssl.path)) is OpenSSL \(a) but resolves \(use.name) to \(display(use.target.path)), OpenSSL \(b)",
-                evidence: ["libssl": .string(display(ssl.path)), "libssl_version": JSONValue(ssl.object.embeddedOpenSSL?.version),
+                summary: "\(display(use.consumer)) is OpenSSL \(a) but resolves \(use.name) to \(display(use.target.path)), OpenSSL \(b)",
+                evidence: ["libssl": .string(display(use.consumer)), "libssl_version": .string(consumer.embeddedOpenSSL?.version ?? a),
                            "libcrypto": .string(display(use.target.path)),
-                           "libcrypto_version": JSONValue(use.target.object.embeddedOpenSSL?.version)],
+                           "libcrypto_version": .string(use.target.object.embeddedOpenSSL?.version ?? b)],
                 fix: ["ship libssl and libcrypto from the same OpenSSL build and make libssl's RUNPATH ($ORIGIN) reach its own libcrypto"]))
         }
         return out
     }
+
+    /// "3.5": from the version text, else from the newest OPENSSL_x.y version node.
+    func releaseLine(_ o: ELFObject) -> String? { o.embeddedOpenSSL?.majorMinor ?? o.opensslVersionNodeLine }
 
     /// Trust store, modules folder, FIPS module and provider skew, per libcrypto the bundle uses or ships.
     func libcryptoEnvironmentFindings(_ linkage: Linkage) -> [Finding] {
@@ -353,6 +385,11 @@ public struct BundleAudit {
         }
         var steps: [String] = []
         var removals: [String] = []
+        var consumersByNeeded: [String: [String]] = [:]
+        if !hashed.isEmpty {
+            for f in inventory.elfFiles { for n in f.file.object.needed { consumersByNeeded[n, default: []].append(f.relativePath) } }
+        }
+        let mainRPathDirs = mainRPathDirs()
         for h in hashed {
             let hashedName = h.file.object.soname ?? lastComponent(h.relativePath)
             guard let canonical = OpenSSLNames.canonical(forMangled: hashedName) else { continue }
@@ -360,13 +397,13 @@ public struct BundleAudit {
             let target = dir.isEmpty ? canonical : dir + "/" + canonical
             steps.append("cp -a \(shellQuote(h.relativePath)) \(shellQuote(target))")
             steps.append("patchelf --set-soname \(canonical) \(shellQuote(target))")
-            let consumers = inventory.elfFiles.filter { $0.file.object.needed.contains(hashedName) }.map(\.relativePath).sorted()
+            let consumers = (consumersByNeeded[hashedName] ?? []).sorted()
             for c in consumers { steps.append("patchelf --replace-needed \(hashedName) \(canonical) \(shellQuote(c))") }
             removals.append("rm \(shellQuote(h.relativePath))")
             // Consumers that already ask for the canonical name but resolve outside the bundle.
             for use in linkage.uses where use.name == canonical && !isInTree(use.target.path) && isInTree(use.consumer) {
                 let rel = relativeDir(from: dirOf(use.consumer), to: join(inventory.root, dir))
-                if !reachesViaMainRPath(canonicalDir: join(inventory.root, dir), consumer: use.consumer) {
+                if !reachesViaMainRPath(canonicalDir: join(inventory.root, dir), consumer: use.consumer, mainRPathDirs: mainRPathDirs) {
                     steps.append("patchelf --add-rpath '$ORIGIN\(rel.isEmpty ? "" : "/" + rel)' \(shellQuote(display(use.consumer)))")
                 }
             }
@@ -390,12 +427,13 @@ public struct BundleAudit {
     }
 
     /// True when the main program's RPATH lists `canonicalDir`, so a consumer without RUNPATH will find the copy there.
-    func reachesViaMainRPath(canonicalDir: String, consumer: String) -> Bool {
+    func reachesViaMainRPath(canonicalDir: String, consumer: String, mainRPathDirs: Set<String>) -> Bool {
         guard let c = inventory.elfFiles.first(where: { $0.file.path == consumer })?.file.object, c.runpath == nil else { return false }
-        return linkage_mainRPathDirs().contains(normalize(canonicalDir))
+        return mainRPathDirs.contains(normalize(canonicalDir))
     }
 
-    func linkage_mainRPathDirs() -> Set<String> {
+    /// The folders the main programs' DT_RPATH lists, $ORIGIN expanded.
+    func mainRPathDirs() -> Set<String> {
         var dirs = Set<String>()
         for f in inventory.elfFiles where f.file.object.isMainProgram {
             for element in (f.file.object.effectiveRPath ?? "").split(separator: ":") {
@@ -422,7 +460,8 @@ public struct BundleAudit {
     }
 
     func describeVersion(_ f: LoadedFile) -> String {
-        let v = f.object.embeddedOpenSSL?.version.map { "OpenSSL \($0)" } ?? "version unknown"
+        let v = f.object.embeddedOpenSSL?.version.map { "OpenSSL \($0)" }
+            ?? f.object.opensslVersionNodeLine.map { "OpenSSL \($0).x" } ?? "version unknown"
         return "\(v), \(f.identity)"
     }
 }
@@ -462,6 +501,9 @@ func relativeDir(from: String, to: String) -> String {
 }
 
 func shellQuote(_ s: String) -> String {
-    if !s.isEmpty, s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-+:=@%,".contains($0) }) { return s }
+    let safe: (UInt8) -> Bool = { b in
+        (b >= 97 && b <= 122) || (b >= 65 && b <= 90) || (b >= 48 && b <= 57) || "/._-+:=@%,".utf8.contains(b)
+    }
+    if !s.isEmpty, s.utf8.allSatisfy(safe) { return s }
     return "'" + s.replacing("'", with: "'\\''") + "'"
 }

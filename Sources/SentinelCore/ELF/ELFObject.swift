@@ -19,6 +19,10 @@ public struct ELFObject: Sendable, Hashable, Codable {
     public var noDefaultLib: Bool
     /// The file names listed in `.gnu.version_r` (patchelf --replace-needed must rewrite these too).
     public var versionNeedFiles: [String]
+    /// Version nodes needed per file of `.gnu.version_r` (e.g. "libcrypto.so.3": ["OPENSSL_3.0.0", "OPENSSL_3.5.0"]).
+    public var neededVersions: [String: [String]] = [:]
+    /// Version nodes this object defines in `.gnu.version_d` (the base entry left out).
+    public var definedVersions: [String] = []
     /// OpenSSL entry points this object defines in its dynamic symbol table.
     public var exports: OpenSSLExports
     /// OpenSSL build strings found in the read-only data (version text, OPENSSLDIR, MODULESDIR…).
@@ -36,6 +40,18 @@ public struct ELFObject: Sendable, Hashable, Codable {
 
     /// The RPATH glibc honours: ignored entirely when the object also has a RUNPATH.
     public var effectiveRPath: String? { runpath == nil ? rpath : nil }
+
+    /// The newest OpenSSL release line this object's symbol versions name ("3.5" for OPENSSL_3.5.0):
+    /// libssl carries no version text, but its version nodes tell its release line.
+    public var opensslVersionNodeLine: String? {
+        let lines = definedVersions.compactMap { node -> [Int]? in
+            guard node.hasPrefix("OPENSSL_") else { return nil }
+            let parts = node.dropFirst(8).split(separator: ".").compactMap { Int($0) }
+            return parts.count >= 2 ? Array(parts.prefix(2)) : nil
+        }
+        guard let newest = lines.max(by: { $0.lexicographicallyPrecedes($1) }) else { return nil }
+        return "\(newest[0]).\(newest[1])"
+    }
 
     /// A program the kernel starts (has an interpreter and is not itself a library).
     public var isMainProgram: Bool { interpreter != nil && soname == nil }

@@ -6,13 +6,26 @@ public enum OpenSSLNames {
 
     /// "libcrypto" or "libssl" for `libcrypto.so`, `libcrypto.so.3`, `libcrypto-27e744a7.so.3`, else nil.
     public static func family(of name: String) -> String? {
-        let base = name.split(separator: "/").last.map(String.init) ?? name
-        for family in ["libcrypto", "libssl"] where base.hasPrefix(family) {
-            let rest = base.dropFirst(family.count)
-            if rest.hasPrefix(".so") { return family }
-            if rest.hasPrefix("-"), mangledSuffix(rest.dropFirst()) != nil { return family }
+        // Hot path (every edge of every audit): no allocation, bytes only.
+        let utf8 = name.utf8
+        let start = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8.index(after: $0) } ?? utf8.startIndex
+        let base = utf8[start...]
+        for (family, bytes) in families where base.starts(with: bytes) {
+            let rest = base.dropFirst(bytes.count)
+            if rest.starts(with: dotSo) { return family }
+            if rest.first == UInt8(ascii: "-") {
+                let afterDash = rest.dropFirst()
+                let hex = afterDash.prefix { isHex($0) }
+                if hex.count >= 6, afterDash.dropFirst(hex.count).starts(with: dotSo) { return family }
+            }
         }
         return nil
+    }
+
+    private static let families: [(String, [UInt8])] = [("libcrypto", Array("libcrypto".utf8)), ("libssl", Array("libssl".utf8))]
+    private static let dotSo = Array(".so".utf8)
+    private static func isHex(_ b: UInt8) -> Bool {
+        (b >= 48 && b <= 57) || (b >= 97 && b <= 102) || (b >= 65 && b <= 70)
     }
 
     /// The canonical name a mangled one stands for (`libcrypto-27e744a7.so.3` → `libcrypto.so.3`), or nil

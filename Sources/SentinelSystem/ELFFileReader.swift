@@ -1,0 +1,608 @@
+import CLibElf
+import Glibc
+import SentinelCore
+
+/// Why an ELF file could not be read. `description` is one line, without the path (the caller adds it).
+public enum ELFReadError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// stat(2) or open(2) failed.
+    case cannotOpen(errno: Int32)
+    /// fstat(2) or pread(2) failed on an open file.
+    case cannotRead(errno: Int32)
+    /// Shorter than its own ELF header.
+    case truncatedHeader
+    /// A table or segment the header points to runs past the end of the file.
+    case truncated(what: String, end: UInt64, fileSize: UInt64)
+    /// libelf (or a bounds check) refused a structure; `reason` is usually elf_errmsg text.
+    case corrupt(what: String, reason: String)
+
+    public var description: String {
+        let text: String
+        switch self {
+        case .cannotOpen(let code): text = "cannot open: \(Self.errnoText(code))"
+        case .cannotRead(let code): text = "cannot read: \(Self.errnoText(code))"
+        case .truncatedHeader: text = "truncated ELF header"
+        case .truncated(let what, let end, let size): text = "truncated: \(what) ends at byte \(end), file has \(size)"
+        case .corrupt(let what, let reason): text = "corrupt \(what): \(reason)"
+        }
+        // Reasons end up in one-line warnings; libelf text never has newlines, but be sure.
+        return String(text.map { $0.isNewline ? " " : $0 })
+    }
+
+    public var isPermissionDenied: Bool {
+        switch self {
+        case .cannotOpen(let code), .cannotRead(let code): code == EACCES || code == EPERM
+        default: false
+        }
+    }
+
+    private static func errnoText(_ code: Int32) -> String {
+        guard let text = strerror(code) else { return "errno \(code)" }
+        return String(cString: text)
+    }
+}
+
+/// Reads the loader-relevant facts and OpenSSL markers out of an ELF file with libelf. Never loads it.
+public enum ELFFileReader {
+    /// elf_version must run once before any other libelf call; a static let is a thread-safe once.
+    private static let libelfReady: Bool = elf_version(UInt32(EV_CURRENT)) != UInt32(EV_NONE)
+
+    /// Returns nil when the file is not ELF at all (first 4 bytes are not \x7fELF) or is not a regular
+    /// file. Throws with a one-line reason for a corrupt or truncated ELF, or an open/read error.
+    public static func read(path: String) throws(ELFReadError) -> ELFObject? {
+        // stat before open: opening a device or socket can have side effects or fail noisily.
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw .cannotOpen(errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFREG else { return nil }
+        // O_NONBLOCK: if the path was swapped for a FIFO since stat, open must not wait for a writer.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+        guard fd >= 0 else { throw .cannotOpen(errno: errno) }
+        defer { close(fd) }
+        return try read(fd: fd, path: path)
+    }
+
+    /// Same, from an already open file descriptor, which stays open. `path` is never reopened, and errors
+    /// do not repeat it (the caller prefixes it to the reason).
+    public static func read(fd: Int32, path: String) throws(ELFReadError) -> ELFObject? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .cannotRead(errno: errno) }
+        guard st.st_mode & S_IFMT == S_IFREG else { return nil }
+        let fileSize = UInt64(max(st.st_size, 0))
+
+        var ident = [UInt8](repeating: 0, count: 64)
+        let got = ident.withUnsafeMutableBytes { buf -> Int in
+            while true {
+                let n = pread(fd, buf.baseAddress, buf.count, 0)
+                if n >= 0 || errno != EINTR { return n }
+            }
+        }
+        guard got >= 0 else { throw .cannotRead(errno: errno) }
+        guard got >= 4, ident[0] == 0x7f, ident[1] == 0x45, ident[2] == 0x4c, ident[3] == 0x46 else { return nil }
+        let headerSize: Int
+        switch Int32(got >= 5 ? ident[Int(EI_CLASS)] : 0) {
+        case ELFCLASS32: headerSize = 52
+        case ELFCLASS64: headerSize = 64
+        default:
+            if got < Int(EI_NIDENT) { throw .truncatedHeader }
+            throw .corrupt(what: "ELF identification", reason: "unknown class \(ident[Int(EI_CLASS)])")
+        }
+        guard got >= headerSize, fileSize >= UInt64(headerSize) else { throw .truncatedHeader }
+
+        guard libelfReady else { throw .corrupt(what: "libelf", reason: "elf_version(EV_CURRENT) failed") }
+        guard let elf = elf_begin(fd, ELF_C_READ_MMAP, nil) else {
+            throw .corrupt(what: "ELF file", reason: libelfError())
+        }
+        defer { elf_end(elf) }
+        guard elf_kind(elf) == ELF_K_ELF else {
+            throw .corrupt(what: "ELF identification",
+                           reason: "class \(ident[Int(EI_CLASS)]), data \(ident[Int(EI_DATA)]), version \(ident[Int(EI_VERSION)])")
+        }
+        var parser = try Parser(elf: elf, fileSize: fileSize)
+        return try parser.parse()
+    }
+}
+
+private func libelfError() -> String {
+    guard let text = elf_errmsg(-1) else { return "unknown libelf error" }
+    return String(cString: text)
+}
+
+/// `offset + length`, or nil on overflow.
+private func end(_ offset: UInt64, _ length: UInt64) -> UInt64? {
+    let (sum, overflow) = offset.addingReportingOverflow(length)
+    return overflow ? nil : sum
+}
+
+/// `offset + count * entrySize`, or nil on overflow.
+private func end(_ offset: UInt64, count: UInt64, entrySize: UInt64) -> UInt64? {
+    let (length, overflow) = count.multipliedReportingOverflow(by: entrySize)
+    return overflow ? nil : end(offset, length)
+}
+
+/// A string table as bytes; every lookup is bounds checked and needs a NUL inside the table.
+private struct StringTable {
+    let bytes: UnsafeRawBufferPointer
+
+    func string(at offset: UInt64) -> String? {
+        guard let base = bytes.baseAddress, offset < UInt64(bytes.count) else { return nil }
+        let start = base + Int(offset)
+        guard let nul = memchr(start, 0, bytes.count - Int(offset)) else { return nil }
+        let length = UnsafeRawPointer(nul) - start
+        return String(decoding: UnsafeRawBufferPointer(start: start, count: length), as: UTF8.self)
+    }
+
+    /// Whether the NUL-terminated string at `offset` is exactly `name` (no String allocated).
+    func matches(_ offset: UInt64, _ name: StaticString) -> Bool {
+        let length = name.utf8CodeUnitCount
+        guard let base = bytes.baseAddress, offset < UInt64(bytes.count),
+              bytes.count - Int(offset) > length else { return false }
+        let start = base + Int(offset)
+        return start.load(fromByteOffset: length, as: UInt8.self) == 0 && memcmp(start, name.utf8Start, length) == 0
+    }
+}
+
+private struct Parser {
+    let elf: OpaquePointer
+    let fileSize: UInt64
+    var ehdr = GElf_Ehdr()
+    var object: ELFObject
+
+    init(elf: OpaquePointer, fileSize: UInt64) throws(ELFReadError) {
+        self.elf = elf
+        self.fileSize = fileSize
+        guard gelf_getehdr(elf, &ehdr) != nil else { throw .corrupt(what: "ELF header", reason: libelfError()) }
+        let elfClass: ELFObject.ELFClass = gelf_getclass(elf) == ELFCLASS32 ? .elf32 : .elf64
+        let type: ELFObject.ObjectType = switch Int32(ehdr.e_type) {
+        case ET_REL: .relocatable
+        case ET_EXEC: .executable
+        case ET_DYN: .sharedObject
+        case ET_CORE: .core
+        default: .other
+        }
+        object = ELFObject(elfClass: elfClass, machine: ehdr.e_machine, type: type)
+    }
+
+    mutating func parse() throws(ELFReadError) -> ELFObject {
+        let segments = try readProgramHeaders()
+        let sections = try readSectionHeaders()
+
+        if let interp = segments.interp, !sections.noBitsAddresses.contains(interp.p_vaddr) {
+            object.interpreter = try interpreter(interp)
+        }
+        if let dynamic = sections.dynamic {
+            let data = try sectionData(dynamic.scn, "dynamic section")
+            try readDynamic(data, strings: try linkedStrings(dynamic.link, "dynamic section"))
+        } else if sections.count == 0, let dynamic = segments.dynamic {
+            try readDynamicSegment(dynamic, loads: segments.loads)
+        }
+        if let verneed = sections.verneed { try readVerneed(verneed) }
+        if let verdef = sections.verdef { try readVerdef(verdef) }
+        if let dynsym = sections.dynsym { try readExports(dynsym) }
+        if !sections.readOnlyData.isEmpty {
+            var buffers: [UnsafeRawBufferPointer] = []
+            for scn in sections.readOnlyData {
+                let data = try sectionData(scn, "section \(elf_ndxscn(scn))")
+                if let buf = data.pointee.d_buf, data.pointee.d_size > 0 {
+                    buffers.append(UnsafeRawBufferPointer(start: buf, count: data.pointee.d_size))
+                }
+            }
+            object.embeddedOpenSSL = EmbeddedStrings.find(in: buffers)
+        }
+        return object
+    }
+
+    // MARK: program headers
+
+    struct Segments {
+        var interp: GElf_Phdr?
+        var dynamic: GElf_Phdr?
+        var loads: [GElf_Phdr] = []
+    }
+
+    mutating func readProgramHeaders() throws(ELFReadError) -> Segments {
+        var count = 0
+        guard elf_getphdrnum(elf, &count) == 0 else {
+            throw .corrupt(what: "program header table", reason: libelfError())
+        }
+        // libelf quietly clamps a table cut off by the end of the file; the header says how many there are.
+        let declared = ehdr.e_phnum == UInt16(PN_XNUM) ? UInt64(count) : UInt64(ehdr.e_phnum)
+        var segments = Segments()
+        guard declared > 0 else { return segments }
+        let entrySize = UInt64(gelf_fsize(elf, ELF_T_PHDR, 1, UInt32(EV_CURRENT)))
+        guard UInt64(ehdr.e_phentsize) == entrySize else {
+            throw .corrupt(what: "program header table", reason: "entry size \(ehdr.e_phentsize), expected \(entrySize)")
+        }
+        guard let tableEnd = end(ehdr.e_phoff, count: declared, entrySize: entrySize) else {
+            throw .corrupt(what: "program header table", reason: "offset \(ehdr.e_phoff) out of range")
+        }
+        guard tableEnd <= fileSize, UInt64(count) == declared else {
+            throw .truncated(what: "program header table", end: tableEnd, fileSize: fileSize)
+        }
+        for index in 0..<count {
+            var phdr = GElf_Phdr()
+            guard gelf_getphdr(elf, Int32(index), &phdr) != nil else {
+                throw .corrupt(what: "program header \(index)", reason: libelfError())
+            }
+            switch phdr.p_type {
+            case UInt32(PT_INTERP): if segments.interp == nil { segments.interp = phdr }
+            case UInt32(PT_DYNAMIC): if segments.dynamic == nil { segments.dynamic = phdr }
+            case UInt32(PT_LOAD): segments.loads.append(phdr)
+            default: break
+            }
+        }
+        return segments
+    }
+
+    func interpreter(_ phdr: GElf_Phdr) throws(ELFReadError) -> String {
+        var mapped = 0
+        guard let raw = elf_rawfile(elf, &mapped) else { throw .corrupt(what: "PT_INTERP", reason: libelfError()) }
+        guard let segmentEnd = end(phdr.p_offset, phdr.p_filesz), segmentEnd <= UInt64(mapped) else {
+            throw .truncated(what: "PT_INTERP", end: end(phdr.p_offset, phdr.p_filesz) ?? .max, fileSize: fileSize)
+        }
+        let table = StringTable(bytes: UnsafeRawBufferPointer(start: raw + Int(phdr.p_offset), count: Int(phdr.p_filesz)))
+        guard let path = table.string(at: 0) else { throw .corrupt(what: "PT_INTERP", reason: "not NUL-terminated") }
+        return path
+    }
+
+    // MARK: sections
+
+    struct Sections {
+        var count = 0
+        /// Addresses of allocated SHT_NOBITS sections: in a separate debug file (objcopy --only-keep-debug)
+        /// .interp, .dynamic and friends become NOBITS while the program headers still point at them.
+        var noBitsAddresses: Set<UInt64> = []
+        var dynamic: (scn: OpaquePointer, link: Int)?
+        var dynsym: (scn: OpaquePointer, link: Int)?
+        var verneed: (scn: OpaquePointer, link: Int, count: UInt32)?
+        var verdef: (scn: OpaquePointer, link: Int, count: UInt32)?
+        var readOnlyData: [OpaquePointer] = []
+    }
+
+    func readSectionHeaders() throws(ELFReadError) -> Sections {
+        var sections = Sections()
+        var count = 0
+        guard elf_getshdrnum(elf, &count) == 0 else { throw .corrupt(what: "section table", reason: libelfError()) }
+        let entrySize = UInt64(gelf_fsize(elf, ELF_T_SHDR, 1, UInt32(EV_CURRENT)))
+        // libelf reports no sections at all when the table is cut off; check what the header declares.
+        let declared: UInt64
+        if ehdr.e_shnum != 0 {
+            declared = UInt64(ehdr.e_shnum)
+        } else if ehdr.e_shoff != 0 {
+            // Extended numbering: section 0's sh_size holds the count, so section 0 must be in the file.
+            guard let firstEnd = end(ehdr.e_shoff, entrySize), firstEnd <= fileSize else {
+                throw .truncated(what: "section table", end: end(ehdr.e_shoff, entrySize) ?? .max, fileSize: fileSize)
+            }
+            declared = UInt64(count)
+        } else {
+            declared = 0
+        }
+        guard declared > 0 else { return sections }
+        sections.count = count
+        guard UInt64(ehdr.e_shentsize) == entrySize else {
+            throw .corrupt(what: "section table", reason: "entry size \(ehdr.e_shentsize), expected \(entrySize)")
+        }
+        guard let tableEnd = end(ehdr.e_shoff, count: declared, entrySize: entrySize) else {
+            throw .corrupt(what: "section table", reason: "offset \(ehdr.e_shoff) out of range")
+        }
+        guard tableEnd <= fileSize else { throw .truncated(what: "section table", end: tableEnd, fileSize: fileSize) }
+        guard UInt64(count) == declared else {
+            throw .corrupt(what: "section table", reason: "libelf sees \(count) of \(declared) sections")
+        }
+        var namesIndex = 0
+        if elf_getshdrstrndx(elf, &namesIndex) != 0 { namesIndex = 0 }
+
+        var scn: OpaquePointer? = nil
+        while let next = elf_nextscn(elf, scn) {
+            scn = next
+            var shdr = GElf_Shdr()
+            guard gelf_getshdr(next, &shdr) != nil else {
+                throw .corrupt(what: "section table", reason: "section \(elf_ndxscn(next)): \(libelfError())")
+            }
+            switch Int32(bitPattern: shdr.sh_type) {
+            case SHT_DYNAMIC where sections.dynamic == nil:
+                sections.dynamic = (next, Int(shdr.sh_link))
+            case SHT_DYNSYM where sections.dynsym == nil:
+                sections.dynsym = (next, Int(shdr.sh_link))
+            case SHT_GNU_verneed where sections.verneed == nil:
+                sections.verneed = (next, Int(shdr.sh_link), shdr.sh_info)
+            case SHT_GNU_verdef where sections.verdef == nil:
+                sections.verdef = (next, Int(shdr.sh_link), shdr.sh_info)
+            case SHT_NOBITS where shdr.sh_flags & UInt64(SHF_ALLOC) != 0:
+                sections.noBitsAddresses.insert(shdr.sh_addr)
+            case SHT_PROGBITS:
+                let flags = shdr.sh_flags
+                guard flags & UInt64(SHF_ALLOC) != 0, flags & UInt64(SHF_WRITE | SHF_EXECINSTR) == 0,
+                      shdr.sh_size > 0 else { break }
+                // Unwind tables are a large share of read-only data and never hold strings.
+                if namesIndex != 0, let name = elf_strptr(elf, namesIndex, Int(shdr.sh_name)),
+                   strncmp(name, ".eh_frame", 9) == 0 || strcmp(name, ".gcc_except_table") == 0 { break }
+                sections.readOnlyData.append(next)
+            default:
+                break
+            }
+        }
+        return sections
+    }
+
+    func sectionData(_ scn: OpaquePointer, _ what: String) throws(ELFReadError) -> UnsafeMutablePointer<Elf_Data> {
+        guard let data = elf_getdata(scn, nil) else { throw .corrupt(what: what, reason: libelfError()) }
+        // gelf_get* index d_buf after checking only d_size.
+        guard data.pointee.d_buf != nil || data.pointee.d_size == 0 else {
+            throw .corrupt(what: what, reason: "no data")
+        }
+        return data
+    }
+
+    /// The string table a section's sh_link names.
+    func linkedStrings(_ index: Int, _ what: String) throws(ELFReadError) -> StringTable {
+        guard index != 0, let scn = elf_getscn(elf, index) else {
+            throw .corrupt(what: what, reason: "sh_link \(index) is not a section")
+        }
+        var shdr = GElf_Shdr()
+        guard gelf_getshdr(scn, &shdr) != nil, shdr.sh_type == UInt32(SHT_STRTAB) else {
+            throw .corrupt(what: what, reason: "sh_link \(index) is not a string table")
+        }
+        let data = try sectionData(scn, "string table \(index)")
+        guard let buf = data.pointee.d_buf else { return StringTable(bytes: UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return StringTable(bytes: UnsafeRawBufferPointer(start: buf, count: data.pointee.d_size))
+    }
+
+    // MARK: dynamic
+
+    mutating func readDynamic(_ data: UnsafeMutablePointer<Elf_Data>, strings: StringTable) throws(ELFReadError) {
+        let entrySize = gelf_fsize(elf, ELF_T_DYN, 1, UInt32(EV_CURRENT))
+        let count = entrySize > 0 ? min(data.pointee.d_size / entrySize, Int(Int32.max)) : 0
+        func string(_ dyn: GElf_Dyn, _ tag: String) throws(ELFReadError) -> String {
+            guard let s = strings.string(at: dyn.d_un.d_val) else {
+                throw .corrupt(what: "dynamic section", reason: "\(tag) string offset \(dyn.d_un.d_val) out of range")
+            }
+            return s
+        }
+        for index in 0..<count {
+            var dyn = GElf_Dyn()
+            guard gelf_getdyn(data, Int32(index), &dyn) != nil else {
+                throw .corrupt(what: "dynamic section", reason: libelfError())
+            }
+            // Later entries override earlier ones, as in glibc's dynamic info table.
+            switch dyn.d_tag {
+            case Int64(DT_NULL): return
+            case Int64(DT_NEEDED): object.needed.append(try string(dyn, "DT_NEEDED"))
+            case Int64(DT_SONAME): object.soname = try string(dyn, "DT_SONAME")
+            case Int64(DT_RPATH): object.rpath = try string(dyn, "DT_RPATH")
+            case Int64(DT_RUNPATH): object.runpath = try string(dyn, "DT_RUNPATH")
+            case Int64(DT_FLAGS_1): object.noDefaultLib = dyn.d_un.d_val & UInt64(DF_1_NODEFLIB) != 0
+            default: break
+            }
+        }
+    }
+
+    /// No section table (sstrip'd files): read PT_DYNAMIC and find DT_STRTAB through the PT_LOADs.
+    mutating func readDynamicSegment(_ segment: GElf_Phdr, loads: [GElf_Phdr]) throws(ELFReadError) {
+        guard let segmentEnd = end(segment.p_offset, segment.p_filesz), segmentEnd <= fileSize else {
+            throw .truncated(what: "PT_DYNAMIC", end: end(segment.p_offset, segment.p_filesz) ?? .max, fileSize: fileSize)
+        }
+        guard segment.p_filesz > 0 else { return }
+        guard let data = elf_getdata_rawchunk(elf, Int64(segment.p_offset), Int(segment.p_filesz), ELF_T_DYN) else {
+            throw .corrupt(what: "PT_DYNAMIC", reason: libelfError())
+        }
+        let entrySize = gelf_fsize(elf, ELF_T_DYN, 1, UInt32(EV_CURRENT))
+        let count = entrySize > 0 ? min(data.pointee.d_size / entrySize, Int(Int32.max)) : 0
+        var strtab: UInt64?
+        var strsz: UInt64?
+        for index in 0..<count {
+            var dyn = GElf_Dyn()
+            guard gelf_getdyn(data, Int32(index), &dyn) != nil else { break }
+            if dyn.d_tag == Int64(DT_NULL) { break }
+            if dyn.d_tag == Int64(DT_STRTAB) { strtab = dyn.d_un.d_ptr }
+            if dyn.d_tag == Int64(DT_STRSZ) { strsz = dyn.d_un.d_val }
+        }
+        guard let strtab, let strsz, strsz > 0 else {
+            throw .corrupt(what: "PT_DYNAMIC", reason: "no DT_STRTAB/DT_STRSZ")
+        }
+        guard let load = loads.first(where: { strtab >= $0.p_vaddr && strtab - $0.p_vaddr < $0.p_filesz }),
+              let offset = end(load.p_offset, strtab - load.p_vaddr),
+              let tableEnd = end(offset, strsz), tableEnd <= fileSize,
+              let chunk = elf_getdata_rawchunk(elf, Int64(offset), Int(strsz), ELF_T_BYTE),
+              let buf = chunk.pointee.d_buf else {
+            throw .corrupt(what: "PT_DYNAMIC", reason: "DT_STRTAB 0x\(String(strtab, radix: 16)) not in the file")
+        }
+        try readDynamic(data, strings: StringTable(bytes: UnsafeRawBufferPointer(start: buf, count: chunk.pointee.d_size)))
+    }
+
+    // MARK: .gnu.version_r
+
+    mutating func readVerneed(_ section: (scn: OpaquePointer, link: Int, count: UInt32)) throws(ELFReadError) {
+        let data = try sectionData(section.scn, ".gnu.version_r")
+        let strings = try linkedStrings(section.link, ".gnu.version_r")
+        let size = UInt64(data.pointee.d_size)
+        // Each entry is 16 bytes and vn_next only moves forward, so this also bounds a corrupt chain.
+        let limit = min(UInt64(section.count == 0 ? UInt32.max : section.count), size / 16)
+        var offset: UInt64 = 0
+        var seen: UInt64 = 0
+        while seen < limit {
+            var verneed = GElf_Verneed()
+            guard offset <= UInt64(Int32.max), gelf_getverneed(data, Int32(offset), &verneed) != nil else {
+                throw .corrupt(what: ".gnu.version_r", reason: "entry at offset \(offset) out of range")
+            }
+            guard let file = strings.string(at: UInt64(verneed.vn_file)) else {
+                throw .corrupt(what: ".gnu.version_r", reason: "vn_file offset \(verneed.vn_file) out of range")
+            }
+            object.versionNeedFiles.append(file)
+            // The version nodes needed from that file (OPENSSL_3.5.0…): the loader refuses a file lacking one.
+            var names: [String] = []
+            var auxOffset = offset + UInt64(verneed.vn_aux)
+            for _ in 0..<min(UInt64(verneed.vn_cnt), size / 16) {
+                var aux = GElf_Vernaux()
+                guard auxOffset <= UInt64(Int32.max), gelf_getvernaux(data, Int32(auxOffset), &aux) != nil,
+                      let name = strings.string(at: UInt64(aux.vna_name)) else {
+                    throw .corrupt(what: ".gnu.version_r", reason: "version entry at offset \(auxOffset) out of range")
+                }
+                names.append(name)
+                guard aux.vna_next != 0 else { break }
+                auxOffset += UInt64(aux.vna_next)
+            }
+            object.neededVersions[file, default: []] += names
+            seen += 1
+            guard verneed.vn_next != 0 else { break }
+            offset += UInt64(verneed.vn_next)
+        }
+    }
+
+    // MARK: .gnu.version_d
+
+    /// The version nodes this object defines (libcrypto 3.5: OPENSSL_3.0.0 … OPENSSL_3.5.0), without the
+    /// base entry that repeats the file's own name.
+    mutating func readVerdef(_ section: (scn: OpaquePointer, link: Int, count: UInt32)) throws(ELFReadError) {
+        let data = try sectionData(section.scn, ".gnu.version_d")
+        let strings = try linkedStrings(section.link, ".gnu.version_d")
+        let size = UInt64(data.pointee.d_size)
+        let limit = min(UInt64(section.count == 0 ? UInt32.max : section.count), size / 20)
+        var offset: UInt64 = 0
+        for _ in 0..<limit {
+            var verdef = GElf_Verdef()
+            guard offset <= UInt64(Int32.max), gelf_getverdef(data, Int32(offset), &verdef) != nil else {
+                throw .corrupt(what: ".gnu.version_d", reason: "entry at offset \(offset) out of range")
+            }
+            if verdef.vd_flags & UInt16(VER_FLG_BASE) == 0, verdef.vd_cnt > 0 {
+                var aux = GElf_Verdaux()
+                let auxOffset = offset + UInt64(verdef.vd_aux)
+                guard auxOffset <= UInt64(Int32.max), gelf_getverdaux(data, Int32(auxOffset), &aux) != nil,
+                      let name = strings.string(at: UInt64(aux.vda_name)) else {
+                    throw .corrupt(what: ".gnu.version_d", reason: "name of entry at offset \(offset) out of range")
+                }
+                object.definedVersions.append(name)
+            }
+            guard verdef.vd_next != 0 else { break }
+            offset += UInt64(verdef.vd_next)
+        }
+    }
+
+    // MARK: exports
+
+    mutating func readExports(_ section: (scn: OpaquePointer, link: Int)) throws(ELFReadError) {
+        let data = try sectionData(section.scn, ".dynsym")
+        let names = try linkedStrings(section.link, ".dynsym")
+        let entrySize = gelf_fsize(elf, ELF_T_SYM, 1, UInt32(EV_CURRENT))
+        let count = entrySize > 0 ? min(data.pointee.d_size / entrySize, Int(Int32.max)) : 0
+        var exports: OpenSSLExports = []
+        var errGetError = false
+        var cryptoMalloc = false
+        for index in 0..<count {
+            var sym = GElf_Sym()
+            guard gelf_getsym(data, Int32(index), &sym) != nil else {
+                throw .corrupt(what: ".dynsym", reason: libelfError())
+            }
+            let bind = Int32(sym.st_info >> 4)
+            guard sym.st_shndx != UInt16(SHN_UNDEF), bind == STB_GLOBAL || bind == STB_WEAK else { continue }
+            let name = UInt64(sym.st_name)
+            if names.matches(name, "OPENSSL_init_crypto") { exports.insert(.libcrypto) }
+            else if names.matches(name, "ERR_get_error") { errGetError = true }
+            else if names.matches(name, "CRYPTO_malloc") { cryptoMalloc = true }
+            // OPENSSL_init_ssl only: GnuTLS's OpenSSL compatibility layer exports SSL_CTX_new too.
+            else if names.matches(name, "OPENSSL_init_ssl") { exports.insert(.libssl) }
+            else if names.matches(name, "OSSL_provider_init") { exports.insert(.provider) }
+        }
+        if errGetError && cryptoMalloc { exports.insert(.libcrypto) }
+        object.exports = exports
+    }
+}
+
+/// glibc's memmem, declared in CLibElf's shim.h.
+private func memmem(_ haystack: UnsafeRawPointer, _ count: Int, _ needle: UnsafeRawPointer, _ length: Int) -> UnsafeRawPointer? {
+    CLibElf.memmem(haystack, count, needle, length).map(UnsafeRawPointer.init)
+}
+
+/// The OpenSSL build strings, found with memmem over the read-only data buffers.
+private enum EmbeddedStrings {
+    static func find(in buffers: [UnsafeRawBufferPointer]) -> EmbeddedOpenSSL? {
+        var found = EmbeddedOpenSSL()
+        found.versionText = firstMatch(in: buffers, "OpenSSL ", versionText(at:in:))
+        found.openSSLDir = quotedValue(in: buffers, "OPENSSLDIR: \"")
+        found.modulesDir = quotedValue(in: buffers, "MODULESDIR: \"")
+        found.enginesDir = quotedValue(in: buffers, "ENGINESDIR: \"")
+        if let dir = found.openSSLDir {
+            if contains(buffers, dir + "/cert.pem") { found.certFile = dir + "/cert.pem" }
+            if contains(buffers, dir + "/certs") { found.certDir = dir + "/certs" }
+        }
+        return found == EmbeddedOpenSSL() ? nil : found
+    }
+
+    /// Calls `check` at each occurrence of `needle` (its start, the bytes from there to the buffer end)
+    /// until it returns a value.
+    static func firstMatch(in buffers: [UnsafeRawBufferPointer], _ needle: StaticString,
+                           _ check: (Int, UnsafeRawBufferPointer) -> String?) -> String? {
+        for buffer in buffers {
+            guard let base = buffer.baseAddress else { continue }
+            var offset = 0
+            while offset < buffer.count,
+                  let hit = memmem(base + offset, buffer.count - offset, needle.utf8Start, needle.utf8CodeUnitCount) {
+                let at = hit - base
+                if let value = check(at, buffer) { return value }
+                offset = at + 1
+            }
+        }
+        return nil
+    }
+
+    /// `PREFIX"value"\0` → value (ENGINESDIR: N/A has no quote and so gives nil).
+    static func quotedValue(in buffers: [UnsafeRawBufferPointer], _ prefix: StaticString) -> String? {
+        firstMatch(in: buffers, prefix) { at, buffer in
+            let start = at + prefix.utf8CodeUnitCount
+            let limit = min(buffer.count, start + 4097)
+            guard start < limit, let base = buffer.baseAddress,
+                  let quote = memchr(base + start, Int32(UInt8(ascii: "\"")), limit - start) else { return nil }
+            let close = UnsafeRawPointer(quote) - base
+            guard close > start, close + 1 < buffer.count, buffer[close + 1] == 0 else { return nil }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: buffer[start..<close]), as: UTF8.self)
+        }
+    }
+
+    /// Whether `text` followed by NUL occurs (a suffix of a longer string counts: linkers tail-merge strings).
+    static func contains(_ buffers: [UnsafeRawBufferPointer], _ text: String) -> Bool {
+        let needle = Array(text.utf8) + [0]
+        return needle.withUnsafeBytes { needle in
+            buffers.contains { buffer in
+                guard let base = buffer.baseAddress else { return false }
+                return memmem(base, buffer.count, needle.baseAddress!, needle.count) != nil
+            }
+        }
+    }
+
+    private static let months: [StaticString] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    /// OPENSSL_VERSION_TEXT at `at`: "OpenSSL 3.5.9 29 Sep 2026", "OpenSSL 1.1.1w  11 Sep 2023",
+    /// "OpenSSL 1.0.2k-fips  26 Jan 2017", NUL-terminated; dev builds' "xx XXX xxxx" date counts too.
+    static func versionText(at: Int, in buffer: UnsafeRawBufferPointer) -> String? {
+        // Longer than any real version text; a longer run is not one.
+        let limit = min(buffer.count, at + 80)
+        var i = at + 8
+        func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+        func isLetter(_ b: UInt8) -> Bool { (b | 0x20) >= 0x61 && (b | 0x20) <= 0x7a }
+        func skip(max: Int = 80, _ predicate: (UInt8) -> Bool) -> Int {
+            let start = i
+            while i < limit, i - start < max, predicate(buffer[i]) { i += 1 }
+            return i - start
+        }
+        func take(_ literal: StaticString) -> Bool {
+            let n = literal.utf8CodeUnitCount
+            guard i + n <= limit, memcmp(buffer.baseAddress! + i, literal.utf8Start, n) == 0 else { return false }
+            i += n
+            return true
+        }
+        for part in 0..<3 {
+            guard skip(max: 4, isDigit) > 0 else { return nil }
+            if part < 2 { guard take(".") else { return nil } }
+        }
+        // Letter release (1.1.1w) and/or a -suffix (-fips, -alpha1, -dev).
+        _ = skip(isLetter)
+        if take("-") { _ = skip { isLetter($0) || isDigit($0) || $0 == 0x2e || $0 == 0x2d || $0 == 0x2b } }
+        guard skip(max: 4, { $0 == 0x20 }) > 0 else { return nil }
+        let dateStart = i
+        if !take("xx XXX xxxx") {
+            guard skip(max: 2, isDigit) > 0, take(" "), months.contains(where: { take($0) }), take(" "),
+                  skip(max: 4, isDigit) == 4 else { return nil }
+        }
+        guard i > dateStart, i < limit, buffer[i] == 0 else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: buffer[at..<i]), as: UTF8.self)
+    }
+}
