@@ -220,6 +220,9 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
 
     public init(catalog: ELFCatalog) { self.catalog = catalog }
 
+    /// Every path the loader simulation asked about (what a cached simulation depends on).
+    public var probedPaths: [String] { Array(probes.keys) }
+
     public func probe(_ path: String) -> LoaderProbe {
         if let hit = probes[path] { return hit }
         let result: LoaderProbe

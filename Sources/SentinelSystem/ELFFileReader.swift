@@ -185,7 +185,7 @@ private struct Parser {
                     buffers.append(UnsafeRawBufferPointer(start: buf, count: data.pointee.d_size))
                 }
             }
-            object.embeddedOpenSSL = EmbeddedStrings.find(in: buffers)
+            object.embeddedOpenSSL = EmbeddedStrings.find(in: buffers, exportsOpenSSL: !object.exports.isEmpty)
         }
         return object
     }
@@ -513,7 +513,13 @@ private func memmem(_ haystack: UnsafeRawPointer, _ count: Int, _ needle: Unsafe
 
 /// The OpenSSL build strings, found with memmem over the read-only data buffers.
 private enum EmbeddedStrings {
-    static func find(in buffers: [UnsafeRawBufferPointer]) -> EmbeddedOpenSSL? {
+    /// One pass over every file's read-only data looks for the `DIR: "` that OPENSSLDIR, MODULESDIR
+    /// and ENGINESDIR share (every libcrypto and every static copy has them); the other searches run
+    /// only where it hits or where the object exports OpenSSL entry points (libssl has no such string).
+    static func find(in buffers: [UnsafeRawBufferPointer], exportsOpenSSL: Bool) -> EmbeddedOpenSSL? {
+        guard exportsOpenSSL || firstMatch(in: buffers, "DIR: \"", { at, buffer in
+            at >= 7 && (isBuildDirKey(buffer, end: at)) ? "" : nil
+        }) != nil else { return nil }
         var found = EmbeddedOpenSSL()
         found.versionText = firstMatch(in: buffers, "OpenSSL ", versionText(at:in:))
         found.openSSLDir = quotedValue(in: buffers, "OPENSSLDIR: \"")
@@ -524,6 +530,15 @@ private enum EmbeddedStrings {
             if contains(buffers, dir + "/certs") { found.certDir = dir + "/certs" }
         }
         return found == EmbeddedOpenSSL() ? nil : found
+    }
+
+    /// True when the bytes before `DIR: "` at `end` spell OPENSSL, MODULES or ENGINES.
+    static func isBuildDirKey(_ buffer: UnsafeRawBufferPointer, end: Int) -> Bool {
+        let keys: [StaticString] = ["OPENSSL", "MODULES", "ENGINES"]
+        return keys.contains { key in
+            let n = key.utf8CodeUnitCount
+            return end >= n && memcmp(buffer.baseAddress! + end - n, key.utf8Start, n) == 0
+        }
     }
 
     /// Calls `check` at each occurrence of `needle` (its start, the bytes from there to the buffer end)

@@ -6,7 +6,7 @@ import SentinelSystem
 /// Build-once fixtures for the loader tests (a static let is a thread-safe once per process; the
 /// scripts take a flock so concurrent test processes build each tree once).
 enum LoaderFixtures {
-    static let cacheRoot = "/tmp/crypto-sentinel-fixtures"
+    static let cacheRoot = ProcessInfo.processInfo.environment["SENTINEL_FIXTURES"] ?? "/tmp/crypto-sentinel-fixtures"
 
     /// scripts/fixtures/elf-trees.sh output.
     static func elf() throws -> String { try elfResult.get() }

@@ -363,8 +363,22 @@ struct EmbeddedStringTests {
     func versionText(_ text: String, _ expected: String?) throws {
         let dir = try Fixtures.temporaryDirectory("elf-version")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let so = try compile("const char *const strings[] = { \(cString(text)) };\n", in: dir, name: "v")
+        // With an OPENSSLDIR build string beside it, as in every libcrypto and static copy.
+        let so = try compile("const char *const strings[] = { \(cString(text)), \"OPENSSLDIR: \\\"/x\\\"\" };\n",
+                             in: dir, name: "v")
         #expect(try read(so).embeddedOpenSSL?.versionText == expected)
+    }
+
+    /// The other searches run only where the `DIR: "` build strings are (or OpenSSL is exported):
+    /// a consumer compiled against OpenSSL's headers carries the version text alone, and is no copy.
+    @Test func versionTextAloneIsNotSearchedFor() throws {
+        let dir = try Fixtures.temporaryDirectory("elf-version-alone")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let so = try compile("const char *const v = \"OpenSSL 3.0.14 4 Jun 2024\";\n", in: dir, name: "alone")
+        #expect(try read(so).embeddedOpenSSL == nil)
+        let withDir = try compile("const char *const v[] = { \"OpenSSL 3.0.14 4 Jun 2024\", \"MODULESDIR: \\\"/m\\\"\" };\n",
+                                  in: dir, name: "withdir")
+        #expect(try read(withDir).embeddedOpenSSL?.modulesDir == "/m")
     }
 
     @Test func directoriesAndCertDefaults() throws {
@@ -394,7 +408,8 @@ struct EmbeddedStringTests {
         let dir = try Fixtures.temporaryDirectory("elf-32")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let sourcePath = dir + "/m32.c"
-        try "const char *const v = \"OpenSSL 3.0.1 14 Dec 2021\";\n".write(toFile: sourcePath, atomically: true, encoding: .utf8)
+        try "const char *const v[] = { \"OpenSSL 3.0.1 14 Dec 2021\", \"OPENSSLDIR: \\\"/x\\\"\" };\n"
+            .write(toFile: sourcePath, atomically: true, encoding: .utf8)
         // Needs only the compiler (no 32-bit libc), which may still be missing: then there is nothing to test.
         guard try run("/usr/bin/gcc", ["-m32", "-c", "-O1", "-o", dir + "/m32.o", sourcePath]).status == 0 else { return }
         let object = try read(dir + "/m32.o")

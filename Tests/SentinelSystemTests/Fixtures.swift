@@ -3,7 +3,7 @@ import Glibc
 
 /// Shared, build-once test fixtures.
 enum Fixtures {
-    static let cacheRoot = "/tmp/crypto-sentinel-fixtures"
+    static let cacheRoot = ProcessInfo.processInfo.environment["SENTINEL_FIXTURES"] ?? "/tmp/crypto-sentinel-fixtures"
 
     /// The gcc fixture trees of scripts/fixtures/elf-trees.sh, built once per process (a static let is a
     /// thread-safe once).

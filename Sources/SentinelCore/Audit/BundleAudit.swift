@@ -15,7 +15,7 @@ public struct BundleAudit {
     }
 
     /// One resolved OpenSSL DT_NEEDED edge: who needs what, and where it ends.
-    struct Use: Hashable {
+    struct Use: Hashable, Sendable {
         var consumer: String
         var name: String
         var via: SearchSource
@@ -23,14 +23,14 @@ public struct BundleAudit {
         var target: LoadedFile
     }
 
-    struct Missing: Hashable {
+    struct Missing: Hashable, Sendable {
         var consumer: String
         var name: String
         var tried: [String]
     }
 
-    public func run() -> TargetReport {
-        let linkage = resolveLinkage()
+    public func run(linkage precomputed: Linkage? = nil) -> TargetReport {
+        let linkage = precomputed ?? resolveLinkage()
         var findings: [Finding] = []
         findings += splitFindings(linkage)
         findings += mangledFindings(linkage)
@@ -51,7 +51,9 @@ public struct BundleAudit {
 
     // MARK: - Linkage
 
-    struct Linkage {
+    /// What the loader simulation found: the only expensive part of an audit, and a pure function of
+    /// the inventory, the environment and the files probed, so an adapter may reuse it for an unchanged tree.
+    public struct Linkage: Sendable {
         var uses: [Use] = []
         var missing: [Missing] = []
         /// Every file any load reached through a DT_NEEDED edge.
@@ -61,7 +63,7 @@ public struct BundleAudit {
 
     /// Each shared object of the tree dlopen()ed into a process started from each distinct main program
     /// (a Python extension is loaded that way, and inherits the program's DT_RPATH).
-    func resolveLinkage() -> Linkage {
+    public func resolveLinkage() -> Linkage {
         let resolver = LoaderResolver(host: host, environment: environment, fileSystem: fileSystem,
                                       cwd: inventory.root)
         var linkage = Linkage()

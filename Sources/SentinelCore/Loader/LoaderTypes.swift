@@ -62,10 +62,22 @@ public struct LoaderHost: Sendable {
 public struct LoadedFile: Sendable, Hashable {
     public var path: String
     public var identity: FileIdentity
-    public var object: ELFObject
-    public init(path: String, identity: FileIdentity, object: ELFObject) {
-        self.path = path; self.identity = identity; self.object = object
+    /// The model is shared, not copied: a resolution copies LoadedFile values tens of thousands of times.
+    public var object: ELFObject { box.object }
+    private let box: Box
+
+    private final class Box: Sendable {
+        let object: ELFObject
+        init(_ object: ELFObject) { self.object = object }
     }
+
+    public init(path: String, identity: FileIdentity, object: ELFObject) {
+        self.path = path; self.identity = identity; self.box = Box(object)
+    }
+
+    // Within one scan a (device, inode) names one file, so path and identity decide equality.
+    public static func == (a: LoadedFile, b: LoadedFile) -> Bool { a.path == b.path && a.identity == b.identity }
+    public func hash(into h: inout Hasher) { h.combine(path); h.combine(identity) }
 }
 
 /// What is at a path, as far as the loader is concerned.
