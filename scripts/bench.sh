@@ -22,13 +22,13 @@ rss() { /usr/bin/time -f %M "$@" >/dev/null 2>"$TMP/rss" || true; tail -1 "$TMP/
 
 for TREE in /usr/lib/x86_64-linux-gnu "$FIXTURES/big-bundle"; do
   files=$(find "$TREE" -type f | wc -l)
-  scanelf -qR -F '%F' "$TREE" 2>/dev/null | sort -u > "$TMP/elfs" || true
+  scanelf -RBF '%F' "$TREE" 2>/dev/null | sort -u > "$TMP/elfs" || true
   grep -E '\.so' "$TMP/elfs" > "$TMP/libs" || true
   echo "== $TREE ($files files, $(wc -l < "$TMP/elfs") ELF)"
-  hyperfine -N -w 1 -r "$RUNS" --export-json "$TMP/scanelf.json" "scanelf -qR -n -r -S $TREE" >/dev/null 2>&1 \
-    || hyperfine -w 1 -r "$RUNS" -i --export-json "$TMP/scanelf.json" "scanelf -qR -n -r -S $TREE >/dev/null" >/dev/null
-  hyperfine -w 1 -r "$RUNS" -i --export-json "$TMP/libtree.json" "xargs -a $TMP/libs libtree >/dev/null 2>&1" >/dev/null
-  hyperfine -w 1 -r "$RUNS" -i --export-json "$TMP/sentinel.json" "$BIN scan $TREE --format json >/dev/null 2>&1" >/dev/null
+  # -N: no shell in between; -i: exit 1 means findings (scan) or a missing library (libtree), not a failure.
+  hyperfine -N -i -w 1 -r "$RUNS" --export-json "$TMP/scanelf.json" "scanelf -qR -n -r -S $TREE" >/dev/null 2>&1
+  hyperfine -N -i -w 1 -r "$RUNS" --export-json "$TMP/libtree.json" "xargs -a $TMP/libs libtree" >/dev/null 2>&1
+  hyperfine -N -i -w 1 -r "$RUNS" --export-json "$TMP/sentinel.json" "$BIN scan $TREE --format json" >/dev/null 2>&1
   s=$(median "$TMP/scanelf.json"); l=$(median "$TMP/libtree.json"); c=$(median "$TMP/sentinel.json")
   rs=$(rss scanelf -qR -n -r -S "$TREE"); rl=$(rss xargs -a "$TMP/libs" libtree); rc=$(rss "$BIN" scan "$TREE" --format json)
   "$BENCH" "$TREE" 3 > "$TMP/repeat"

@@ -1,4 +1,5 @@
-import Glibc
+import Dispatch
+import Foundation
 import SentinelCore
 import Synchronization
 
@@ -28,11 +29,13 @@ public final class BundleAuditor: Sendable {
     public func audit(root: String, name: String? = nil, environment: TargetEnvironment,
                       expectFIPS: Bool, host: LoaderHost = HostLoaderFacts.current()) throws(ScanError) -> TargetReport {
         let inventory = try BundleScanner(catalog: catalog).inventory(root: root)
-        let fileSystem = DiskFileSystem(catalog: catalog)
-        let audit = BundleAudit(
-            name: name ?? (root.split(separator: "/").last.map(String.init) ?? root),
-            inventory: inventory, environment: environment, expectFIPS: expectFIPS,
-            host: host, fileSystem: fileSystem)
+        let name = name ?? (root.split(separator: "/").last.map(String.init) ?? root)
+        let catalog = self.catalog
+        let makeAudit = { @Sendable (fileSystem: DiskFileSystem) in
+            BundleAudit(name: name, inventory: inventory, environment: environment, expectFIPS: expectFIPS,
+                        host: host, fileSystem: fileSystem)
+        }
+        let audit = makeAudit(DiskFileSystem(catalog: catalog))
         var files: [String: FileStamp] = [:]
         for f in inventory.elfFiles { files[f.file.path] = ProbeStamp.stamp(f.file.path).fileStamp }
         let key = LinkageKey(environment: environment, expectFIPS: expectFIPS, files: files,
@@ -41,8 +44,18 @@ public final class BundleAuditor: Sendable {
            cached.probes.allSatisfy({ ProbeStamp.stamp($0.path) == $0.stamp }) {
             return audit.run(linkage: cached.linkage)
         }
-        let linkage = audit.resolveLinkage()
-        let probes = fileSystem.probedPaths.map { ($0, ProbeStamp.stamp($0)) }
+        // The loader simulation is the expensive part: one share of the roots per core, each with its
+        // own resolver and memo (neither is shared across threads).
+        let parts = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+        let results = Mutex<[(BundleAudit.Linkage, [String])]>([])
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let fileSystem = DiskFileSystem(catalog: catalog)
+            let partial = makeAudit(fileSystem).resolveLinkage(part: part, of: parts)
+            results.withLock { $0.append((partial, fileSystem.probedPaths)) }
+        }
+        let done = results.withLock { $0 }
+        let linkage = BundleAudit.merge(done.map(\.0))
+        let probes = Set(done.flatMap(\.1)).map { ($0, ProbeStamp.stamp($0)) }
         linkages.withLock { $0[root] = CachedLinkage(key: key, probes: probes, linkage: linkage) }
         return audit.run(linkage: linkage)
     }

@@ -66,6 +66,32 @@ import Testing
         #expect(catalog.count == 4)
     }
 
+    /// The auditor reuses its loader simulation only while nothing it looked at changed: a rewritten
+    /// consumer in the tree, or a library appearing in a folder the loader searched outside it.
+    @Test func cachedLinkageFollowsChangesInsideAndOutsideTheTree() throws {
+        let trees = try Fixtures.elfTrees()
+        let root = try Fixtures.temporaryDirectory("linkage-cache")
+        _ = try run("/bin/cp", ["-a", trees + "/problems/.", root])
+        let outside = try Fixtures.temporaryDirectory("linkage-outside")
+        let env = TargetEnvironment(["LD_LIBRARY_PATH": outside])
+        let auditor = BundleAuditor(catalog: ELFCatalog())
+        func codes() throws -> [String] {
+            try auditor.audit(root: root, environment: env, expectFIPS: false).findings.map(\.code.rawValue).sorted()
+        }
+        #expect(try codes().contains("openssl-unresolved"))
+        #expect(try codes().contains("openssl-unresolved"))  // cached, same verdict
+        // A copy of the libcrypto under the missing name, in the LD_LIBRARY_PATH folder (outside the tree).
+        _ = try run("/bin/cp", [root + "/lib/libcrypto.so.3", outside + "/libcrypto-deadbeef.so.3"])
+        let resolved = try codes()
+        #expect(!resolved.contains("openssl-unresolved"))
+        #expect(resolved.contains("split-libcrypto"))  // the consumer now ends in a second libcrypto
+        // Rewrite the consumer in the tree: the split goes away.
+        _ = try run("/usr/bin/patchelf", ["--replace-needed", "libcrypto-deadbeef.so.3", "libcrypto.so.3",
+                                          root + "/lib/_gone.cpython-39-x86_64-linux-gnu.so"])
+        let fixed = try codes()
+        #expect(!fixed.contains("split-libcrypto") && !fixed.contains("mangled-openssl-name"))
+    }
+
     @Test func rootErrorsAreOneLine() throws {
         #expect(throws: ScanError.self) { try TreeWalker.walk(root: "/nonexistent") }
         do {

@@ -24,21 +24,6 @@ private func readError(_ path: String) -> ELFReadError? {
     }
 }
 
-/// Runs a tool and returns its stdout (stderr discarded).
-private func run(_ tool: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: tool)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
 /// DT_NEEDED names as `readelf -d` prints them: "(NEEDED)  Shared library: [libc.so.6]".
 private func readelfNeeded(_ path: String) throws -> [String] {
     try run("/usr/bin/readelf", ["-d", "-W", path]).output.split(separator: "\n")

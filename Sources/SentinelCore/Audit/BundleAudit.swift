@@ -63,19 +63,32 @@ public struct BundleAudit {
 
     /// Each shared object of the tree dlopen()ed into a process started from each distinct main program
     /// (a Python extension is loaded that way, and inherits the program's DT_RPATH).
-    public func resolveLinkage() -> Linkage {
-        let resolver = LoaderResolver(host: host, environment: environment, fileSystem: fileSystem,
-                                      cwd: inventory.root)
-        var linkage = Linkage()
+    public func resolveLinkage() -> Linkage { Self.merge([resolveLinkage(part: 0, of: 1)]) }
+
+    /// The main programs, one per distinct loading context (folder, RPATH, RUNPATH, needs).
+    func mainPrograms() -> [LoadedFile] {
+        var mains: [LoadedFile] = []
         var seenContexts = Set<String>()
         for f in inventory.elfFiles where f.file.object.isMainProgram {
             let o = f.file.object
-            let dir = f.file.path.split(separator: "/").dropLast().joined(separator: "/")
-            let key = [dir, o.effectiveRPath ?? "", o.runpath ?? "", o.needed.joined(separator: ",")].joined(separator: "|")
-            if seenContexts.insert(key).inserted { linkage.mains.append(f.file) }
+            let key = [dirOf(f.file.path), o.effectiveRPath ?? "", o.runpath ?? "", o.needed.joined(separator: ",")].joined(separator: "|")
+            if seenContexts.insert(key).inserted { mains.append(f.file) }
         }
+        return mains
+    }
+
+    /// Every `parts`-th root from `part` on, so an adapter can run the parts on separate cores (each
+    /// with its own resolver and file system) and `merge` them.
+    public func resolveLinkage(part: Int, of parts: Int) -> Linkage {
+        let resolver = LoaderResolver(host: host, environment: environment, fileSystem: fileSystem,
+                                      cwd: inventory.root)
+        var linkage = Linkage()
+        linkage.mains = mainPrograms()
         let contexts: [LoadedFile?] = linkage.mains.isEmpty ? [nil] : linkage.mains
-        let roots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject }
+        let allRoots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject }
+        let roots: [BundleFile?] = allRoots.isEmpty
+            ? (part == 0 ? [nil] : [])
+            : stride(from: part, to: allRoots.count, by: max(parts, 1)).map { allRoots[$0] }
         var uses = Set<Use>(), missing = Set<Missing>()
         // Most edges (the main program's closure, system libraries) repeat in every root's load:
         // look at each (consumer, name, outcome) once, and at each file's role once.
@@ -83,7 +96,7 @@ public struct BundleAudit {
         var seenEdges = Set<EdgeKey>()
         var isOpenSSL: [FileIdentity: Bool] = [:]
         for main in contexts {
-            for root in roots.isEmpty ? [nil] : roots.map(Optional.some) {
+            for root in roots {
                 let load = resolver.loadProcess(main: main, dlopen: root.map { [$0.file] } ?? [])
                 for edge in load.edges {
                     let target: FileIdentity? = if case .found(let f, _, _) = edge.result { f.identity } else { nil }
@@ -108,12 +121,23 @@ public struct BundleAudit {
                 }
             }
         }
+        linkage.uses = Array(uses)
+        linkage.missing = Array(missing)
+        return linkage
+    }
+
+    /// Joins partial linkages into the one the findings read, in a stable order.
+    public static func merge(_ parts: [Linkage]) -> Linkage {
+        var merged = Linkage()
+        merged.mains = parts.first?.mains ?? []
+        let uses = Set(parts.flatMap(\.uses))
+        merged.missing = Set(parts.flatMap(\.missing)).sorted { ($0.consumer, $0.name) < ($1.consumer, $1.name) }
+        merged.reached = parts.reduce(into: Set<FileIdentity>()) { $0.formUnion($1.reached) }
         // A reuse of an already loaded object says less than the search that first found it.
         let searched = Set(uses.filter { $0.via != .alreadyLoaded }.map { [$0.consumer, $0.name, $0.target.path] })
-        linkage.uses = uses.filter { $0.via != .alreadyLoaded || !searched.contains([$0.consumer, $0.name, $0.target.path]) }
+        merged.uses = uses.filter { $0.via != .alreadyLoaded || !searched.contains([$0.consumer, $0.name, $0.target.path]) }
             .sorted { ($0.consumer, $0.name, $0.via.rawValue) < ($1.consumer, $1.name, $1.via.rawValue) }
-        linkage.missing = missing.sorted { ($0.consumer, $0.name) < ($1.consumer, $1.name) }
-        return linkage
+        return merged
     }
 
     // MARK: - Findings
