@@ -58,11 +58,11 @@ import Testing
     @Test func printedFixRepairsTheRealSplit() throws {
         let root = try Fixtures.copy(try Fixtures.cxfreeze("debian"))
         let r = try Sentinel.run(["scan", root, "--format", "json"])
-        for f in r.findings(.splitLibcrypto).sorted(by: { ($0.evidence["library"]?.stringValue ?? "") < ($1.evidence["library"]?.stringValue ?? "") }) {
-            let script = f.fix.filter { !$0.hasPrefix("crypto-sentinel ") }.joined(separator: " && ")
-            let applied = try Sentinel.shell(["bash", "-c", script])
-            #expect(applied.status == 0, "\(applied.stderr)")
-        }
+        // The libcrypto split's fix canonicalises every hashed OpenSSL file (libssl too), in one go.
+        let split = try #require(r.findings(.splitLibcrypto).first { $0.evidence["library"]?.stringValue == "libcrypto" })
+        let script = split.fix.filter { !$0.hasPrefix("crypto-sentinel ") }.joined(separator: " && ")
+        let applied = try Sentinel.shell(["bash", "-c", script])
+        #expect(applied.status == 0, "\(applied.stderr)")
         let after = try Sentinel.run(["scan", root, "--format", "json"])
         #expect(after.codes() == ["modules-dir-missing"], "\(after.stdout)")
     }

@@ -403,11 +403,11 @@ public struct BundleAudit {
     /// set its SONAME, rewrite every consumer's DT_NEEDED (patchelf also rewrites .gnu.version_r),
     /// make canonical-name consumers reach the bundle's copy, and only then remove the hashed copies.
     func canonicalFix(_ linkage: Linkage, role: OpenSSLRole, only: String? = nil) -> [String] {
-        let family = role.rawValue
         let hashed = inventory.elfFiles.filter {
             guard $0.file.object.openSSLRole == .libcrypto || $0.file.object.openSSLRole == .libssl else { return false }
             let n = $0.file.object.soname ?? lastComponent($0.relativePath)
-            return OpenSSLNames.isMangled(n) && (only == nil ? OpenSSLNames.family(of: n) == family : n == only)
+            // A split is fixed by canonicalising every hashed OpenSSL file at once (libssl with libcrypto).
+            return OpenSSLNames.isMangled(n) && (only == nil || n == only)
         }
         var steps: [String] = []
         var removals: [String] = []

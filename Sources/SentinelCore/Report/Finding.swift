@@ -61,7 +61,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
         case .splitLibcrypto:
             return "two libcrypto (or libssl) files in one process mean two sets of providers, DRBGs and error queues: FIPS can be on for one consumer and off for the other, and errors like 'unable to fetch drbg' follow"
         case .mangledOpenSSLName:
-            return "hashed names let a second copy load beside the canonical libcrypto.so.3 instead of being shared with it"
+            return "a hashed name lets a second copy load beside the canonical one (libcrypto.so.3, libssl.so.3) instead of sharing it"
         case .duplicateOpenSSLCopy:
             return "two files with distinct inodes load twice if anything reaches both; keep one copy"
         case .orphanOpenSSLCopy:
