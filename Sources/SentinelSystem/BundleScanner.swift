@@ -167,9 +167,16 @@ public struct BundleScanner: Sendable {
     public let catalog: ELFCatalog
     public init(catalog: ELFCatalog = ELFCatalog()) { self.catalog = catalog }
 
-    public func inventory(root: String) throws(ScanError) -> BundleInventory {
+    public func inventory(root: String) throws(ScanError) -> BundleInventory { try scan(root: root).inventory }
+
+    /// The inventory, and the stamp of every ELF file in it (what a cached audit depends on).
+    public func scan(root: String) throws(ScanError) -> (inventory: BundleInventory, stamps: [String: FileStamp]) {
         let walk = try TreeWalker.walk(root: root)
-        return inventory(root: root, entries: walk.entries, warnings: walk.warnings)
+        let inventory = inventory(root: root, entries: walk.entries, warnings: walk.warnings)
+        let elf = Set(inventory.elfFiles.map(\.file.path))
+        var stamps: [String: FileStamp] = [:]
+        for e in walk.entries where elf.contains(e.path) { stamps[e.path] = e.stamp }
+        return (inventory, stamps)
     }
 
     public func inventory(root: String, entries: [WalkEntry], warnings: [String]) -> BundleInventory {
@@ -243,7 +250,14 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
         return result
     }
 
-    public func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+    /// Every existence check the audit made, with its answer (what a cached report depends on).
+    public private(set) var existence: [String: Bool] = [:]
+
+    public func exists(_ path: String) -> Bool {
+        let answer = access(path, F_OK) == 0
+        existence[path] = answer
+        return answer
+    }
 
     public func contentsEqual(_ a: String, _ b: String) -> Bool {
         var sa = stat(), sb = stat()

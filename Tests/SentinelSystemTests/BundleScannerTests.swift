@@ -92,6 +92,21 @@ import Testing
         #expect(!fixed.contains("split-libcrypto") && !fixed.contains("mangled-openssl-name"))
     }
 
+    /// A cached report also depends on the paths the findings checked (here SSL_CERT_FILE).
+    @Test func cachedReportFollowsTheFilesTheFindingsChecked() throws {
+        let root = try Fixtures.elfTrees() + "/problems"
+        let caFile = try Fixtures.temporaryDirectory("linkage-ca") + "/ca.pem"
+        let env = TargetEnvironment(["SSL_CERT_FILE": caFile])
+        let auditor = BundleAuditor(catalog: ELFCatalog())
+        func codes() throws -> [String] {
+            try auditor.audit(root: root, environment: env, expectFIPS: false).findings.map(\.code.rawValue)
+        }
+        #expect(try codes().contains("trust-store-missing"))
+        #expect(try codes().contains("trust-store-missing"))
+        try "-----BEGIN CERTIFICATE-----\n".write(toFile: caFile, atomically: true, encoding: .utf8)
+        #expect(try !codes().contains("trust-store-missing"))
+    }
+
     @Test func rootErrorsAreOneLine() throws {
         #expect(throws: ScanError.self) { try TreeWalker.walk(root: "/nonexistent") }
         do {
