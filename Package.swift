@@ -26,8 +26,10 @@ let package = Package(
         ),
         // Benchmark driver for scripts/bench.sh: repeated audits in one process (cache effect).
         .executableTarget(name: "sentinel-bench", dependencies: ["SentinelCore", "SentinelSystem"]),
-        .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem"]),
-        .testTarget(name: "SentinelSystemTests", dependencies: ["SentinelCore", "SentinelSystem"]),
+        // Helpers the test targets share.
+        .target(name: "SentinelTestSupport", path: "Tests/SentinelTestSupport"),
+        .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
+        .testTarget(name: "SentinelSystemTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["SentinelCore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -28,13 +28,6 @@ public enum ELFReadError: Error, Sendable, Hashable, CustomStringConvertible {
         return String(text.map { $0.isNewline ? " " : $0 })
     }
 
-    public var isPermissionDenied: Bool {
-        switch self {
-        case .cannotOpen(let code), .cannotRead(let code): code == EACCES || code == EPERM
-        default: false
-        }
-    }
-
     private static func errnoText(_ code: Int32) -> String {
         guard let text = strerror(code) else { return "errno \(code)" }
         return String(cString: text)

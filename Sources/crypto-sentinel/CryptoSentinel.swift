@@ -78,7 +78,7 @@ func timestamp() -> String {
 
 struct NotYet {
     static func fail(_ name: String) -> Never {
-        warn("'\(name)' is not available yet in this build (see the README's roadmap)")
+        warn("'\(name)' is not available yet in this build (see the README's Status section)")
         Foundation.exit(2)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SentinelTestSupport
 import Testing
 @testable import SentinelCore
 
@@ -71,17 +72,6 @@ private func buildCache(_ entries: [(flags: Int32, key: String, value: String, h
     return bytes
 }
 
-/// SplitMix64: a seeded generator, so a failing mutation can be replayed.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite("ld.so.cache")
 struct LdSoCacheTests {

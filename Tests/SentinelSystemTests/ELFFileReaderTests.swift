@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import SentinelCore
 import SentinelSystem
+import SentinelTestSupport
 import Testing
 
 private let systemLibDir = "/usr/lib/x86_64-linux-gnu"
@@ -405,17 +406,6 @@ struct EmbeddedStringTests {
     }
 }
 
-/// A seeded generator so a robustness failure is reproducible.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite("ELFFileReader robustness", .enabled(if: hasSystemOpenSSL))
 struct RobustnessTests {

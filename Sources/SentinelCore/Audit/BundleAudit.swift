@@ -58,7 +58,6 @@ public struct BundleAudit {
         var missing: [Missing] = []
         /// Every file any load reached through a DT_NEEDED edge.
         var reached: Set<FileIdentity> = []
-        var mains: [LoadedFile] = []
     }
 
     /// Each shared object of the tree dlopen()ed into a process started from each distinct main program
@@ -83,8 +82,8 @@ public struct BundleAudit {
         let resolver = LoaderResolver(host: host, environment: environment, fileSystem: fileSystem,
                                       cwd: inventory.root)
         var linkage = Linkage()
-        linkage.mains = mainPrograms()
-        let contexts: [LoadedFile?] = linkage.mains.isEmpty ? [nil] : linkage.mains
+        let mains = mainPrograms()
+        let contexts: [LoadedFile?] = mains.isEmpty ? [nil] : mains
         let allRoots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject }
         let roots: [BundleFile?] = allRoots.isEmpty
             ? (part == 0 ? [nil] : [])
@@ -129,7 +128,6 @@ public struct BundleAudit {
     /// Joins partial linkages into the one the findings read, in a stable order.
     public static func merge(_ parts: [Linkage]) -> Linkage {
         var merged = Linkage()
-        merged.mains = parts.first?.mains ?? []
         let uses = Set(parts.flatMap(\.uses))
         merged.missing = Set(parts.flatMap(\.missing)).sorted { ($0.consumer, $0.name) < ($1.consumer, $1.name) }
         merged.reached = parts.reduce(into: Set<FileIdentity>()) { $0.formUnion($1.reached) }
