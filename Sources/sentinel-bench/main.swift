@@ -7,13 +7,16 @@ import SentinelSystem
 
 let args = CommandLine.arguments
 guard args.count >= 2 else {
-    FileHandle.standardError.write(Data("usage: sentinel-bench ROOT [REPEAT]\n".utf8))
+    FileHandle.standardError.write(Data("usage: sentinel-bench ROOT [REPEAT [fresh]]\n".utf8))
     exit(2)
 }
 let root = args[1]
 let repeats = args.count > 2 ? Int(args[2]) ?? 3 : 3
-let auditor = BundleAuditor(catalog: ELFCatalog())
+// "fresh": a new auditor (empty caches) for every scan, to time first scans with a warm page cache.
+let fresh = args.count > 3 && args[3] == "fresh"
+var auditor = BundleAuditor(catalog: ELFCatalog())
 for i in 1...repeats {
+    if fresh { auditor = BundleAuditor(catalog: ELFCatalog()) }
     let start = DispatchTime.now().uptimeNanoseconds
     let report = try auditor.audit(root: root, environment: TargetEnvironment(), expectFIPS: false)
     let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
