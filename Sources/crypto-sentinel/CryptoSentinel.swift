@@ -83,11 +83,6 @@ struct NotYet {
     }
 }
 
-struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Audit live processes (not available yet).")
-    func run() throws { NotYet.fail("inspect") }
-}
-
 struct Post: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Rerun the FIPS POST under a service's environment (not available yet).")
     func run() throws { NotYet.fail("post") }

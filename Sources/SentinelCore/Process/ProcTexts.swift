@@ -1,0 +1,76 @@
+/// The systemd unit a process belongs to, from /proc/<pid>/cgroup.
+public enum CgroupUnit {
+    /// The `0::` line (cgroup v2, or the unified half of a hybrid setup) first, then `name=systemd`
+    /// (cgroup v1). The unit is the last path component ending in `.service`, so workers in a
+    /// delegated sub-cgroup (`…/product-api.service/worker`) still belong to it.
+    public static func unit(cgroupFile text: String) -> String? {
+        var v2: String?, v1: String?
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            if parts[0] == "0" && parts[1].isEmpty { v2 = String(parts[2]) }
+            else if parts[1].split(separator: ",").contains("name=systemd") { v1 = String(parts[2]) }
+        }
+        return v2.flatMap(unit(cgroupPath:)) ?? v1.flatMap(unit(cgroupPath:))
+    }
+
+    public static func unit(cgroupPath path: String) -> String? {
+        path.split(separator: "/").last { $0.hasSuffix(".service") && $0.count > ".service".count }.map(String.init)
+    }
+
+    /// "product-api" → "product-api.service"; names with a unit suffix are kept.
+    public static func normalise(_ name: String) -> String {
+        let suffixes = [".service", ".scope", ".slice", ".socket", ".timer", ".target", ".mount"]
+        return suffixes.contains(where: name.hasSuffix) ? name : name + ".service"
+    }
+}
+
+/// Who a process runs as, from /proc/<pid>/status (what the POST child must run as).
+public struct ProcessCredentials: Sendable, Hashable, Codable {
+    public var uid: UInt32, effectiveUID: UInt32
+    public var gid: UInt32, effectiveGID: UInt32
+    public var groups: [UInt32]
+    public init(uid: UInt32, effectiveUID: UInt32, gid: UInt32, effectiveGID: UInt32, groups: [UInt32]) {
+        self.uid = uid; self.effectiveUID = effectiveUID; self.gid = gid; self.effectiveGID = effectiveGID
+        self.groups = groups
+    }
+}
+
+/// The few fields of /proc/<pid>/status the inspector needs.
+public struct ProcStatus: Sendable, Hashable {
+    public var name: String?
+    /// The state letter: R, S, D, Z (zombie), T, …
+    public var state: Character?
+    public var credentials: ProcessCredentials?
+
+    public init(name: String? = nil, state: Character? = nil, credentials: ProcessCredentials? = nil) {
+        self.name = name; self.state = state; self.credentials = credentials
+    }
+
+    public static func parse(_ bytes: [UInt8]) -> ProcStatus {
+        var status = ProcStatus()
+        var uids: [UInt32] = [], gids: [UInt32] = [], groups: [UInt32] = []
+        for line in bytes.split(separator: 0x0a) {
+            guard let colon = line.firstIndex(of: 0x3a) else { continue }
+            let key = line[line.startIndex..<colon]
+            let value = line[(colon + 1)...].drop { $0 == 0x09 || $0 == 0x20 }
+            func numbers() -> [UInt32] {
+                value.split(whereSeparator: { $0 == 0x09 || $0 == 0x20 }).compactMap { UInt32(String(decoding: $0, as: UTF8.self)) }
+            }
+            switch String(decoding: key, as: UTF8.self) {
+            // The kernel escapes nothing in Name except '\n' and '\\' (as "\n", "\\"): shown as is.
+            case "Name": status.name = String(decoding: value, as: UTF8.self)
+            case "State": status.state = value.first.map { Character(Unicode.Scalar($0)) }
+            case "Uid": uids = numbers()
+            case "Gid": gids = numbers()
+            case "Groups": groups = numbers()
+            default: continue
+            }
+        }
+        if uids.count >= 2, gids.count >= 2 {
+            status.credentials = ProcessCredentials(uid: uids[0], effectiveUID: uids[1], gid: gids[0],
+                                                    effectiveGID: gids[1], groups: groups)
+        }
+        return status
+    }
+}

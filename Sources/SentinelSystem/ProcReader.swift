@@ -1,0 +1,344 @@
+import Dispatch
+import Glibc
+import SentinelCore
+import Synchronization
+
+/// Reads running processes from /proc (hostile, racy input) into `ProcessSnapshot`s. Every file is
+/// opened relative to one /proc/<pid> directory descriptor, so a pid reused between reads cannot mix
+/// two processes; a process that exits or is out of reach becomes a `ReadFailure`, never a crash.
+/// Mapped files are identified by content through the shared `ELFCatalog`, each (device, inode) once
+/// per reader; nothing is ever loaded or run.
+public final class ProcReader: Sendable {
+    public let catalog: ELFCatalog
+    public let procRoot: String
+    private let ownMountNamespace: String?
+    private let classified = Mutex<[FileIdentity: Classified]>([:])
+    private let pathLookups = Mutex<[String: DiskState.Lookup]>([:])
+
+    struct Classified: Sendable {
+        var object: ELFObject?
+        var identification: MappedObject.Identification
+        var readError: String?
+    }
+
+    public init(catalog: ELFCatalog = ELFCatalog(), procRoot: String = "/proc") {
+        self.catalog = catalog
+        self.procRoot = procRoot
+        ownMountNamespace = Self.readLink(AT_FDCWD, procRoot + "/self/ns/mnt").value
+    }
+
+    // MARK: discovery
+
+    /// Every process (thread-group leader) in /proc.
+    public func allPIDs() -> [Int32] {
+        guard let dir = opendir(procRoot) else { return [] }
+        defer { closedir(dir) }
+        var pids: [Int32] = []
+        while let entry = readdir(dir) {
+            let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> Int32? in
+                var v: Int32 = 0
+                for b in raw {
+                    if b == 0 { break }
+                    guard b >= 0x30, b <= 0x39 else { return nil }
+                    v = v &* 10 &+ Int32(b - 0x30)
+                }
+                return v > 0 ? v : nil
+            }
+            if let pid { pids.append(pid) }
+        }
+        return pids.sorted()
+    }
+
+    /// Every process whose /proc/<pid>/cgroup puts it in `unit` (main process and workers).
+    public func pids(unit: String) -> [Int32] {
+        let unit = CgroupUnit.normalise(unit)
+        return allPIDs().filter { self.unit(pid: $0) == unit }
+    }
+
+    public func unit(pid: Int32) -> String? {
+        guard case .success(let bytes) = Self.readWhole(procRoot + "/\(pid)/cgroup") else { return nil }
+        return CgroupUnit.unit(cgroupFile: String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// Every process running `path` (compared by device and inode, so symlinks and hard links match).
+    public func pids(executable path: String) -> [Int32] {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return [] }
+        return allPIDs().filter { pid in
+            var exe = stat()
+            return stat(procRoot + "/\(pid)/exe", &exe) == 0 && exe.st_dev == st.st_dev && exe.st_ino == st.st_ino
+        }
+    }
+
+    public enum PidFileError: Error, CustomStringConvertible {
+        case unreadable(String, String), malformed(String)
+        public var description: String {
+            switch self {
+            case .unreadable(let p, let why): return "cannot read pid file \(p): \(why)"
+            case .malformed(let p): return "pid file \(p) does not hold a process id"
+            }
+        }
+    }
+
+    public static func pid(fromFile path: String) throws(PidFileError) -> Int32 {
+        let bytes: [UInt8]
+        switch readWhole(path, limit: 4096) {
+        case .success(let b): bytes = b
+        case .failure(let e): throw .unreadable(path, String(cString: strerror(e.code)))
+        }
+        let text = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isWhitespace).first.map(String.init) ?? ""
+        guard let pid = Int32(text), pid > 0 else { throw .malformed(path) }
+        return pid
+    }
+
+    // MARK: snapshots
+
+    /// Snapshots of many processes on every core. With `onlyOpenSSL`, processes that map no OpenSSL
+    /// library (or static copy) and processes gone before their maps were read are left out; one
+    /// whose maps are out of reach is kept (it may map OpenSSL: reported as unreadable).
+    public func snapshots(pids: [Int32], onlyOpenSSL: Bool, secureExecution: Bool = false) -> [ProcessSnapshot] {
+        let workers = max(1, min(pids.count / 16, System.cores))
+        let results = Mutex<[[ProcessSnapshot]]>(Array(repeating: [], count: workers))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let buffer = ReadBuffer()
+            var mine: [ProcessSnapshot] = []
+            var i = w
+            while i < pids.count {
+                if let s = snapshot(pid: pids[i], buffer: buffer, onlyOpenSSL: onlyOpenSSL, secureExecution: secureExecution) {
+                    mine.append(s)
+                }
+                i += workers
+            }
+            results.withLock { $0[w] = mine }
+        }
+        return results.withLock { $0 }.flatMap { $0 }.sorted { $0.pid < $1.pid }
+    }
+
+    /// One process. `afterRead` runs after each /proc file is read (tests use it to end the process
+    /// between two reads).
+    public func snapshot(pid: Int32, secureExecution: Bool = false, afterRead: ((String) -> Void)? = nil) -> ProcessSnapshot {
+        snapshot(pid: pid, buffer: ReadBuffer(), onlyOpenSSL: false, secureExecution: secureExecution, afterRead: afterRead)!
+    }
+
+    func snapshot(pid: Int32, buffer: ReadBuffer, onlyOpenSSL: Bool, secureExecution: Bool,
+                  afterRead: ((String) -> Void)? = nil) -> ProcessSnapshot? {
+        var snap = ProcessSnapshot(pid: pid)
+        let dir = open(procRoot + "/\(pid)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dir >= 0 else {
+            if onlyOpenSSL { return nil }
+            snap.failures = [ReadFailure(file: "maps", reason: Self.reason(errno, alive: false))]
+            return snap
+        }
+        defer { close(dir) }
+        var errors: [(String, Int32)] = []
+
+        // maps first: with --all most processes stop here.
+        var groups: [MappedFileGroup] = []
+        switch buffer.read(dir, "maps") {
+        case .success(let n): groups = MapsParser.fileGroups(UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]))
+        case .failure(let e):
+            if onlyOpenSSL, e.code == ENOENT || e.code == ESRCH { return nil }
+            errors.append(("maps", e.code))
+        }
+        afterRead?("maps")
+        let namespace = groups.isEmpty ? nil : Self.readLink(dir, "ns/mnt").value
+        let foreign = namespace != nil && namespace != ownMountNamespace
+        snap.files = groups.compactMap { g in
+            g.kind == .file ? mappedObject(g, pid: pid, dir: dir, foreignRoot: foreign ? procRoot + "/\(pid)/root" : nil,
+                                           namespace: namespace ?? "") : nil
+        }
+        if onlyOpenSSL, errors.isEmpty, !ProcessAudit.mapsOpenSSL(snap.files) { return nil }
+
+        var zombie = false
+        switch buffer.read(dir, "status") {
+        case .success(let n):
+            let status = ProcStatus.parse(Array(buffer.bytes[0..<n]))
+            snap.command = status.name; snap.credentials = status.credentials
+            zombie = status.state == "Z" || status.state == "X"
+        case .failure(let e): errors.append(("status", e.code))
+        }
+        afterRead?("status")
+        switch buffer.read(dir, "environ") {
+        case .success(let n):
+            snap.environment = TargetEnvironment(environ: Self.keptEntries(buffer.bytes, count: n),
+                                                 secureExecution: secureExecution && Self.secureExecution(dir, buffer))
+        case .failure(let e): errors.append(("environ", e.code))
+        }
+        afterRead?("environ")
+        switch Self.readLink(dir, "exe") {
+        case .value(let v): snap.executable = v
+        case .error(let e): errors.append(("exe", e))
+        }
+        switch Self.readLink(dir, "cwd") {
+        case .value(let v): snap.cwd = v
+        case .error(let e): errors.append(("cwd", e))
+        }
+        if case .success(let n) = buffer.read(dir, "cgroup") {
+            snap.unit = CgroupUnit.unit(cgroupFile: String(decoding: buffer.bytes[0..<n], as: UTF8.self))
+        }
+        afterRead?("cgroup")
+
+        // Gone now (or a zombie, whose maps read empty)? Then ENOENT/ESRCH above meant "exited".
+        let alive = !zombie && faccessat(dir, "stat", F_OK, 0) == 0
+        if !alive && errors.isEmpty && groups.isEmpty { errors.append(("maps", ESRCH)) }
+        for (file, code) in errors {
+            let reason = Self.reason(code, alive: alive)
+            // A live kernel thread has no exe or cwd: nothing failed.
+            if alive, code == ENOENT, file == "exe" || file == "cwd" { continue }
+            snap.failures.append(ReadFailure(file: file, reason: reason))
+        }
+        return snap
+    }
+
+    static func reason(_ code: Int32, alive: Bool) -> ReadFailure.Reason {
+        switch code {
+        case EACCES, EPERM: return .permissionDenied
+        case ESRCH: return .exited
+        case ENOENT: return alive ? .other("no such file") : .exited
+        default: return .other(String(cString: strerror(code)))
+        }
+    }
+
+    // MARK: mapped files
+
+    private func mappedObject(_ g: MappedFileGroup, pid: Int32, dir: Int32, foreignRoot: String?, namespace: String) -> MappedObject {
+        let (path, disk) = DiskState.judge(identity: g.identity, pathname: g.pathname, deletedMarker: g.deletedMarker) { p in
+            lookup(p, root: foreignRoot, namespace: namespace)
+        }
+        let c = classify(g, path: path, disk: disk, pid: pid, dir: dir, foreignRoot: foreignRoot)
+        return MappedObject(identity: g.identity, path: path, mapsPathname: g.pathname, disk: disk, object: c.object,
+                            identification: c.identification, readError: c.readError)
+    }
+
+    private func lookup(_ path: String, root: String?, namespace: String) -> DiskState.Lookup {
+        let key = root == nil ? path : namespace + "\0" + path
+        if let hit = pathLookups.withLock({ $0[key] }) { return hit }
+        var st = stat()
+        let result: DiskState.Lookup
+        if stat((root ?? "") + path, &st) == 0 {
+            result = .file(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
+        } else {
+            result = errno == ENOENT || errno == ENOTDIR ? .missing : .failed(String(cString: strerror(errno)))
+        }
+        pathLookups.withLock { $0[key] = result }
+        return result
+    }
+
+    /// The ELF model of a mapped file, once per (device, inode): through its path when that still names
+    /// it, else through /proc/<pid>/map_files (root only); by name alone when neither is open to us.
+    private func classify(_ g: MappedFileGroup, path: String, disk: DiskState, pid: Int32, dir: Int32,
+                          foreignRoot: String?) -> Classified {
+        if let hit = classified.withLock({ $0[g.identity] }) { return hit }
+        var candidates: [String] = []
+        if disk == .current { candidates.append((foreignRoot ?? "") + path) }
+        candidates.append(procRoot + "/\(pid)/map_files/" + g.mapFilesName)
+        var result = Classified(object: nil, identification: .name, readError: nil)
+        for candidate in candidates {
+            var st = stat()
+            guard stat(candidate, &st) == 0 else { result.readError = String(cString: strerror(errno)); continue }
+            // Never open a device or FIFO someone mapped: opening can have side effects.
+            guard st.st_mode & S_IFMT == S_IFREG else { result = Classified(object: nil, identification: .content); break }
+            let stamp = FileStamp(st)
+            guard stamp.identity == g.identity else { continue }
+            switch catalog.entry(path: candidate, stamp: stamp) {
+            case .elf(let object): result = Classified(object: object, identification: .content)
+            case .notELF: result = Classified(object: nil, identification: .content)
+            case .unreadable(let why): result.readError = why; continue
+            }
+            break
+        }
+        // Errors may pass (another process may have map_files open to us): only cache what was read.
+        if result.identification == .content { classified.withLock { $0[g.identity] = result } }
+        return result
+    }
+
+    // MARK: reading
+
+    /// Keeps only the OpenSSL and loader entries of environ, compared as bytes before any String exists.
+    static func keptEntries(_ bytes: UnsafeMutableRawBufferPointer, count: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var i = 0
+        while i < count {
+            var end = i
+            while end < count && bytes[end] != 0 { end += 1 }
+            let entry = UnsafeRawBufferPointer(rebasing: bytes[i..<end])
+            if keptPrefixes.contains(where: { p in entry.count >= p.count && entry.prefix(p.count).elementsEqual(p) }) {
+                out.append(contentsOf: entry); out.append(0)
+            }
+            i = end + 1
+        }
+        return out
+    }
+    private static let keptPrefixes = TargetEnvironment.keptKeys.map { Array(($0 + "=").utf8) }
+
+    /// AT_SECURE from auxv: glibc then ignores LD_LIBRARY_PATH (matters for the bundle audit only).
+    static func secureExecution(_ dir: Int32, _ buffer: ReadBuffer) -> Bool {
+        guard case .success(let n) = buffer.read(dir, "auxv") else { return false }
+        var i = 0
+        while i + 16 <= n {
+            let type = buffer.bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let value = buffer.bytes.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)
+            if type == 23 { return value != 0 }
+            if type == 0 { break }
+            i += 16
+        }
+        return false
+    }
+
+    enum LinkResult { case value(String), error(Int32)
+        var value: String? { if case .value(let v) = self { return v }; return nil }
+    }
+
+    static func readLink(_ dir: Int32, _ name: String) -> LinkResult {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlinkat(dir, name, &buf, buf.count - 1)
+        guard n >= 0 else { return .error(errno) }
+        return .value(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+
+    struct Errno: Error { var code: Int32 }
+
+    static func readWhole(_ path: String, limit: Int = 1 << 20) -> Result<[UInt8], Errno> {
+        let buffer = ReadBuffer()
+        switch buffer.read(AT_FDCWD, path, limit: limit) {
+        case .success(let n): return .success(Array(buffer.bytes[0..<n]))
+        case .failure(let e): return .failure(e)
+        }
+    }
+}
+
+/// One reusable read buffer per worker: /proc files report size 0, so read() until EOF, growing as needed.
+final class ReadBuffer {
+    private(set) var bytes: UnsafeMutableRawBufferPointer
+
+    init(capacity: Int = 64 << 10) { bytes = .allocate(byteCount: capacity, alignment: 16) }
+    deinit { bytes.deallocate() }
+
+    func read(_ dir: Int32, _ name: String, limit: Int = 16 << 20) -> Result<Int, ProcReader.Errno> {
+        let fd = openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { return .failure(.init(code: errno)) }
+        defer { close(fd) }
+        var count = 0
+        while true {
+            if count == bytes.count {
+                guard bytes.count < limit else { break }
+                let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count * 2, alignment: 16)
+                bigger.copyMemory(from: UnsafeRawBufferPointer(bytes))
+                bytes.deallocate()
+                bytes = bigger
+            }
+            let n = Glibc.read(fd, bytes.baseAddress! + count, bytes.count - count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure(.init(code: errno))
+            }
+            if n == 0 { break }
+            count += n
+        }
+        return .success(count)
+    }
+}
+
+enum System {
+    static let cores: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+}

@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import SentinelCore
+import SentinelSystem
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Audit live processes: split libcrypto, deleted libraries, static copies, FIPS, environment.",
+        discussion: """
+        Reads /proc/<pid>/maps, status, environ (only \(TargetEnvironment.keptKeys.joined(separator: ", "))), \
+        exe, cwd and cgroup of each selected process; mapped files are identified by content. Nothing of the \
+        target is loaded or run. With no selector, every process that maps an OpenSSL library (--all). \
+        Another user's processes need root (or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH); what cannot be read \
+        is reported as process-unreadable.
+
+        Examples:
+          crypto-sentinel inspect
+          crypto-sentinel inspect --unit product-api --expect-fips --expect-env OPENSSL_CONF=/opt/product/etc/openssl-fips.cnf
+          crypto-sentinel inspect --pid $(pidof app) --with-bundle --format json
+        """)
+
+    @Option(name: .customLong("pid"), help: ArgumentHelp("A process id (repeatable).", valueName: "PID"))
+    var pids: [Int32] = []
+
+    @Option(help: ArgumentHelp("Every process of this systemd unit (from /proc/<pid>/cgroup); '.service' is implied.", valueName: "NAME"))
+    var unit: String?
+
+    @Option(help: ArgumentHelp("Every process running this executable (same device and inode).", valueName: "PATH"))
+    var exe: String?
+
+    @Option(name: .customLong("pid-file"), help: ArgumentHelp("The process whose id this file holds.", valueName: "PATH"))
+    var pidFile: String?
+
+    @Flag(help: "Every process on the host that maps an OpenSSL library (the default with no selector).")
+    var all = false
+
+    @Flag(name: .customLong("expect-fips"), help: "The processes must have the FIPS provider (fips.so) mapped.")
+    var expectFIPS = false
+
+    @Option(name: .customLong("expect-env"), help: ArgumentHelp(
+        "An expected variable, KEY=VALUE (repeatable; KEY= expects it unset). Only \(TargetEnvironment.keptKeys.joined(separator: ", ")) are captured.",
+        valueName: "KEY=VALUE"))
+    var expectEnv: [String] = []
+
+    @Flag(name: .customLong("with-bundle"), help: "Also scan each process's bundle (its executable's folder) under the process's environment.")
+    var withBundle = false
+
+    @OptionGroup var report: ReportOptions
+
+    func validate() throws {
+        for pair in expectEnv {
+            guard let eq = pair.firstIndex(of: "="), eq != pair.startIndex else {
+                throw ValidationError("--expect-env takes KEY=VALUE, got '\(pair)'")
+            }
+            let key = String(pair[..<eq])
+            guard TargetEnvironment.keptKeys.contains(key) else {
+                throw ValidationError("--expect-env \(key): only \(TargetEnvironment.keptKeys.joined(separator: ", ")) are captured from a process")
+            }
+        }
+        for pid in pids where pid <= 0 { throw ValidationError("--pid takes a positive process id, got \(pid)") }
+    }
+
+    func run() throws {
+        let reader = ProcReader(catalog: ELFCatalog())
+        var explicit: [Int32] = pids
+        do {
+            if let pidFile { explicit.append(try ProcReader.pid(fromFile: pidFile)) }
+        } catch {
+            warn("\(error)")
+            throw ExitCode(2)
+        }
+        if let unit {
+            let found = reader.pids(unit: unit)
+            guard !found.isEmpty else {
+                warn("--unit \(CgroupUnit.normalise(unit)): no running process is in this unit")
+                throw ExitCode(2)
+            }
+            explicit += found
+        }
+        if let exe {
+            guard access(exe, F_OK) == 0 else { warn("--exe \(exe): \(String(cString: strerror(errno)))"); throw ExitCode(2) }
+            let found = reader.pids(executable: exe)
+            guard !found.isEmpty else { warn("--exe \(exe): no running process has this executable"); throw ExitCode(2) }
+            explicit += found
+        }
+        let scanAll = all || explicit.isEmpty
+        let wanted = Array(Set(explicit)).sorted()
+        var snapshots = reader.snapshots(pids: wanted, onlyOpenSSL: false, secureExecution: withBundle)
+        if scanAll {
+            let me = getpid()
+            let others = Set(wanted)
+            snapshots += reader.snapshots(pids: reader.allPIDs().filter { $0 != me && !others.contains($0) },
+                                          onlyOpenSSL: true, secureExecution: withBundle)
+            snapshots.sort { $0.pid < $1.pid }
+        }
+
+        var expected: [String: String] = [:]
+        for pair in expectEnv {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            expected[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        let expectations = ProcessExpectations(expectFIPS: expectFIPS, environment: expected)
+        var targets: [TargetReport] = []
+        var bundles: [BundleKey: TargetReport] = [:]
+        let auditor = BundleAuditor(catalog: reader.catalog)
+        for snap in snapshots {
+            var target = ProcessAudit.audit(snap, expectations: expectations)
+            if withBundle {
+                switch bundleRoot(of: snap) {
+                case .failure(let why): target.warnings.append("--with-bundle: \(why)")
+                case .success(let root):
+                    let env = snap.environment ?? TargetEnvironment()
+                    let key = BundleKey(root: root, environment: env)
+                    if bundles[key] == nil {
+                        do {
+                            let base = root.split(separator: "/").last.map(String.init) ?? root
+                            bundles[key] = try auditor.audit(root: root, name: "\(base) (as run by pid \(snap.pid))",
+                                                             environment: env, expectFIPS: expectFIPS)
+                        } catch {
+                            target.warnings.append("--with-bundle: \(error)")
+                        }
+                    }
+                }
+            }
+            targets.append(target)
+        }
+        targets += bundles.values.sorted { $0.name < $1.name }
+        let doc = Report(command: "inspect", toolVersion: toolVersion, generatedAt: timestamp(), targets: targets)
+        throw ExitCode(emit(doc, options: report))
+    }
+
+    struct BundleKey: Hashable { var root: String; var environment: TargetEnvironment }
+
+    /// The executable's folder; system folders are not bundles.
+    func bundleRoot(of snap: ProcessSnapshot) -> Result<String, BundleRootError> {
+        guard var exe = snap.executable else { return .failure(.init("pid \(snap.pid): executable unknown")) }
+        if exe.hasSuffix(MapsParser.deletedSuffix), access(exe, F_OK) != 0 { exe.removeLast(MapsParser.deletedSuffix.count) }
+        let dir = (exe as NSString).deletingLastPathComponent
+        let system = ["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/usr/libexec", "/"]
+        guard !system.contains(dir) else {
+            return .failure(.init("pid \(snap.pid): \(exe) lives in \(dir), a system folder, not a bundle; scan skipped"))
+        }
+        return .success(dir)
+    }
+
+    struct BundleRootError: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
+    }
+}
