@@ -14,6 +14,8 @@ public final class ProcReader: Sendable {
     private let ownMountNamespace: String?
     private let classified = Mutex<[FileIdentity: Classified]>([:])
     private let pathLookups = Mutex<[String: DiskState.Lookup]>([:])
+    /// Mapped files already judged in this run, by identity (with the pathname they were judged under).
+    private let known = Mutex<[FileIdentity: MappedObject]>([:])
 
     struct Classified: Sendable {
         var object: ELFObject?
@@ -133,26 +135,21 @@ public final class ProcReader: Sendable {
         var errors: [(String, Int32)] = []
 
         // maps first: with --all most processes stop here.
-        var groups: [MappedFileGroup] = []
+        var mapsBytes = 0
         switch buffer.read(dir, "maps") {
-        case .success(let n): groups = MapsParser.fileGroups(UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]))
+        case .success(let n): mapsBytes = n
         case .failure(let e):
             if onlyOpenSSL, e.code == ENOENT || e.code == ESRCH { return nil }
             errors.append(("maps", e.code))
         }
         afterRead?("maps")
-        let namespace = groups.isEmpty ? nil : Self.readLink(dir, "ns/mnt").value
-        let foreign = namespace != nil && namespace != ownMountNamespace
-        snap.files = groups.compactMap { g in
-            g.kind == .file ? mappedObject(g, pid: pid, dir: dir, foreignRoot: foreign ? procRoot + "/\(pid)/root" : nil,
-                                           namespace: namespace ?? "") : nil
-        }
+        snap.files = mappedObjects(UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<mapsBytes]), pid: pid, dir: dir)
         if onlyOpenSSL, errors.isEmpty, !ProcessAudit.mapsOpenSSL(snap.files) { return nil }
 
         var zombie = false
         switch buffer.read(dir, "status") {
         case .success(let n):
-            let status = ProcStatus.parse(Array(buffer.bytes[0..<n]))
+            let status = ProcStatus.parse(UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]))
             snap.command = status.name; snap.credentials = status.credentials
             zombie = status.state == "Z" || status.state == "X"
         case .failure(let e): errors.append(("status", e.code))
@@ -179,8 +176,9 @@ public final class ProcReader: Sendable {
         afterRead?("cgroup")
 
         // Gone now (or a zombie, whose maps read empty)? Then ENOENT/ESRCH above meant "exited".
+        guard zombie || !errors.isEmpty || snap.files.isEmpty else { return snap }
         let alive = !zombie && faccessat(dir, "stat", F_OK, 0) == 0
-        if !alive && errors.isEmpty && groups.isEmpty { errors.append(("maps", ESRCH)) }
+        if !alive && errors.isEmpty && snap.files.isEmpty { errors.append(("maps", ESRCH)) }
         for (file, code) in errors {
             let reason = Self.reason(code, alive: alive)
             // A live kernel thread has no exe or cwd: nothing failed.
@@ -201,13 +199,40 @@ public final class ProcReader: Sendable {
 
     // MARK: mapped files
 
-    private func mappedObject(_ g: MappedFileGroup, pid: Int32, dir: Int32, foreignRoot: String?, namespace: String) -> MappedObject {
-        let (path, disk) = DiskState.judge(identity: g.identity, pathname: g.pathname, deletedMarker: g.deletedMarker) { p in
-            lookup(p, root: foreignRoot, namespace: namespace)
+    /// The mapped files of one process, each (device, inode) once. A file already seen in this run under
+    /// the same pathname is reused as is: no String, no stat, no catalog look-up.
+    private func mappedObjects(_ maps: UnsafeRawBufferPointer, pid: Int32, dir: Int32) -> [MappedObject] {
+        var out: [MappedObject] = []
+        var seen: [FileIdentity] = []
+        var namespace: String??  // read only if a path does not match its mapping (another mount namespace?)
+        MapsParser.forEachFileLine(maps) { line in
+            guard line.kind == .file, !seen.contains(line.identity) else { return }
+            seen.append(line.identity)
+            if let hit = known.withLock({ $0[line.identity] }), hit.mapsPathname.utf8.elementsEqual(line.pathname) {
+                out.append(hit); return
+            }
+            let pathname = line.decodedPathname
+            var (path, disk) = DiskState.judge(identity: line.identity, pathname: pathname, deletedMarker: line.deletedMarker) {
+                lookup($0, root: nil, namespace: "")
+            }
+            var foreignRoot: String?
+            if disk != .current {
+                if namespace == nil { namespace = .some(Self.readLink(dir, "ns/mnt").value) }
+                if let ns = namespace!, ns != ownMountNamespace {
+                    foreignRoot = procRoot + "/\(pid)/root"
+                    (path, disk) = DiskState.judge(identity: line.identity, pathname: pathname, deletedMarker: line.deletedMarker) {
+                        lookup($0, root: foreignRoot, namespace: ns)
+                    }
+                }
+            }
+            let c = classify(line.identity, mapFilesName: line.mapFilesName, path: path, disk: disk, pid: pid, foreignRoot: foreignRoot)
+            let object = MappedObject(identity: line.identity, path: path, mapsPathname: pathname, disk: disk, object: c.object,
+                                      identification: c.identification, readError: c.readError)
+            // Only what holds in every mount namespace and was fully read is shared across processes.
+            if foreignRoot == nil, c.identification == .content { known.withLock { $0[line.identity] = object } }
+            out.append(object)
         }
-        let c = classify(g, path: path, disk: disk, pid: pid, dir: dir, foreignRoot: foreignRoot)
-        return MappedObject(identity: g.identity, path: path, mapsPathname: g.pathname, disk: disk, object: c.object,
-                            identification: c.identification, readError: c.readError)
+        return out
     }
 
     private func lookup(_ path: String, root: String?, namespace: String) -> DiskState.Lookup {
@@ -226,12 +251,12 @@ public final class ProcReader: Sendable {
 
     /// The ELF model of a mapped file, once per (device, inode): through its path when that still names
     /// it, else through /proc/<pid>/map_files (root only); by name alone when neither is open to us.
-    private func classify(_ g: MappedFileGroup, path: String, disk: DiskState, pid: Int32, dir: Int32,
+    private func classify(_ identity: FileIdentity, mapFilesName: String, path: String, disk: DiskState, pid: Int32,
                           foreignRoot: String?) -> Classified {
-        if let hit = classified.withLock({ $0[g.identity] }) { return hit }
+        if let hit = classified.withLock({ $0[identity] }) { return hit }
         var candidates: [String] = []
         if disk == .current { candidates.append((foreignRoot ?? "") + path) }
-        candidates.append(procRoot + "/\(pid)/map_files/" + g.mapFilesName)
+        candidates.append(procRoot + "/\(pid)/map_files/" + mapFilesName)
         var result = Classified(object: nil, identification: .name, readError: nil)
         for candidate in candidates {
             var st = stat()
@@ -239,7 +264,7 @@ public final class ProcReader: Sendable {
             // Never open a device or FIFO someone mapped: opening can have side effects.
             guard st.st_mode & S_IFMT == S_IFREG else { result = Classified(object: nil, identification: .content); break }
             let stamp = FileStamp(st)
-            guard stamp.identity == g.identity else { continue }
+            guard stamp.identity == identity else { continue }
             switch catalog.entry(path: candidate, stamp: stamp) {
             case .elf(let object): result = Classified(object: object, identification: .content)
             case .notELF: result = Classified(object: nil, identification: .content)
@@ -248,7 +273,7 @@ public final class ProcReader: Sendable {
             break
         }
         // Errors may pass (another process may have map_files open to us): only cache what was read.
-        if result.identification == .content { classified.withLock { $0[g.identity] = result } }
+        if result.identification == .content { classified.withLock { $0[identity] = result } }
         return result
     }
 

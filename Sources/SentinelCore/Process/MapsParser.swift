@@ -115,6 +115,27 @@ public enum MapsParser {
 
     public static func fileGroups(_ bytes: [UInt8]) -> [MappedFileGroup] { bytes.withUnsafeBytes { fileGroups($0) } }
 
+    /// One file-backed or memfd line, its pathname still raw bytes (valid only inside the callback):
+    /// lets a caller that already knows this (device, inode) and pathname skip building a String.
+    public struct RawFileLine {
+        public var identity: FileIdentity
+        public var start: UInt64, end: UInt64
+        public var deletedMarker: Bool
+        public var kind: Mapping.Kind
+        public var pathname: UnsafeRawBufferPointer
+        public var decodedPathname: String { MapsParser.decodePath(pathname) }
+        public var mapFilesName: String { String(start, radix: 16) + "-" + String(end, radix: 16) }
+    }
+
+    public static func forEachFileLine(_ buffer: UnsafeRawBufferPointer, _ body: (RawFileLine) -> Void) {
+        forEachLine(buffer) { line in
+            guard line.inode != 0, line.kind == .file || line.kind == .memfd else { return }
+            body(RawFileLine(identity: FileIdentity(device: makedev(line.major, line.minor), inode: line.inode),
+                             start: line.start, end: line.end, deletedMarker: line.deletedMarker, kind: line.kind,
+                             pathname: line.path))
+        }
+    }
+
     struct Line {
         var start: UInt64, end: UInt64, permissions: Mapping.Permissions, offset: UInt64
         var major: UInt32, minor: UInt32, inode: UInt64

@@ -47,25 +47,38 @@ public struct ProcStatus: Sendable, Hashable {
         self.name = name; self.state = state; self.credentials = credentials
     }
 
-    public static func parse(_ bytes: [UInt8]) -> ProcStatus {
+    public static func parse(_ bytes: [UInt8]) -> ProcStatus { bytes.withUnsafeBytes { parse($0) } }
+
+    /// Bytes in, no String but the name: this runs once per process of `inspect --all`.
+    public static func parse(_ b: UnsafeRawBufferPointer) -> ProcStatus {
         var status = ProcStatus()
         var uids: [UInt32] = [], gids: [UInt32] = [], groups: [UInt32] = []
-        for line in bytes.split(separator: 0x0a) {
-            guard let colon = line.firstIndex(of: 0x3a) else { continue }
-            let key = line[line.startIndex..<colon]
-            let value = line[(colon + 1)...].drop { $0 == 0x09 || $0 == 0x20 }
+        var i = 0
+        while i < b.count {
+            var eol = i
+            while eol < b.count && b[eol] != 0x0a { eol += 1 }
+            var colon = i
+            while colon < eol && b[colon] != 0x3a { colon += 1 }
+            var v = colon + 1
+            while v < eol && (b[v] == 0x09 || b[v] == 0x20) { v += 1 }
+            let key = UnsafeRawBufferPointer(rebasing: b[i..<colon])
             func numbers() -> [UInt32] {
-                value.split(whereSeparator: { $0 == 0x09 || $0 == 0x20 }).compactMap { UInt32(String(decoding: $0, as: UTF8.self)) }
+                var out: [UInt32] = [], n: UInt32 = 0, inNumber = false
+                for k in v..<eol {
+                    let c = b[k]
+                    if c >= 0x30 && c <= 0x39 { n = n &* 10 &+ UInt32(c - 0x30); inNumber = true }
+                    else if inNumber { out.append(n); n = 0; inNumber = false }
+                }
+                if inNumber { out.append(n) }
+                return out
             }
-            switch String(decoding: key, as: UTF8.self) {
-            // The kernel escapes nothing in Name except '\n' and '\\' (as "\n", "\\"): shown as is.
-            case "Name": status.name = String(decoding: value, as: UTF8.self)
-            case "State": status.state = value.first.map { Character(Unicode.Scalar($0)) }
-            case "Uid": uids = numbers()
-            case "Gid": gids = numbers()
-            case "Groups": groups = numbers()
-            default: continue
-            }
+            // The kernel escapes nothing in Name except '\n' and '\\': shown as is.
+            if key.elementsEqual("Name".utf8) { status.name = String(decoding: b[v..<eol], as: UTF8.self) }
+            else if key.elementsEqual("State".utf8), v < eol { status.state = Character(Unicode.Scalar(b[v])) }
+            else if key.elementsEqual("Uid".utf8) { uids = numbers() }
+            else if key.elementsEqual("Gid".utf8) { gids = numbers() }
+            else if key.elementsEqual("Groups".utf8) { groups = numbers(); break }  // the last field needed
+            i = eol + 1
         }
         if uids.count >= 2, gids.count >= 2 {
             status.credentials = ProcessCredentials(uid: uids[0], effectiveUID: uids[1], gid: gids[0],
