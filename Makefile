@@ -27,6 +27,7 @@ release:
 fixtures:
 	scripts/fixtures/elf-trees.sh $(FIXTURES)/elf
 	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
+	scripts/fixtures/processes.sh $(FIXTURES)/proc
 
 ## demo: freeze a real cx_Freeze service with Debian's python3-cryptography and scan it.
 demo: setup release
@@ -39,7 +40,7 @@ demo: setup release
 test: setup fixtures
 	SENTINEL_FIXTURES=$(FIXTURES) swift test $(SWIFT_BUILD_FLAGS)
 
-## bench: figures next to scanelf and libtree on the same trees, in the same run.
+## bench: figures next to scanelf, libtree and grep over /proc/*/maps, in the same run.
 bench: setup release fixtures
 	scripts/bench.sh
 

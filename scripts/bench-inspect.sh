@@ -12,7 +12,7 @@ RUNS=${RUNS:-10}
 scripts/fixtures/processes.sh "$FIXTURES/proc"
 TMP=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT INT TERM
 
 median() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$1"; }
@@ -23,6 +23,7 @@ for N in 200 1000; do
   while [ ${#PIDS[@]} -lt "$N" ]; do
     "$FIXTURES/proc/holdlibs" "$FIXTURES/proc/fake/a/libcrypto.so.3" "$FIXTURES/proc/fake/b/libcrypto.so.3" >/dev/null &
     PIDS+=($!)
+    disown $!  # killed by pid in the trap; no "Killed" job notices
   done
   for _ in $(seq 100); do [ "$(mapping)" -ge $((base + N)) ] && break; sleep 0.1; done
   procs=$(ls -d /proc/[0-9]* | wc -l)

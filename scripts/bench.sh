@@ -42,3 +42,7 @@ print(f"  crypto-sentinel scan   {c*1000:8.1f} ms  peak RSS {int(rc)/1024:6.1f} 
 print(f"  rescan, same process   {again:8.1f} ms vs first {first:.1f} ms   ({again/first:.2f}x; target <= 0.2x)")
 PY
 done
+
+## inspect: `inspect --all` with 200 and 1,000 extra fixture processes next to `grep -l libcrypto
+## /proc/[0-9]*/maps`, as ratios (its own script, so its fixture processes are cleaned up by its trap).
+BIN="$BIN" FIXTURES="$FIXTURES" scripts/bench-inspect.sh

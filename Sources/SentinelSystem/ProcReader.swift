@@ -171,7 +171,7 @@ public final class ProcReader: Sendable {
         case .error(let e): errors.append(("cwd", e))
         }
         if case .success(let n) = buffer.read(dir, "cgroup") {
-            snap.unit = CgroupUnit.unit(cgroupFile: String(decoding: buffer.bytes[0..<n], as: UTF8.self))
+            snap.unit = CgroupUnit.unit(cgroupFile: UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]))
         }
         afterRead?("cgroup")
 

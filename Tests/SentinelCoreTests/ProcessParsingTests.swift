@@ -144,6 +144,14 @@ import Testing
         #expect(CgroupUnit.unit(cgroupFile: "1:name=systemd:/system.slice/a.service\n0::/\n") == "a.service")
     }
 
+    @Test func bytesAndTextAgree() {
+        for text in [Self.hybrid, "1:name=systemd:/system.slice/a.service\n0::/\n", "0::/system.slice/p.service/worker-3\n",
+                     "0::/user.slice/session-4.scope\n", "12:cpu,name=systemd:/x.service\n", "", "0::/.service\n"] {
+            let fromBytes = Array(text.utf8).withUnsafeBytes { CgroupUnit.unit(cgroupFile: $0) }
+            #expect(fromBytes == CgroupUnit.unit(cgroupFile: text), "\(text)")
+        }
+    }
+
     @Test func workersInASubgroupBelongToTheUnit() {
         #expect(CgroupUnit.unit(cgroupFile: "0::/system.slice/product-api.service/worker-3\n") == "product-api.service")
         #expect(CgroupUnit.unit(cgroupFile: "0::/user.slice/user-0.slice/session-4.scope\n") == nil)

@@ -14,6 +14,54 @@ public enum CgroupUnit {
         return v2.flatMap(unit(cgroupPath:)) ?? v1.flatMap(unit(cgroupPath:))
     }
 
+    /// The same from bytes, building no String unless there is a unit (once per process of `--all`).
+    public static func unit(cgroupFile b: UnsafeRawBufferPointer) -> String? {
+        var v2: Range<Int>?, v1: Range<Int>?
+        var i = 0
+        while i < b.count {
+            var eol = i
+            while eol < b.count && b[eol] != 0x0a { eol += 1 }
+            var c1 = i
+            while c1 < eol && b[c1] != 0x3a { c1 += 1 }
+            var c2 = c1 + 1
+            while c2 < eol && b[c2] != 0x3a { c2 += 1 }
+            if c2 < eol {
+                let controllers = UnsafeRawBufferPointer(rebasing: b[(c1 + 1)..<c2])
+                if c1 == i + 1, b[i] == 0x30, controllers.isEmpty { v2 = (c2 + 1)..<eol }
+                else if contains(controllers, "name=systemd") { v1 = (c2 + 1)..<eol }
+            }
+            i = eol + 1
+        }
+        for range in [v2, v1].compactMap({ $0 }) {
+            if let unit = unitComponent(UnsafeRawBufferPointer(rebasing: b[range])) { return unit }
+        }
+        return nil
+    }
+
+    private static func contains(_ hay: UnsafeRawBufferPointer, _ needle: StaticString) -> Bool {
+        let n = needle.utf8CodeUnitCount
+        guard hay.count >= n else { return false }
+        let needle = UnsafeRawBufferPointer(start: needle.utf8Start, count: n)
+        for start in 0...(hay.count - n) where hay[start..<(start + n)].elementsEqual(needle) { return true }
+        return false
+    }
+
+    private static func unitComponent(_ path: UnsafeRawBufferPointer) -> String? {
+        let suffix: StaticString = ".service"
+        let suffixBytes = UnsafeRawBufferPointer(start: suffix.utf8Start, count: suffix.utf8CodeUnitCount)
+        var end = path.count
+        while end > 0 {
+            var start = end
+            while start > 0 && path[start - 1] != 0x2f { start -= 1 }
+            let component = path[start..<end]
+            if component.count > suffixBytes.count, component.suffix(suffixBytes.count).elementsEqual(suffixBytes) {
+                return String(decoding: component, as: UTF8.self)
+            }
+            end = start - 1
+        }
+        return nil
+    }
+
     public static func unit(cgroupPath path: String) -> String? {
         path.split(separator: "/").last { $0.hasSuffix(".service") && $0.count > ".service".count }.map(String.init)
     }
