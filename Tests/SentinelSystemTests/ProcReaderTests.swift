@@ -12,9 +12,12 @@ import Testing
         p.arguments = ["100"]
         p.environment = ["OPENSSL_MODULES": "/opt/m", "DATABASE_PASSWORD": "s3cret"]
         try p.run()
-        // Wait for the exec: until then /proc shows the forking test process.
-        for _ in 0..<200 where (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p.processIdentifier)/exe")) != "/usr/bin/sleep" {
-            usleep(5_000)
+        // Wait for the exec and for ld.so to map libc: until then /proc shows a half-started process.
+        for _ in 0..<1000 {
+            let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p.processIdentifier)/exe")
+            let maps = (try? String(contentsOfFile: "/proc/\(p.processIdentifier)/maps", encoding: .utf8)) ?? ""
+            if exe == "/usr/bin/sleep" && maps.contains("/libc.so.6") { break }
+            usleep(10_000)
         }
         return p
     }
