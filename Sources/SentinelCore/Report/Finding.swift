@@ -80,8 +80,38 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
             return "without fips.so where this libcrypto looks, the FIPS provider cannot activate"
         case .mixedPythonABI:
             return "extension modules for another CPython are leftovers that confuse audits and packaging"
-        default:
-            return ""
+        case .processSplitLibcrypto:
+            return "the running process has two OpenSSL states: providers, DRBG and FIPS mode differ between its consumers until it is restarted on one libcrypto"
+        case .processDeletedLibrary:
+            return "the process still runs the old library code; the upgrade on disk takes effect only after a restart"
+        case .processStaticOpenSSL:
+            return "a statically linked OpenSSL in a mapped object never reads the shared libcrypto's providers or FIPS configuration"
+        case .processFIPSNotLoaded:
+            return "no fips.so is mapped, so nothing in this process can be running FIPS-approved algorithms from the FIPS provider"
+        case .processEnvDrift:
+            return "the service did not start with the OpenSSL configuration the appliance expects, whatever an interactive shell shows"
+        case .processUnreadable:
+            return "what cannot be read cannot be vouched for: grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or the process is gone"
+        case .postConfigError:
+            return "services load OpenSSL config with errors ignored, so a broken include silently runs them without FIPS"
+        case .postFIPSNotActive:
+            return "under the service's own environment the FIPS provider is not active, so FIPS is not enforced"
+        case .postSelfTestFailed:
+            return "a FIPS provider whose integrity or known-answer tests fail enters its error state and refuses all crypto"
+        case .postDRBGFailed:
+            return "without a working DRBG every TLS handshake and key generation fails ('unable to fetch drbg')"
+        case .postApprovedFailed:
+            return "an approved algorithm failing means crypto is broken under this environment, not just unapproved"
+        case .postUnapprovedAllowed:
+            return "MD5 succeeding means FIPS is not enforced for this process's default library context"
+        case .postInitErrorQueue:
+            return "errors left on the queue at init surface later as 'Unknown OpenSSL error' in callers that expect an empty queue"
+        case .postTimeout:
+            return "a POST that hangs would hang the service the same way at start-up"
+        case .postCrashed:
+            return "a POST child that crashes means the library or its configuration would crash the service"
+        case .postCommandFailed:
+            return "the product's own POST program fails under the service's environment and user"
         }
     }
 }
