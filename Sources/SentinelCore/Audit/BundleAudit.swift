@@ -82,40 +82,44 @@ public struct BundleAudit {
         let resolver = LoaderResolver(host: host, environment: environment, fileSystem: fileSystem,
                                       cwd: inventory.root)
         var linkage = Linkage()
+        // A main program's DT_RPATH is inherited by everything it dlopens, so each distinct one is a
+        // context of its own. Programs without one search like no program at all (the rest of their
+        // influence, names they already loaded, is left out); their own closures still load once.
         let mains = mainPrograms()
-        let contexts: [LoadedFile?] = mains.isEmpty ? [nil] : mains
+        let rpathMains = mains.filter { $0.object.effectiveRPath != nil }
+        let contexts: [LoadedFile?] = rpathMains + (rpathMains.count < mains.count || mains.isEmpty ? [nil] : [])
         let allRoots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject }
         let roots: [BundleFile?] = allRoots.isEmpty
             ? (part == 0 ? [nil] : [])
             : stride(from: part, to: allRoots.count, by: max(parts, 1)).map { allRoots[$0] }
+        let ownClosures: [LoadedFile] = part == 0 ? mains.filter { $0.object.effectiveRPath == nil } : []
         var uses = Set<Use>(), missing = Set<Missing>()
         // Most edges (the main program's closure, system libraries) repeat in every root's load:
         // look at each (consumer, name, outcome) once, and at each file's role once.
         struct EdgeKey: Hashable { var consumer: String; var name: String; var target: FileIdentity? }
         var seenEdges = Set<EdgeKey>()
         var isOpenSSL: [FileIdentity: Bool] = [:]
-        for main in contexts {
-            for root in roots {
-                let load = resolver.loadProcess(main: main, dlopen: root.map { [$0.file] } ?? [])
-                for edge in load.edges {
-                    let target: FileIdentity? = if case .found(let f, _, _) = edge.result { f.identity } else { nil }
-                    guard seenEdges.insert(EdgeKey(consumer: edge.consumer, name: edge.name, target: target)).inserted else { continue }
-                    switch edge.result {
-                    case .found(let target, let via, let owner):
-                        linkage.reached.insert(target.identity)
-                        let openssl = isOpenSSL[target.identity] ?? {
-                            let role = target.object.openSSLRole
-                            let yes = role == .libcrypto || role == .libssl
-                            isOpenSSL[target.identity] = yes
-                            return yes
-                        }()
-                        if openssl {
-                            uses.insert(Use(consumer: edge.consumer, name: edge.name, via: via, rpathOwner: owner, target: target))
-                        }
-                    case .missing(let tried):
-                        if OpenSSLNames.isOpenSSLName(edge.name) {
-                            missing.insert(Missing(consumer: edge.consumer, name: edge.name, tried: tried))
-                        }
+        let loads = contexts.flatMap { main in roots.map { (main, $0?.file) } } + ownClosures.map { ($0, nil) }
+        for (main, root) in loads {
+            let load = resolver.loadProcess(main: main, dlopen: root.map { [$0] } ?? [])
+            for edge in load.edges {
+                let target: FileIdentity? = if case .found(let f, _, _) = edge.result { f.identity } else { nil }
+                guard seenEdges.insert(EdgeKey(consumer: edge.consumer, name: edge.name, target: target)).inserted else { continue }
+                switch edge.result {
+                case .found(let target, let via, let owner):
+                    linkage.reached.insert(target.identity)
+                    let openssl = isOpenSSL[target.identity] ?? {
+                        let role = target.object.openSSLRole
+                        let yes = role == .libcrypto || role == .libssl
+                        isOpenSSL[target.identity] = yes
+                        return yes
+                    }()
+                    if openssl {
+                        uses.insert(Use(consumer: edge.consumer, name: edge.name, via: via, rpathOwner: owner, target: target))
+                    }
+                case .missing(let tried):
+                    if OpenSSLNames.isOpenSSLName(edge.name) {
+                        missing.insert(Missing(consumer: edge.consumer, name: edge.name, tried: tried))
                     }
                 }
             }
