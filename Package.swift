@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "crypto-sentinel", targets: ["crypto-sentinel"]),
+        .executable(name: "sentinel-probe", targets: ["sentinel-probe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -22,6 +23,18 @@ let package = Package(
             dependencies: [
                 "SentinelCore", "SentinelSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The native POST helper: C, links only libc/libdl, dlopen()s one libcrypto and resolves every
+        // OpenSSL function with dlsym (OpenSSL's headers from libssl-dev give types and prototypes only).
+        .executableTarget(
+            name: "sentinel-probe",
+            cSettings: [.unsafeFlags(["-Wall", "-O1"])],
+            linkerSettings: [
+                .linkedLibrary("dl"),
+                // swiftc links every executable with swiftrt.o and -lswiftCore; the Embedded link mode
+                // adds neither, so readelf -d shows libc only: no Swift runtime in the service's env.
+                .unsafeFlags(["-enable-experimental-feature", "Embedded", "-no-toolchain-stdlib-rpath"]),
             ]
         ),
         // Benchmark driver for scripts/bench.sh: repeated audits in one process (cache effect).

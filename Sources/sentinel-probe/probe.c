@@ -1,0 +1,523 @@
+/*
+ * sentinel-probe: the native POST helper of crypto-sentinel.
+ *
+ * Runs in a fresh child under the service's exact environment (crypto-sentinel spawns it). It links
+ * only libc/libdl: OpenSSL's headers give types, constants and prototypes (through __typeof__), and
+ * every function is resolved with dlsym() from exactly one libcrypto, dlopen()ed RTLD_NOW|RTLD_LOCAL.
+ * It prints one JSON document on stdout and progress ("stage NAME") on stderr, so a crash or hang
+ * can be pinned to a step.
+ *
+ *   sentinel-probe [--uid N --gid N] [--cwd DIR] LIBCRYPTO        the POST
+ *   sentinel-probe --exec [--uid N --gid N] [--cwd DIR] -- PROG ARGS...   run a program the same way
+ *
+ * Privileges are dropped here (setgroups([gid]), setgid, setuid, checked), then PR_SET_NO_NEW_PRIVS
+ * and rlimits are set, before anything of OpenSSL is loaded.
+ */
+#define _GNU_SOURCE
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include <dlfcn.h>
+#include <dirent.h>
+#include <errno.h>
+#include <grp.h>
+#include <link.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/conf.h>
+#include <openssl/core.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/provider.h>
+#include <openssl/rand.h>
+#include <openssl/self_test.h>
+#include <openssl/x509.h>
+
+/* ---------- a small JSON writer ---------- */
+static char *out_buf; static size_t out_len, out_cap;
+static void put(const char *s, size_t n) {
+    if (out_len + n + 1 > out_cap) {
+        out_cap = (out_len + n + 1) * 2;
+        out_buf = realloc(out_buf, out_cap);
+        if (!out_buf) _exit(70);
+    }
+    memcpy(out_buf + out_len, s, n); out_len += n; out_buf[out_len] = 0;
+}
+static void puts_(const char *s) { put(s, strlen(s)); }
+static void putf(const char *fmt, ...) {
+    char tmp[512]; va_list ap; va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap); va_end(ap);
+    if (n > 0) put(tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+static void jstr(const char *s) {
+    if (!s) { puts_("null"); return; }
+    puts_("\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') { char e[2] = {'\\', (char)*p}; put(e, 2); }
+        else if (*p == '\n') puts_("\\n");
+        else if (*p == '\t') puts_("\\t");
+        else if (*p < 0x20 || *p == 0x7f) putf("\\u%04x", *p);
+        else put((const char *)p, 1);  /* UTF-8 passes through; invalid bytes are the runner's problem */
+    }
+    puts_("\"");
+}
+static void key(const char *k) { jstr(k); puts_(":"); }
+static void kstr(const char *k, const char *v) { key(k); jstr(v); puts_(","); }
+static void kint(const char *k, long long v) { key(k); putf("%lld", v); puts_(","); }
+static void kbool(const char *k, int v) { key(k); puts_(v ? "true" : "false"); puts_(","); }
+/* Drops a trailing comma before closing an object/array. */
+static void close_(const char *c) { if (out_len && out_buf[out_len - 1] == ',') out_len--; puts_(c); puts_(","); }
+
+/* OpenSSL_version(OPENSSL_DIR) says `OPENSSLDIR: "/usr/lib/ssl"`: the bare path. */
+static const char *bare_path(const char *s) {
+    static char buf[2][PATH_MAX]; static int k; if (!s) return NULL;
+    const char *q = strchr(s, '"'); if (!q) return s;
+    char *b = buf[k++ & 1]; snprintf(b, PATH_MAX, "%s", q + 1);
+    char *e = strrchr(b, '"'); if (e) *e = 0; return b;
+}
+static void stage(const char *name) { fprintf(stderr, "sentinel-probe: stage %s\n", name); fflush(stderr); }
+static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
+
+/* ---------- the OpenSSL functions, all through dlsym ---------- */
+static void *lib;
+#define FN(name) static __typeof__(name) *p_##name
+FN(OpenSSL_version); FN(OpenSSL_version_num); FN(OPENSSL_init_crypto);
+FN(ERR_get_error_all); FN(ERR_get_error_line_data); FN(ERR_error_string_n); FN(ERR_clear_error);
+FN(CONF_get1_default_config_file); FN(CONF_modules_load_file_ex); FN(OSSL_LIB_CTX_new);
+FN(NCONF_new_ex); FN(NCONF_load_bio); FN(CONF_modules_load); FN(BIO_new_mem_buf);
+FN(OSSL_SELF_TEST_set_callback); FN(OSSL_PROVIDER_do_all); FN(OSSL_PROVIDER_get0_name);
+FN(OSSL_PROVIDER_get_params); FN(OSSL_PROVIDER_self_test); FN(OSSL_PROVIDER_available);
+FN(EVP_default_properties_is_fips_enabled);
+FN(EVP_MD_fetch); FN(EVP_MD_free); FN(EVP_MD_get0_provider); FN(EVP_Digest);
+FN(RAND_bytes); FN(RAND_get0_primary); FN(EVP_RAND_get_state); FN(EVP_RAND_CTX_get0_rand);
+FN(EVP_RAND_get0_provider); FN(EVP_RAND_get0_name);
+FN(X509_get_default_cert_file); FN(X509_get_default_cert_dir);
+FN(X509_get_default_cert_file_env); FN(X509_get_default_cert_dir_env);
+#define SYM(name) (p_##name = (__typeof__(p_##name))dlsym(lib, #name))
+
+/* Newer APIs: detected, their absence reported, never fatal. */
+static const char *const newer_api[][2] = {
+    {"OSSL_PROVIDER_load_ex", "3.2"}, {"OSSL_INDICATOR_set_callback", "3.4"},
+    {"EVP_get1_default_properties", "3.5"}, {"OSSL_ERR_STATE_new", "3.2"},
+};
+
+/* Every queued OpenSSL error as a full string with file:line, func and data; the queue is emptied. */
+static int drain_errors(const char *k) {
+    int n = 0;
+    key(k); puts_("[");
+    if (p_ERR_get_error_all || p_ERR_get_error_line_data) {
+        for (;;) {
+            const char *file = NULL, *func = NULL, *data = NULL; int line = 0, flags = 0;
+            unsigned long e = p_ERR_get_error_all ? p_ERR_get_error_all(&file, &line, &func, &data, &flags)
+                                                  : p_ERR_get_error_line_data(&file, &line, &data, &flags);
+            if (e == 0) break;
+            char s[256] = "";
+            if (p_ERR_error_string_n) p_ERR_error_string_n(e, s, sizeof s);
+            else snprintf(s, sizeof s, "error:%08lX", e);
+            char full[1024];
+            snprintf(full, sizeof full, "%s:%s:%d%s%s%s%s", s, file ? file : "?", line,
+                     func && *func ? ":" : "", func && *func ? func : "",
+                     data && *data && (flags & ERR_TXT_STRING) ? ":" : "", data && (flags & ERR_TXT_STRING) ? data : "");
+            if (n < 64) { jstr(full); puts_(","); }
+            n++;
+        }
+    } else {
+        jstr("ERR_get_error_all/ERR_get_error_line_data not found"); puts_(",");
+    }
+    close_("]");
+    return n;
+}
+static void missing(const char *names) { kstr("status", "fail"); key("errors"); puts_("["); jstr(names); puts_("]"); puts_(","); }
+
+/* ---------- self-test callback ---------- */
+static int st_events, st_failures; static char st_fail_text[16][200];
+static int st_cb(const OSSL_PARAM params[], void *arg) {
+    (void)arg;
+    const char *phase = "", *type = "", *desc = "";
+    for (const OSSL_PARAM *p = params; p && p->key; p++) {
+        if (p->data_type != OSSL_PARAM_UTF8_STRING || !p->data) continue;
+        if (!strcmp(p->key, OSSL_PROV_PARAM_SELF_TEST_PHASE)) phase = p->data;
+        else if (!strcmp(p->key, OSSL_PROV_PARAM_SELF_TEST_TYPE)) type = p->data;
+        else if (!strcmp(p->key, OSSL_PROV_PARAM_SELF_TEST_DESC)) desc = p->data;
+    }
+    st_events++;
+    if (!strcmp(phase, OSSL_SELF_TEST_PHASE_FAIL)) {
+        if (st_failures < 16) snprintf(st_fail_text[st_failures], 200, "%s: %s", type, desc);
+        st_failures++;
+    }
+    return 1;
+}
+
+/* ---------- providers ---------- */
+static OSSL_PROVIDER *fips_prov;
+static int prov_count;
+static int prov_cb(OSSL_PROVIDER *prov, void *arg) {
+    (void)arg;
+    const char *cname = p_OSSL_PROVIDER_get0_name ? p_OSSL_PROVIDER_get0_name(prov) : "?";
+    char *name = NULL, *version = NULL, *buildinfo = NULL; unsigned int status = 0;
+    OSSL_PARAM req[] = {
+        {OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, &name, 0, OSSL_PARAM_UNMODIFIED},
+        {OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, &version, 0, OSSL_PARAM_UNMODIFIED},
+        {OSSL_PROV_PARAM_BUILDINFO, OSSL_PARAM_UTF8_PTR, &buildinfo, 0, OSSL_PARAM_UNMODIFIED},
+        {OSSL_PROV_PARAM_STATUS, OSSL_PARAM_UNSIGNED_INTEGER, &status, sizeof status, OSSL_PARAM_UNMODIFIED},
+        {NULL, 0, NULL, 0, 0},
+    };
+    int ok = p_OSSL_PROVIDER_get_params ? p_OSSL_PROVIDER_get_params(prov, req) : 0;
+    puts_("{");
+    kstr("config_name", cname);
+    if (req[0].return_size != OSSL_PARAM_UNMODIFIED) kstr("name", name);
+    if (req[1].return_size != OSSL_PARAM_UNMODIFIED) kstr("version", version);
+    if (req[2].return_size != OSSL_PARAM_UNMODIFIED) kstr("buildinfo", buildinfo);
+    if (req[3].return_size != OSSL_PARAM_UNMODIFIED) kint("status", status);
+    kbool("params_ok", ok);
+    int is_fips = (cname && !strcmp(cname, "fips")) || (name && strstr(name, "FIPS"));
+    kbool("fips", is_fips);
+    if (is_fips && !fips_prov) fips_prov = prov;
+    close_("}");
+    prov_count++;
+    return 1;
+}
+
+/* ---------- trust paths ---------- */
+static long count_in_file(const char *path) {
+    FILE *f = fopen(path, "rb"); if (!f) return -1;
+    static char buf[(1 << 16) + 64]; long n = 0; size_t keep = 0, r;
+    const char *needle = "-----BEGIN CERTIFICATE-----"; size_t nl = strlen(needle);
+    while ((r = fread(buf + keep, 1, (1 << 16), f)) > 0) {
+        size_t len = keep + r; buf[len] = 0;
+        for (char *p = buf; (p = memmem(p, len - (size_t)(p - buf), needle, nl)); p += nl) n++;
+        keep = len >= nl ? nl - 1 : len; memmove(buf, buf + len - keep, keep);
+    }
+    fclose(f); return n;
+}
+static long count_in_dir(const char *dir) {
+    DIR *d = opendir(dir); if (!d) return -1;
+    long n = 0; struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *s = e->d_name, *dot = strrchr(s, '.');
+        if (s[0] == '.') continue;
+        if ((dot && (!strcmp(dot, ".pem") || !strcmp(dot, ".crt"))) ||
+            (dot && dot - s == 8 && dot[1] >= '0' && dot[1] <= '9')) n++;
+    }
+    closedir(d); return n;
+}
+static void trust_entry(const char *k, const char *path, int is_dir) {
+    key(k); puts_("{"); kstr("path", path);
+    struct stat st; int exists = path && stat(path, &st) == 0;
+    kbool("exists", exists);
+    if (exists) kint("certificates", is_dir ? count_in_dir(path) : count_in_file(path));
+    close_("}");
+}
+
+/* ---------- privileges and limits ---------- */
+static const char *drop_error;
+static int drop(long uid, long gid, const char *cwd) {
+    static char err[256];
+    if (gid >= 0) {
+        gid_t g = (gid_t)gid;
+        if (setgroups(1, &g) != 0 || setgid(g) != 0) { snprintf(err, sizeof err, "setgid(%ld): %s", gid, strerror(errno)); drop_error = err; return -1; }
+    }
+    if (uid >= 0 && setuid((uid_t)uid) != 0) { snprintf(err, sizeof err, "setuid(%ld): %s", uid, strerror(errno)); drop_error = err; return -1; }
+    if (uid >= 0 && (getuid() != (uid_t)uid || geteuid() != (uid_t)uid)) { drop_error = "uid did not change"; return -1; }
+    if (uid > 0 && setuid(0) == 0) { drop_error = "could regain root"; return -1; }
+    if (cwd && chdir(cwd) != 0) { snprintf(err, sizeof err, "chdir(%s): %s", cwd, strerror(errno)); drop_error = err; return -2; }
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    struct rlimit core = {0, 0}; setrlimit(RLIMIT_CORE, &core);
+    struct rlimit cpu = {60, 60}; setrlimit(RLIMIT_CPU, &cpu);
+    struct rlimit fsz = {16 << 20, 16 << 20}; setrlimit(RLIMIT_FSIZE, &fsz);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    long uid = -1, gid = -1; const char *cwd = NULL; int exec_mode = 0, i = 1;
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "--uid") && i + 1 < argc) uid = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--gid") && i + 1 < argc) gid = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--cwd") && i + 1 < argc) cwd = argv[++i];
+        else if (!strcmp(argv[i], "--exec")) exec_mode = 1;
+        else if (!strcmp(argv[i], "--")) { i++; break; }
+        else break;
+    }
+    if (i >= argc) { fprintf(stderr, "usage: sentinel-probe [--uid N --gid N] [--cwd DIR] LIBCRYPTO | --exec ... -- PROG ARGS\n"); return 2; }
+    int dropped = drop(uid, gid, cwd);
+    if (dropped == -1) { fprintf(stderr, "sentinel-probe: %s\n", drop_error); return 125; }
+    if (exec_mode) {
+        if (dropped == -2) { fprintf(stderr, "sentinel-probe: %s\n", drop_error); return 125; }
+        execv(argv[i], argv + i);
+        fprintf(stderr, "sentinel-probe: cannot run %s: %s\n", argv[i], strerror(errno));
+        return 127;
+    }
+    const char *requested = argv[i];
+    double t0 = now_ms();
+    puts_("{"); kint("probe", 1); kstr("requested", requested);
+    kint("uid", getuid()); kint("gid", getgid());
+    { char wd[PATH_MAX]; kstr("cwd", getcwd(wd, sizeof wd) ? wd : NULL); }
+    if (dropped == -2) kstr("cwd_error", drop_error);
+
+    /* 1. load exactly one libcrypto */
+    stage("dlopen");
+    lib = dlopen(requested, RTLD_NOW | RTLD_LOCAL);
+    key("load"); puts_("{");
+    if (!lib) {
+        kbool("ok", 0); kstr("error", dlerror()); close_("}");
+        kint("elapsed_ms", (long long)(now_ms() - t0)); close_("}");
+        out_buf[out_len - 1] = '\n'; fwrite(out_buf, 1, out_len, stdout); return 0;
+    }
+    kbool("ok", 1);
+    struct link_map *lm = NULL;
+    if (dlinfo(lib, RTLD_DI_LINKMAP, &lm) == 0 && lm) {
+        kstr("path", lm->l_name);
+        char real[PATH_MAX]; if (realpath(lm->l_name, real)) kstr("realpath", real);
+    }
+    close_("}");
+
+    SYM(OpenSSL_version); SYM(OpenSSL_version_num); SYM(OPENSSL_init_crypto);
+    SYM(ERR_get_error_all); SYM(ERR_get_error_line_data); SYM(ERR_error_string_n); SYM(ERR_clear_error);
+    SYM(CONF_get1_default_config_file); SYM(CONF_modules_load_file_ex); SYM(OSSL_LIB_CTX_new);
+    SYM(NCONF_new_ex); SYM(NCONF_load_bio); SYM(CONF_modules_load); SYM(BIO_new_mem_buf);
+    SYM(OSSL_SELF_TEST_set_callback); SYM(OSSL_PROVIDER_do_all); SYM(OSSL_PROVIDER_get0_name);
+    SYM(OSSL_PROVIDER_get_params); SYM(OSSL_PROVIDER_self_test); SYM(OSSL_PROVIDER_available);
+    SYM(EVP_default_properties_is_fips_enabled);
+    SYM(EVP_MD_fetch); SYM(EVP_MD_free); SYM(EVP_MD_get0_provider); SYM(EVP_Digest);
+    SYM(RAND_bytes); SYM(RAND_get0_primary); SYM(EVP_RAND_get_state); SYM(EVP_RAND_CTX_get0_rand);
+    SYM(EVP_RAND_get0_provider); SYM(EVP_RAND_get0_name);
+    SYM(X509_get_default_cert_file); SYM(X509_get_default_cert_dir);
+    SYM(X509_get_default_cert_file_env); SYM(X509_get_default_cert_dir_env);
+
+    key("api"); puts_("{");
+    for (size_t k = 0; k < sizeof newer_api / sizeof newer_api[0]; k++) {
+        key(newer_api[k][0]); puts_("{"); kstr("since", newer_api[k][1]);
+        kbool("present", dlsym(lib, newer_api[k][0]) != NULL); close_("}");
+    }
+    close_("}");
+
+    key("checks"); puts_("[");
+    double t;
+    /* identity */
+    stage("identity"); t = now_ms();
+    puts_("{"); kstr("name", "identity");
+    if (!p_OpenSSL_version) missing("OpenSSL_version not found");
+    else {
+        kstr("status", "pass");
+        kstr("version", p_OpenSSL_version(OPENSSL_VERSION));
+        kstr("openssldir", p_OpenSSL_version(OPENSSL_DIR));
+        kstr("modulesdir", p_OpenSSL_version(OPENSSL_MODULES_DIR));
+        kstr("openssldir_path", bare_path(p_OpenSSL_version(OPENSSL_DIR)));
+        kstr("modulesdir_path", bare_path(p_OpenSSL_version(OPENSSL_MODULES_DIR)));
+        if (p_OpenSSL_version_num) putf("\"version_num\":\"%08lx\",", p_OpenSSL_version_num());
+    }
+    kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    /* self-test callback, armed before any provider loads */
+    stage("self-test-callback");
+    puts_("{"); kstr("name", "self_test_callback");
+    if (p_OSSL_SELF_TEST_set_callback) { p_OSSL_SELF_TEST_set_callback(NULL, st_cb, NULL); kstr("status", "pass"); }
+    else missing("OSSL_SELF_TEST_set_callback not found (not OpenSSL 3)");
+    close_("}");
+
+    /* config, the way a service loads it */
+    stage("config"); t = now_ms();
+    const char *conf_env = getenv("OPENSSL_CONF");
+    char *conf_file = p_CONF_get1_default_config_file ? p_CONF_get1_default_config_file() : NULL;
+    puts_("{"); kstr("name", "config_service");
+    kstr("file", conf_file); kbool("from_env", conf_env != NULL);
+    { struct stat st; kbool("exists", conf_file && stat(conf_file, &st) == 0); }
+    if (!p_OPENSSL_init_crypto) missing("OPENSSL_init_crypto not found");
+    else {
+        int r = p_OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
+        kstr("status", r == 1 ? "pass" : "fail"); kint("return", r);
+    }
+    kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    /* the error queue right after init */
+    stage("init-error-queue");
+    puts_("{"); kstr("name", "init_error_queue");
+    { size_t mark = out_len; (void)mark;
+      int n = drain_errors("errors"); kint("count", n); kstr("status", n == 0 ? "pass" : "fail"); }
+    close_("}");
+
+    /* strict load of the same config, in a private library context */
+    stage("config-strict"); t = now_ms();
+    puts_("{"); kstr("name", "config_strict"); kstr("file", conf_file);
+    if (!p_NCONF_new_ex || !p_NCONF_load_bio || !p_CONF_modules_load || !p_BIO_new_mem_buf || !p_OSSL_LIB_CTX_new)
+        missing("NCONF_new_ex/NCONF_load_bio/CONF_modules_load not found");
+    else if (!conf_file) missing("no config file name");
+    else {
+        struct stat st;
+        if (!conf_env && stat(conf_file, &st) != 0) { kstr("status", "skip"); kstr("reason", "no OPENSSL_CONF and the default file does not exist"); }
+        else {
+            /* The file itself may say config_diagnostics = 0 (errors ignored even without IGNORE flags):
+             * include it and switch diagnostics on after it, in the default section. */
+            static char wrapper[PATH_MAX + 128];
+            snprintf(wrapper, sizeof wrapper, ".include %s\n[default]\nconfig_diagnostics = 1\n", conf_file);
+            kbool("diagnostics_forced", 1);
+            if (p_ERR_clear_error) p_ERR_clear_error();
+            OSSL_LIB_CTX *sctx = p_OSSL_LIB_CTX_new();   /* never freed: unloading providers is what we avoid */
+            CONF *conf = p_NCONF_new_ex(sctx, NULL);
+            BIO *bio = p_BIO_new_mem_buf(wrapper, -1);
+            long eline = -1;
+            int r = conf && bio ? p_NCONF_load_bio(conf, bio, &eline) : 0;
+            if (r > 0) r = p_CONF_modules_load(conf, NULL, 0);
+            else kint("error_line", eline);
+            kint("return", r);
+            int n = drain_errors("errors");
+            kstr("status", r > 0 && n == 0 ? "pass" : "fail");
+        }
+    }
+    kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    /* providers */
+    stage("providers"); t = now_ms();
+    puts_("{"); kstr("name", "providers");
+    if (!p_OSSL_PROVIDER_do_all) missing("OSSL_PROVIDER_do_all not found");
+    else {
+        key("providers"); puts_("["); p_OSSL_PROVIDER_do_all(NULL, prov_cb, NULL); close_("]");
+        kstr("status", prov_count > 0 ? "pass" : "fail");
+        kbool("fips_loaded", fips_prov != NULL);
+        if (p_OSSL_PROVIDER_available) kbool("fips_available", p_OSSL_PROVIDER_available(NULL, "fips"));
+        if (p_EVP_default_properties_is_fips_enabled) kbool("default_properties_fips", p_EVP_default_properties_is_fips_enabled(NULL));
+        drain_errors("errors");
+    }
+    kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    /* FIPS self-test, before any RNG use */
+    stage("self-test"); t = now_ms();
+    puts_("{"); kstr("name", "self_test");
+    if (!fips_prov) kstr("status", "skip");
+    else if (!p_OSSL_PROVIDER_self_test) missing("OSSL_PROVIDER_self_test not found");
+    else { int r = p_OSSL_PROVIDER_self_test(fips_prov); kint("return", r); kstr("status", r == 1 ? "pass" : "fail"); }
+    kint("callback_events", st_events); kint("callback_failures", st_failures);
+    key("failed_tests"); puts_("[");
+    for (int k = 0; k < st_failures && k < 16; k++) { jstr(st_fail_text[k]); puts_(","); }
+    close_("]");
+    drain_errors("errors");
+    kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    /* SHA-256 known answer */
+    stage("sha256"); t = now_ms();
+    puts_("{"); kstr("name", "sha256");
+    if (!p_EVP_MD_fetch || !p_EVP_Digest) missing("EVP_MD_fetch/EVP_Digest not found");
+    else {
+        EVP_MD *md = p_EVP_MD_fetch(NULL, "SHA2-256", NULL);
+        unsigned char dg[64]; unsigned int dl = 0; char hex[129] = "";
+        int ok = md && p_EVP_Digest("abc", 3, dg, &dl, md, NULL) == 1;
+        for (unsigned k = 0; ok && k < dl && k < 64; k++) sprintf(hex + 2 * k, "%02x", dg[k]);
+        const char *want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        kbool("fetched", md != NULL);
+        if (md && p_EVP_MD_get0_provider && p_OSSL_PROVIDER_get0_name) kstr("provider", p_OSSL_PROVIDER_get0_name(p_EVP_MD_get0_provider(md)));
+        kstr("digest", ok ? hex : NULL);
+        kstr("status", ok && !strcmp(hex, want) ? "pass" : "fail");
+        drain_errors("errors");
+        if (md && p_EVP_MD_free) p_EVP_MD_free(md);
+    }
+    kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    /* MD5: must be refused under FIPS (the runner decides whether FIPS is expected) */
+    stage("md5"); t = now_ms();
+    puts_("{"); kstr("name", "md5");
+    if (!p_EVP_MD_fetch || !p_EVP_Digest) missing("EVP_MD_fetch/EVP_Digest not found");
+    else {
+        EVP_MD *md = p_EVP_MD_fetch(NULL, "MD5", NULL);
+        unsigned char dg[64]; unsigned int dl = 0;
+        int ok = md && p_EVP_Digest("abc", 3, dg, &dl, md, NULL) == 1;
+        kbool("allowed", ok);
+        if (md && p_EVP_MD_get0_provider && p_OSSL_PROVIDER_get0_name) kstr("provider", p_OSSL_PROVIDER_get0_name(p_EVP_MD_get0_provider(md)));
+        kstr("status", "info");
+        drain_errors("errors");
+        if (md && p_EVP_MD_free) p_EVP_MD_free(md);
+    }
+    kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    /* DRBG */
+    stage("drbg"); t = now_ms();
+    puts_("{"); kstr("name", "drbg");
+    if (!p_RAND_bytes) missing("RAND_bytes not found");
+    else {
+        unsigned char rb[32]; int r = p_RAND_bytes(rb, sizeof rb);
+        kint("rand_bytes", r);
+        int state = -1;
+        EVP_RAND_CTX *primary = p_RAND_get0_primary ? p_RAND_get0_primary(NULL) : NULL;
+        kbool("primary", primary != NULL);
+        if (primary && p_EVP_RAND_get_state) { state = p_EVP_RAND_get_state(primary); kint("state", state); }
+        if (primary && p_EVP_RAND_CTX_get0_rand) {
+            EVP_RAND *rand = p_EVP_RAND_CTX_get0_rand(primary);
+            if (rand && p_EVP_RAND_get0_name) kstr("algorithm", p_EVP_RAND_get0_name(rand));
+            if (rand && p_EVP_RAND_get0_provider && p_OSSL_PROVIDER_get0_name)
+                kstr("provider", p_OSSL_PROVIDER_get0_name(p_EVP_RAND_get0_provider(rand)));
+        }
+        kstr("status", r == 1 && state == EVP_RAND_STATE_READY ? "pass" : "fail");
+        drain_errors("errors");
+    }
+    kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    /* trust paths */
+    stage("trust");
+    puts_("{"); kstr("name", "trust"); kstr("status", "info");
+    if (p_X509_get_default_cert_file) trust_entry("compiled_file", p_X509_get_default_cert_file(), 0);
+    if (p_X509_get_default_cert_dir) trust_entry("compiled_dir", p_X509_get_default_cert_dir(), 1);
+    {
+        const char *fe = p_X509_get_default_cert_file_env ? p_X509_get_default_cert_file_env() : "SSL_CERT_FILE";
+        const char *de = p_X509_get_default_cert_dir_env ? p_X509_get_default_cert_dir_env() : "SSL_CERT_DIR";
+        if (getenv(fe)) trust_entry("env_file", getenv(fe), 0);
+        if (getenv(de)) {
+            /* SSL_CERT_DIR may be a list; report the first entry that exists (or the first) */
+            char list[PATH_MAX * 2]; snprintf(list, sizeof list, "%s", getenv(de));
+            char *save = NULL, *first = strtok_r(list, ":", &save), *pick = first;
+            for (char *d = first; d; d = strtok_r(NULL, ":", &save)) { struct stat st; if (stat(d, &st) == 0) { pick = d; break; } }
+            trust_entry("env_dir", pick ? pick : "", 1);
+        }
+    }
+    close_("}");
+
+    /* our own mappings: exactly one libcrypto, and where fips.so came from */
+    stage("maps");
+    puts_("{"); kstr("name", "maps"); kstr("status", "info");
+    {
+        FILE *m = fopen("/proc/self/maps", "r");
+        char line[PATH_MAX + 256], seen[16][PATH_MAX]; int ns = 0;
+        key("libcrypto"); puts_("[");
+        char fips[PATH_MAX] = "";
+        while (m && fgets(line, sizeof line, m)) {
+            int field = 0; char *p = line;
+            while (field < 5 && *p) { while (*p && *p != ' ') p++; while (*p == ' ') p++; field++; }
+            size_t l = strlen(p); if (l && p[l - 1] == '\n') p[--l] = 0;
+            if (*p != '/') continue;
+            const char *base = strrchr(p, '/') + 1;
+            if (!strcmp(base, "fips.so")) { snprintf(fips, sizeof fips, "%s", p); continue; }
+            if (strncmp(base, "libcrypto", 9) || !strstr(base, ".so")) continue;
+            int dup = 0; for (int k = 0; k < ns; k++) if (!strcmp(seen[k], p)) dup = 1;
+            if (!dup && ns < 16) { snprintf(seen[ns++], PATH_MAX, "%s", p); jstr(p); puts_(","); }
+        }
+        if (m) fclose(m);
+        close_("]");
+        kstr("fips_module", *fips ? fips : NULL);
+        const char *mods = getenv("OPENSSL_MODULES");
+        const char *expected = mods ? mods : (p_OpenSSL_version ? bare_path(p_OpenSSL_version(OPENSSL_MODULES_DIR)) : NULL);
+        kstr("fips_expected_dir", expected);
+        if (*fips && expected) {
+            char a[PATH_MAX], b[PATH_MAX]; char *slash = strrchr(fips, '/');
+            *slash = 0; int same = realpath(fips, a) && realpath(expected, b) && !strcmp(a, b); *slash = '/';
+            kbool("fips_from_expected_dir", same);
+        }
+    }
+    close_("}");
+    close_("]");
+    kint("elapsed_ms", (long long)(now_ms() - t0));
+    close_("}");
+    out_buf[out_len - 1] = '\n';
+    stage("done");
+    fwrite(out_buf, 1, out_len, stdout);
+    fflush(stdout);
+    _exit(0);   /* no atexit/OpenSSL cleanup: a broken provider must not turn a result into a crash */
+}
