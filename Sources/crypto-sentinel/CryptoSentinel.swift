@@ -83,11 +83,6 @@ struct NotYet {
     }
 }
 
-struct Post: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Rerun the FIPS POST under a service's environment (not available yet).")
-    func run() throws { NotYet.fail("post") }
-}
-
 struct Daemon: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the long-running health daemon (not available yet).")
     func run() throws { NotYet.fail("daemon") }

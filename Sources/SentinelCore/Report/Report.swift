@@ -27,11 +27,13 @@ public struct TargetReport: Sendable, Codable {
     public var findings: [Finding]
     /// Files or processes that could not be read: one line each, never silently skipped.
     public var warnings: [String]
+    /// `post` targets only: the library identity and every check with pass/fail and its OpenSSL errors.
+    public var post: JSONValue?
 
     public init(name: String, kind: String, root: String? = nil, environment: [String: String] = [:],
-                stats: [String: Int] = [:], findings: [Finding], warnings: [String] = []) {
+                stats: [String: Int] = [:], findings: [Finding], warnings: [String] = [], post: JSONValue? = nil) {
         self.name = name; self.kind = kind; self.root = root; self.environment = environment
-        self.stats = stats; self.warnings = warnings
+        self.stats = stats; self.warnings = warnings; self.post = post
         self.findings = findings.sorted { ($0.severity, $1.code.rawValue) > ($1.severity, $0.code.rawValue) }
         self.state = TargetState(findings: findings)
     }

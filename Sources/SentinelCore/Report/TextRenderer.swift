@@ -16,6 +16,7 @@ public enum TextRenderer {
             }
             out += "  environment: " + (t.environment.isEmpty ? "(no OpenSSL or loader variables)"
                 : t.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) + "\n"
+            if let post = t.post { out += postLines(post) }
             for f in t.findings {
                 out += "\n\(f.severity.rawValue)[\(f.code.rawValue)]: \(f.summary)\n"
                 out += "  --> \(t.root ?? t.name)\n"
@@ -30,6 +31,28 @@ public enum TextRenderer {
                 out += t.warnings.map { "  warning: \($0)" }.joined(separator: "\n") + "\n"
             }
             out += "\n"
+        }
+        return out
+    }
+
+    /// The POST's check list: one line per check, OpenSSL error strings indented under it.
+    static func postLines(_ post: JSONValue) -> String {
+        var out = ""
+        if let lib = post["library"], case .object = lib {
+            out += "  libcrypto: \(scalar(lib["path"] ?? .null)) (\(scalar(lib["version"] ?? .null)))\n"
+        }
+        if let user = post["run_as"]?.stringValue { out += "  run as: \(user)\n" }
+        let checks = post["checks"]?.arrayValue ?? []
+        if !checks.isEmpty { out += "  checks:\n" }
+        for c in checks {
+            let status = c["status"]?.stringValue ?? "?"
+            let name = c["name"]?.stringValue ?? "?"
+            let tag: String = "[" + status.uppercased() + "]"
+            let tagPad: String = String(repeating: " ", count: max(1, 7 - tag.count))
+            let namePad: String = String(repeating: " ", count: max(1, 24 - name.count))
+            let summary: String = c["summary"]?.stringValue ?? ""
+            out += "    " + tag + tagPad + name + namePad + summary + "\n"
+            for e in c["errors"]?.arrayValue ?? [] { out += "               ! \(scalar(e))\n" }
         }
         return out
     }

@@ -1,0 +1,154 @@
+import Foundation
+import Glibc
+import SentinelCore
+
+/// Spawns the native probe (or the product's own POST command) in a fresh child: exactly the given
+/// environment (minus NOTIFY_SOCKET / WATCHDOG_*), the service's cwd, uid and gid with supplementary
+/// groups reset, a new session, a timeout with SIGKILL to the whole process group, and an output cap.
+///
+/// posix_spawn (POSIX_SPAWN_SETSID) rather than swift-subprocess: spawning needs no pre-exec hook
+/// because the probe drops privileges itself (setgroups([gid]), setgid, setuid, checked, then
+/// PR_SET_NO_NEW_PRIVS and rlimits) before anything of OpenSSL loads, and `--command` goes through
+/// the same probe in --exec mode. That keeps one code path for both and no extra package to build.
+public struct PostRunner: Sendable {
+    public struct Identity: Sendable, Hashable {
+        public var uid: UInt32, gid: UInt32
+        public init(uid: UInt32, gid: UInt32) { self.uid = uid; self.gid = gid }
+    }
+
+    public var probe: String
+    public var timeout: Double
+    public var outputCap: Int
+
+    public init(probe: String, timeout: Double = 10, outputCap: Int = 1 << 20) {
+        self.probe = probe; self.timeout = timeout; self.outputCap = outputCap
+    }
+
+    /// The probe beside the running executable, or $SENTINEL_PROBE.
+    public static func locateProbe() -> String? {
+        if let p = ProcessInfo.processInfo.environment["SENTINEL_PROBE"], !p.isEmpty { return p }
+        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+        let candidate = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
+        return access(candidate, X_OK) == 0 ? candidate : nil
+    }
+
+    /// Variables a POST child must never see: it would talk to systemd as if it were the service.
+    public static func childEnvironment(_ env: [String: String]) -> [String: String] {
+        env.filter { $0.key != "NOTIFY_SOCKET" && !$0.key.hasPrefix("WATCHDOG_") }
+    }
+
+    public func runProbe(library: String, environment: [String: String], cwd: String?, identity: Identity?) -> PostRun {
+        let r = spawn(mode: [library], environment: environment, cwd: cwd, identity: identity)
+        let outcome: PostOutcome
+        switch r.end {
+        case .timedOut: outcome = .timedOut(seconds: timeout)
+        case .signaled(let s): outcome = .signaled(s)
+        case .exited(let status):
+            let doc = r.overCap ? nil : (try? JSONDecoder().decode(JSONValue.self, from: Data(r.stdout)))
+            outcome = .exited(status: status, result: doc.flatMap { if case .object = $0 { return $0 } else { return nil } })
+        }
+        let parsed: Bool = { if case .exited(_, let d?) = outcome { return d["probe"] != nil } else { return false } }()
+        return PostRun(library: library, outcome: outcome, stderrTail: Self.tail(r.stderr, lines: 12),
+                       stdoutTail: parsed ? "" : Self.tail(r.stdout, lines: 5), elapsedMs: r.elapsedMs)
+    }
+
+    /// The product's own POST program, under the same environment, uid and timeout.
+    public func runCommand(_ argv: [String], environment: [String: String], cwd: String?, identity: Identity?) -> (PostOutcome, String, Int) {
+        let r = spawn(mode: ["--exec", "--"] + argv, environment: environment, cwd: cwd, identity: identity, mergeOutput: true)
+        let outcome: PostOutcome
+        switch r.end {
+        case .timedOut: outcome = .timedOut(seconds: timeout)
+        case .signaled(let s): outcome = .signaled(s)
+        case .exited(let status): outcome = .exited(status: status, result: nil)
+        }
+        return (outcome, Self.tail(r.stdout + r.stderr, lines: 20), r.elapsedMs)
+    }
+
+    enum End { case exited(Int32), signaled(Int32), timedOut }
+    struct Raw { var end: End; var stdout: [UInt8]; var stderr: [UInt8]; var overCap: Bool; var elapsedMs: Int }
+
+    static func tail(_ bytes: [UInt8], lines: Int) -> String {
+        let text = String(decoding: bytes.suffix(8192), as: UTF8.self)
+        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1)
+            .joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func spawn(mode: [String], environment: [String: String], cwd: String?, identity: Identity?, mergeOutput: Bool = false) -> Raw {
+        var args = [probe]
+        if let identity { args += ["--uid", String(identity.uid), "--gid", String(identity.gid)] }
+        if let cwd { args += ["--cwd", cwd] }
+        args += mode
+        let envStrings = Self.childEnvironment(environment).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+
+        var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
+        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else {
+            return Raw(end: .exited(127), stdout: [], stderr: Array("pipe: \(String(cString: strerror(errno)))".utf8), overCap: false, elapsedMs: 0)
+        }
+        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, mergeOutput ? outPipe[1] : errPipe[1], 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var all = sigset_t(); sigfillset(&all)
+        var none = sigset_t(); sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setsigmask(&attr, &none)
+        // POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID (0x80, glibc ≥ 2.26)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | 0x80))
+
+        let start = DispatchTime.now()
+        var pid: pid_t = 0
+        let argvC = args.map { strdup($0) } + [nil]
+        let envC = envStrings.map { strdup($0) } + [nil]
+        defer { argvC.forEach { free($0) }; envC.forEach { free($0) } }
+        let rc = posix_spawn(&pid, probe, &actions, &attr, argvC, envC)
+        close(outPipe[1]); close(errPipe[1])
+        guard rc == 0 else {
+            close(outPipe[0]); close(errPipe[0])
+            return Raw(end: .exited(127), stdout: [], stderr: Array("cannot run \(probe): \(String(cString: strerror(rc)))".utf8), overCap: false, elapsedMs: 0)
+        }
+        let deadline = start.uptimeNanoseconds + UInt64(timeout * 1e9)
+        var out: [UInt8] = [], err: [UInt8] = []
+        var open = [outPipe[0], errPipe[0]]
+        var overCap = false, timedOut = false
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var status: Int32 = 0
+        var reaped = false
+        while true {
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now >= deadline { timedOut = true; break }
+            if open.isEmpty {
+                // Both pipes closed: wait for the exit itself (still bounded by the deadline).
+                let w = waitpid(pid, &status, WNOHANG)
+                if w == pid { reaped = true; break }
+                usleep(2000); continue
+            }
+            var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let ms = Int32(min(UInt64(Int32.max), (deadline - now) / 1_000_000 + 1))
+            let n = poll(&fds, nfds_t(fds.count), ms)
+            if n < 0 && errno == EINTR { continue }
+            for f in fds where f.revents != 0 {
+                let got = read(f.fd, &buf, buf.count)
+                if got <= 0 { close(f.fd); open.removeAll { $0 == f.fd }; continue }
+                if f.fd == outPipe[0] { out += buf[0..<got] } else { err += buf[0..<got]; if err.count > 65536 { err.removeFirst(err.count - 65536) } }
+                if out.count > outputCap { overCap = true }
+            }
+            if overCap { break }
+        }
+        // Whatever happened, nothing of the child's session survives it.
+        kill(-pid, SIGKILL)
+        for fd in open { close(fd) }
+        if !reaped { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
+        let elapsed = Int((DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1_000_000)
+        let end: End
+        if timedOut { end = .timedOut }
+        else if (status & 0x7f) == 0 { end = .exited((status >> 8) & 0xff) }
+        else { end = .signaled(status & 0x7f) }
+        return Raw(end: overCap && !timedOut ? .exited(-1) : end, stdout: out, stderr: err, overCap: overCap, elapsedMs: elapsed)
+    }
+}
