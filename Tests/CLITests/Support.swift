@@ -85,3 +85,123 @@ struct FixtureError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
 }
+
+extension Fixtures {
+    /// Fake libcrypto files that hang, crash or print garbage (scripts/fixtures/post-libs.sh).
+    static func postLib(_ mode: String) throws -> String {
+        let r = try Sentinel.shell(["bash", scripts + "/post-libs.sh", root + "/post"])
+        guard r.status == 0 else { throw FixtureError(message: "post-libs.sh failed: \(r.stderr)") }
+        return root + "/post/\(mode)/libcrypto.so.3"
+    }
+
+    /// Debian 13's fips.so (OpenSSL 3.5.x), fetched once with a private apt sources list and cached
+    /// under /var/tmp (scripts/fixtures/fips-provider.sh); returns the folder holding fips.so.
+    static func fipsModuleDir() throws -> String {
+        let r = try Sentinel.shell(["bash", scripts + "/fips-provider.sh"])
+        guard r.status == 0 else { throw FixtureError(message: "fips-provider.sh failed: \(r.stderr)") }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// A private folder with fips.so, its fipsmodule.cnf (openssl fipsinstall) and the configs the POST
+/// tests use; world-readable so a non-root service user can load it.
+struct FIPSLab {
+    let dir: String
+    var modules: String { dir + "/modules" }
+    /// fips + base activated, default_properties = fips=yes, module config through `.include`.
+    var fipsConf: String { dir + "/openssl-fips.cnf" }
+    /// The same with a typo in the `.include` path.
+    var typoConf: String { dir + "/openssl-typo.cnf" }
+    /// A config without any FIPS setting.
+    var plainConf: String { dir + "/openssl-plain.cnf" }
+    /// An empty modules folder (no fips.so).
+    var emptyModules: String { dir + "/empty" }
+
+    init() throws {
+        let source = try Fixtures.fipsModuleDir()
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-fips-\(UUID().uuidString)").path
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: modules, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: emptyModules, withIntermediateDirectories: true)
+        try fm.copyItem(atPath: source + "/fips.so", toPath: modules + "/fips.so")
+        let install = try Sentinel.shell(["openssl", "fipsinstall", "-module", modules + "/fips.so",
+                                          "-out", modules + "/fipsmodule.cnf", "-provider_name", "fips"])
+        guard install.status == 0 else { throw FixtureError(message: "fipsinstall failed: \(install.stderr)") }
+        func conf(include: String?) -> String {
+            """
+            openssl_conf = openssl_init
+            \(include.map { ".include \($0)\n" } ?? "")
+            [openssl_init]
+            providers = provider_sect
+            alg_section = algorithm_sect
+
+            [provider_sect]
+            fips = fips_sect
+            base = base_sect
+
+            [base_sect]
+            activate = 1
+
+            [algorithm_sect]
+            default_properties = fips=yes
+
+            """
+        }
+        try conf(include: modules + "/fipsmodule.cnf").write(toFile: fipsConf, atomically: true, encoding: .utf8)
+        try conf(include: modules + "/fipsmodle.cnf").write(toFile: typoConf, atomically: true, encoding: .utf8)
+        try "openssl_conf = openssl_init\n\n[openssl_init]\n".write(toFile: plainConf, atomically: true, encoding: .utf8)
+        _ = try Sentinel.shell(["chmod", "-R", "a+rX", dir])
+    }
+
+    /// Flips one byte in the middle of fips.so (after fipsinstall): the integrity self-test fails.
+    func corruptModule() throws {
+        let path = modules + "/fips.so"
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        data[data.count / 2] ^= 0xff
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+}
+
+/// A stand-in service started by a test and stopped (by pid) when the test ends.
+final class Service {
+    let process = Process()
+    var pid: Int32 { process.processIdentifier }
+
+    /// Runs `argv` with exactly `environment`, optionally as `user` (setpriv, supplementary groups cleared).
+    init(_ argv: [String], environment: [String: String], user: String? = nil, cwd: String? = nil) throws {
+        var full = argv
+        if let user { full = ["setpriv", "--reuid=\(user)", "--regid=\(user == "nobody" ? "nogroup" : user)", "--clear-groups", "--"] + argv }
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["-i"] + environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + full
+        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// Waits until the process maps a libcrypto (it has loaded OpenSSL and its config).
+    func waitForLibcrypto(count: Int = 1, seconds: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            // /proc files report size 0: read to EOF (String(contentsOfFile:) may stop early).
+            if let data = FileHandle(forReadingAtPath: "/proc/\(pid)/maps")?.readDataToEndOfFile() {
+                let maps = String(decoding: data, as: UTF8.self)
+                let libs = Set(maps.split(separator: "\n").compactMap { line -> String? in
+                    guard let slash = line.firstIndex(of: "/") else { return nil }
+                    let path = String(line[slash...])
+                    return (path.split(separator: "/").last ?? "").hasPrefix("libcrypto") ? path : nil
+                })
+                if libs.count >= count { usleep(200_000); return true }
+            }
+            usleep(50_000)
+        }
+        return false
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    func stop() {
+        if process.isRunning { kill(pid, SIGKILL); process.waitUntilExit() }
+    }
+    deinit { stop() }
+}

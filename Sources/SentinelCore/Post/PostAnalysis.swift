@@ -250,7 +250,8 @@ public enum PostAnalysis {
         } ?? .null
         let library: JSONValue = ["requested": .string(run.library), "path": .string(path), "version": .string(version),
                                   "openssldir": identity["openssldir_path"] ?? .null, "modulesdir": identity["modulesdir_path"] ?? .null,
-                                  "newer_api": api, "elapsed_ms": doc["elapsed_ms"] ?? .null]
+                                  "newer_api": api, "elapsed_ms": doc["elapsed_ms"] ?? .null,
+                                  "child_uid": doc["uid"] ?? .null, "child_gid": doc["gid"] ?? .null, "child_cwd": doc["cwd"] ?? .null]
         return Result(checks: checks, findings: findings, library: library)
     }
 

@@ -1,0 +1,203 @@
+import Foundation
+import SentinelCore
+import Testing
+
+/// `crypto-sentinel post` end to end: the built binary spawning the built probe, with Debian 13's real
+/// FIPS provider (scripts/fixtures/fips-provider.sh) loaded into Debian 12's libcrypto.
+@Suite(.serialized) struct PostTests {
+    static let python = "/usr/bin/python3"
+
+    func checks(_ r: Sentinel.Result, target index: Int = 0) -> [String: String] {
+        let t = r.report?.targets[index]
+        var out: [String: String] = [:]
+        for c in t?.post?["checks"]?.arrayValue ?? [] {
+            if let n = c["name"]?.stringValue { out[n] = c["status"]?.stringValue }
+        }
+        return out
+    }
+
+    func allErrors(_ r: Sentinel.Result) -> [String] {
+        (r.report?.targets ?? []).flatMap { $0.post?["checks"]?.arrayValue ?? [] }
+            .flatMap { $0["errors"]?.arrayValue ?? [] }.compactMap(\.stringValue)
+    }
+
+    @Test func probeLinksOnlyLibc() throws {
+        let probe = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
+        let r = try Sentinel.shell(["readelf", "-d", probe])
+        #expect(r.status == 0)
+        let needed = r.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }
+            .compactMap { $0.split(separator: "[").last?.dropLast() }.map(String.init).sorted()
+        #expect(!needed.isEmpty)
+        #expect(needed.allSatisfy { $0 == "libc.so.6" || $0 == "libdl.so.2" }, "NEEDED: \(needed)")
+        let symbols = try Sentinel.shell(["nm", "-D", "--undefined-only", probe])
+        #expect(!symbols.stdout.contains("EVP_"), "the probe must not link OpenSSL")
+    }
+
+    @Test func fipsFinePassesEverythingAndBlocksMD5() throws {
+        let lab = try FIPSLab()
+        let r = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.modules)",
+                                  "--expect-fips", "--format", "json", "--fail-on", "info"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.codes() == [])
+        let c = checks(r)
+        for name in ["load", "identity", "config (service)", "config (strict)", "error queue after init", "providers",
+                     "fips self-test", "sha-256 known answer", "md5 refused", "drbg", "probe mappings"] {
+            #expect(c[name] == "pass", "\(name): \(c[name] ?? "missing")")
+        }
+        let post = try #require(r.report?.targets.first?.post)
+        let md5 = try #require(post["checks"]?.arrayValue?.first { $0["name"] == "md5 refused" })
+        #expect((md5["errors"]?.arrayValue ?? []).contains { $0.stringValue?.contains("inner_evp_generic_fetch") == true })
+        let sha = try #require(post["checks"]?.arrayValue?.first { $0["name"] == "sha-256 known answer" })
+        #expect(sha["summary"]?.stringValue?.contains("served by fips") == true)
+        // Text output: one line per check, so a person sees it at a glance.
+        let text = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.modules)", "--expect-fips"])
+        #expect(text.status == 0)
+        #expect(text.stdout.contains("[PASS] fips self-test"))
+        #expect(text.stdout.contains("[PASS] md5 refused"))
+        #expect(text.stdout.contains("fips (OpenSSL FIPS Provider 3.5"))
+    }
+
+    @Test func includeTypoIsAConfigErrorWhileTheServiceKeepsRunning() throws {
+        let lab = try FIPSLab()
+        let service = try Service([Self.python, "-c", "import ssl, hashlib, time; hashlib.sha256(b'x'); time.sleep(120)"],
+                                  environment: ["OPENSSL_CONF": lab.typoConf, "OPENSSL_MODULES": lab.modules, "NOTIFY_SOCKET": "/run/nothing"])
+        defer { service.stop() }
+        #expect(service.waitForLibcrypto())
+        let r = try Sentinel.run(["post", "--pid", String(service.pid), "--expect-fips", "--format", "json"])
+        #expect(r.status == 1)
+        #expect(r.codes().contains("post-config-error"))
+        #expect(r.codes().contains("post-fips-not-active"))
+        let config = try #require(r.findings(.postConfigError).first)
+        let errors = (config.evidence["errors"]?.arrayValue ?? []).compactMap(\.stringValue)
+        #expect(errors.contains { $0.contains("fipsmodle.cnf") && $0.contains("conf_def.c:") }, "\(errors)")
+        #expect(checks(r)["config (service)"] == "pass")  // the service's own (lenient) load "succeeds"
+        #expect(service.isRunning, "a real service with that config keeps running")
+        #expect(r.report?.targets.first?.environment["OPENSSL_CONF"] == lab.typoConf)
+        #expect(r.report?.targets.first?.environment["NOTIFY_SOCKET"] == nil)
+    }
+
+    @Test func corruptedFipsModuleFailsTheSelfTest() throws {
+        let lab = try FIPSLab()
+        try lab.corruptModule()
+        let r = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.modules)",
+                                  "--expect-fips", "--format", "json"])
+        #expect(r.status == 1)
+        let f = try #require(r.findings(.postSelfTestFailed).first)
+        #expect(f.severity == .critical)
+        #expect((f.evidence["failed_tests"]?.arrayValue ?? []).contains { $0.stringValue?.contains("Module_Integrity") == true })
+        #expect(checks(r)["fips self-test"] == "fail")
+    }
+
+    @Test func modulesFolderWithoutFipsFailsTheDRBGWithTheRealStrings() throws {
+        let lab = try FIPSLab()
+        let r = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.emptyModules)",
+                                  "--expect-fips", "--format", "json"])
+        #expect(r.status == 1)
+        let codes = r.codes()
+        #expect(codes.contains("post-drbg-failed") || codes.contains("post-fips-not-active"))
+        #expect(codes.contains("post-drbg-failed"))
+        let drbg = try #require(r.findings(.postDRBGFailed).first)
+        let strings = (drbg.evidence["errors"]?.arrayValue ?? []).compactMap(\.stringValue)
+        #expect(strings.contains { $0.contains("unable to fetch drbg") })
+        #expect(strings.contains { $0.contains("unsupported") })
+    }
+
+    @Test func noFipsConfigWithExpectFipsAllowsMD5() throws {
+        let lab = try FIPSLab()
+        let r = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.plainConf)", "--expect-fips", "--format", "json"])
+        #expect(r.status == 1)
+        #expect(r.codes().contains("post-unapproved-allowed"))
+        #expect(r.codes().contains("post-fips-not-active"))
+        #expect(r.findings(.postUnapprovedAllowed).first?.evidence["md5_provider"]?.stringValue == "default")
+    }
+
+    @Test func plainSystemOpenSSLPassesWithoutExpectFips() throws {
+        let r = try Sentinel.run(["post", "--format", "json"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.codes().allSatisfy { $0 == "post-init-error-queue" || $0 == "trust-store-missing" })
+        let lib = r.report?.targets.first?.post?["library"]
+        #expect(lib?["path"]?.stringValue?.hasSuffix("libcrypto.so.3") == true)
+        #expect(lib?["version"]?.stringValue?.hasPrefix("OpenSSL 3.") == true)
+        #expect(checks(r)["md5 refused"] == "info")
+    }
+
+    @Test func hangingLibcryptoTimesOutAndIsKilled() throws {
+        let lib = try Fixtures.postLib("hang")
+        let start = Date()
+        let r = try Sentinel.run(["post", "--libcrypto", lib, "--timeout", "1", "--format", "json"])
+        #expect(Date().timeIntervalSince(start) < 8)
+        #expect(r.status == 1)
+        let f = try #require(r.findings(.postTimeout).first)
+        #expect(f.evidence["stage"]?.stringValue == "identity")
+        let left = try Sentinel.shell(["pgrep", "-f", "sentinel-probe.*\(lib)"])
+        #expect(left.stdout.isEmpty, "a probe survived: \(left.stdout)")
+    }
+
+    @Test func crashingOrGarbageLibcryptoIsPostCrashed() throws {
+        let crash = try Sentinel.run(["post", "--libcrypto", try Fixtures.postLib("crash"), "--format", "json"])
+        #expect(crash.status == 1)
+        #expect(crash.codes() == ["post-crashed"])
+        #expect(crash.findings(.postCrashed).first?.evidence["signal"] == .int(11))
+        let garbage = try Sentinel.run(["post", "--libcrypto", try Fixtures.postLib("garbage"), "--format", "json"])
+        #expect(garbage.codes() == ["post-crashed"])
+        #expect(garbage.findings(.postCrashed).first?.evidence["stdout_tail"]?.stringValue == "this is not JSON")
+    }
+
+    @Test func probeRunsAsTheNonRootServiceUser() throws {
+        let lab = try FIPSLab()
+        let service = try Service([Self.python, "-c", "import ssl, time; time.sleep(120)"],
+                                  environment: ["OPENSSL_CONF": lab.fipsConf, "OPENSSL_MODULES": lab.modules, "WATCHDOG_USEC": "1000000"],
+                                  user: "nobody", cwd: lab.dir)
+        defer { service.stop() }
+        #expect(service.waitForLibcrypto())
+        let r = try Sentinel.run(["post", "--pid", String(service.pid), "--expect-fips", "--format", "json",
+                                  "--command", "/bin/sh", "-c", "id -u; id -G; pwd; env | grep -c -E '^(NOTIFY_SOCKET|WATCHDOG_)' ; exit 0"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let lib = r.report?.targets.first?.post?["library"]
+        #expect(lib?["child_uid"] == .int(65534))
+        #expect(lib?["child_gid"] == .int(65534))
+        #expect(lib?["child_cwd"]?.stringValue == lab.dir)
+        #expect(checks(r)["fips self-test"] == "pass")
+        // --command as the same user: exits 0; a failing one is post-command-failed with its output tail.
+        let failing = try Sentinel.run(["post", "--pid", String(service.pid), "--libcrypto", "libcrypto.so.3", "--format", "json",
+                                        "--command", "/bin/sh", "-c", "echo uid=$(id -u) groups=$(id -G) env=$(env | grep -c -E '^(NOTIFY_SOCKET|WATCHDOG_)'); exit 3"])
+        #expect(failing.status == 1)
+        let f = try #require(failing.findings(.postCommandFailed).first)
+        #expect(f.evidence["output_tail"]?.stringValue == "uid=65534 groups=65534 env=0")
+        #expect(f.summary.contains("exited with status 3"))
+    }
+
+    @Test func splitBundleRunsOncePerLibcrypto() throws {
+        let root = try Fixtures.cxfreeze("debian")
+        let service = try Service([root + "/app", "--serve"], environment: ["PATH": "/usr/bin:/bin"], cwd: root)
+        defer { service.stop() }
+        #expect(service.waitForLibcrypto(count: 2))
+        let r = try Sentinel.run(["post", "--pid", String(service.pid), "--format", "json", "--fail-on", "critical"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let targets = r.report?.targets ?? []
+        #expect(targets.count == 2)
+        let paths = targets.compactMap { $0.post?["library"]?["path"]?.stringValue }
+        #expect(paths.contains { $0.hasPrefix(root + "/lib/libcrypto-") })
+        #expect(paths.contains("/usr/lib/x86_64-linux-gnu/libcrypto.so.3"))
+        let versions = Set(targets.compactMap { $0.post?["library"]?["version"]?.stringValue })
+        #expect(versions.count == 2, "two OpenSSL builds: \(versions)")
+        for i in targets.indices { #expect(checks(r, target: i)["sha-256 known answer"] == "pass") }
+    }
+
+    @Test func usageErrorsExit2() throws {
+        let missing = try Sentinel.run(["post", "--libcrypto", "/nonexistent/libcrypto.so.3"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("no such file"))
+        let badEnv = try Sentinel.run(["post", "--env", "NOEQUALS"])
+        #expect(badEnv.status == 2)
+        let noPid = try Sentinel.run(["post", "--pid", "999999999"])
+        #expect(noPid.status == 2)
+    }
+
+    @Test func unresolvableSonameIsOpensslUnresolved() throws {
+        let r = try Sentinel.run(["post", "--libcrypto", "libcrypto-deadbeef.so.3", "--format", "json"])
+        #expect(r.status == 1)
+        #expect(r.codes() == ["openssl-unresolved"])
+        #expect(r.findings(.opensslUnresolved).first?.evidence["dlerror"]?.stringValue?.contains("cannot open shared object file") == true)
+    }
+}
