@@ -1,0 +1,184 @@
+import Testing
+@testable import SentinelCore
+@testable import SentinelSystem
+
+/// The pure decision logic of `post`: probe documents (as sentinel-probe prints them) to checks and findings.
+@Suite("post analysis")
+struct PostAnalysisTests {
+    /// A probe document for a healthy FIPS run; `edit` changes one check.
+    static func doc(_ edit: (inout [String: JSONValue]) -> Void = { _ in }) -> JSONValue {
+        var checks: [String: JSONValue] = [
+            "identity": ["name": "identity", "status": "pass", "version": "OpenSSL 3.0.22 25 Aug 2026",
+                         "openssldir_path": "/usr/lib/ssl", "modulesdir_path": "/usr/lib/x86_64-linux-gnu/ossl-modules"],
+            "self_test_callback": ["name": "self_test_callback", "status": "pass"],
+            "config_service": ["name": "config_service", "status": "pass", "file": "/etc/f.cnf", "return": 1, "exists": true],
+            "init_error_queue": ["name": "init_error_queue", "status": "pass", "errors": [], "count": 0],
+            "config_strict": ["name": "config_strict", "status": "pass", "errors": [], "return": 1],
+            "providers": ["name": "providers", "status": "pass", "providers": [
+                ["config_name": "fips", "name": "OpenSSL FIPS Provider", "version": "3.5.9", "status": 1, "fips": true],
+                ["config_name": "base", "name": "OpenSSL Base Provider", "version": "3.0.22", "status": 1, "fips": false],
+            ], "default_properties_fips": true],
+            "self_test": ["name": "self_test", "status": "pass", "return": 1, "failed_tests": []],
+            "sha256": ["name": "sha256", "status": "pass", "digest": .string(PostAnalysis.sha256OfABC), "provider": "fips"],
+            "md5": ["name": "md5", "status": "info", "allowed": false,
+                    "errors": ["error:0308010C:digital envelope routines::unsupported:../crypto/evp/evp_fetch.c:386:inner_evp_generic_fetch:x  "]],
+            "drbg": ["name": "drbg", "status": "pass", "rand_bytes": 1, "state": 1, "algorithm": "CTR-DRBG", "provider": "fips"],
+            "trust": ["name": "trust", "status": "info", "compiled_file": ["path": "/usr/lib/ssl/cert.pem", "exists": true, "certificates": 140]],
+            "maps": ["name": "maps", "status": "info", "libcrypto": ["/usr/lib/x86_64-linux-gnu/libcrypto.so.3"],
+                     "fips_module": "/m/fips.so", "fips_from_expected_dir": true],
+        ]
+        edit(&checks)
+        let order = ["identity", "self_test_callback", "config_service", "init_error_queue", "config_strict", "providers",
+                     "self_test", "sha256", "md5", "drbg", "trust", "maps"]
+        return ["probe": 1, "load": ["ok": true, "path": "/lib/x86_64-linux-gnu/libcrypto.so.3",
+                                     "realpath": "/usr/lib/x86_64-linux-gnu/libcrypto.so.3"],
+                "uid": 0, "gid": 0, "checks": .array(order.compactMap { checks[$0] })]
+    }
+
+    static func analyze(_ doc: JSONValue, expectFIPS: Bool = true) -> PostAnalysis.Result {
+        PostAnalysis.analyze(PostRun(library: "libcrypto.so.3", outcome: .exited(status: 0, result: doc)),
+                             target: "svc", expectFIPS: expectFIPS)
+    }
+
+    static func set(_ c: inout [String: JSONValue], _ name: String, _ key: String, _ value: JSONValue) {
+        guard case .object(var o)? = c[name] else { return }
+        o[key] = value
+        c[name] = .object(o)
+    }
+
+    @Test func healthyFipsRunHasNoFindingsAndEveryCheckPasses() {
+        let r = Self.analyze(Self.doc())
+        #expect(r.findings.isEmpty)
+        #expect(r.checks.allSatisfy { $0.status == .pass }, "\(r.checks.filter { $0.status != .pass })")
+        #expect(r.checks.first { $0.name == "md5 refused" }?.errors.first?.hasSuffix("x") == true)  // trailing blanks trimmed
+        #expect(r.library["path"]?.stringValue == "/usr/lib/x86_64-linux-gnu/libcrypto.so.3")
+    }
+
+    @Test func md5AllowedIsOnlyAFindingWhenFipsIsExpected() {
+        let d = Self.doc { Self.set(&$0, "md5", "allowed", true); Self.set(&$0, "md5", "provider", "default") }
+        #expect(Self.analyze(d).findings.map(\.code) == [.postUnapprovedAllowed])
+        let plain = Self.analyze(d, expectFIPS: false)
+        #expect(plain.findings.isEmpty)
+        #expect(plain.checks.first { $0.name == "md5 refused" }?.status == .info)
+    }
+
+    @Test func strictConfigFailureAndMissingFipsGiveBothFindings() {
+        let d = Self.doc {
+            Self.set(&$0, "config_strict", "status", "fail")
+            Self.set(&$0, "config_strict", "errors", ["error:80000002:system library::No such file or directory:conf_def.c:821:process_include:calling stat(/x.cnf)"])
+            Self.set(&$0, "providers", "providers", [["config_name": "default", "name": "OpenSSL Default Provider", "status": 1, "fips": false]])
+        }
+        let r = Self.analyze(d)
+        #expect(Set(r.findings.map(\.code)) == [.postConfigError, .postFIPSNotActive])
+        let config = r.findings.first { $0.code == .postConfigError }
+        #expect(config?.summary.contains("conf_def.c:821") == true)
+        #expect(r.findings.first { $0.code == .postFIPSNotActive }?.summary.contains("strict load") == true)
+        // Without --expect-fips, only the config error remains.
+        #expect(Self.analyze(d, expectFIPS: false).findings.map(\.code) == [.postConfigError])
+    }
+
+    @Test func inactiveFipsProviderIsNotActive() {
+        let d = Self.doc { Self.set(&$0, "providers", "providers", [["config_name": "fips", "name": "OpenSSL FIPS Provider", "status": 0, "fips": true]]) }
+        #expect(Self.analyze(d).findings.map(\.code) == [.postFIPSNotActive])
+    }
+
+    @Test func selfTestFailuresFromTheCallbackCountEvenWhenTheProviderNeverLoaded() {
+        let d = Self.doc {
+            Self.set(&$0, "self_test", "status", "skip")
+            Self.set(&$0, "self_test", "failed_tests", ["Module_Integrity: HMAC"])
+            Self.set(&$0, "providers", "providers", [])
+        }
+        let r = Self.analyze(d)
+        #expect(r.findings.map(\.code).contains(.postSelfTestFailed))
+        #expect(r.findings.first { $0.code == .postSelfTestFailed }?.summary.contains("Module_Integrity") == true)
+    }
+
+    @Test func wrongDigestAndDrbgFailure() {
+        let d = Self.doc {
+            Self.set(&$0, "sha256", "digest", "00")
+            Self.set(&$0, "drbg", "status", "fail")
+            Self.set(&$0, "drbg", "rand_bytes", 0)
+            Self.set(&$0, "drbg", "errors", ["error:0308010C:digital envelope routines::unsupported:x", "error:12000090:random number generator::unable to fetch drbg:rand_lib.c:578:rand_new_drbg"])
+        }
+        let r = Self.analyze(d)
+        #expect(Set(r.findings.map(\.code)) == [.postApprovedFailed, .postDRBGFailed])
+        #expect(r.findings.first { $0.code == .postDRBGFailed }?.summary.contains("unable to fetch drbg") == true)
+    }
+
+    @Test func initErrorQueueAndTrustAndMappings() {
+        let d = Self.doc {
+            Self.set(&$0, "init_error_queue", "errors", ["error:12800067:DSO support routines::could not load the shared library:dso_dlfcn.c:118"])
+            Self.set(&$0, "trust", "compiled_file", ["path": "/opt/_internal/ssl/cert.pem", "exists": false])
+            Self.set(&$0, "maps", "libcrypto", ["/a/libcrypto.so.3", "/b/libcrypto-1234abcd.so.3"])
+        }
+        let codes = Set(Self.analyze(d).findings.map(\.code))
+        #expect(codes == [.postInitErrorQueue, .trustStoreMissing, .processSplitLibcrypto])
+    }
+
+    @Test func loadFailureIsUnresolved() {
+        let d: JSONValue = ["probe": 1, "load": ["ok": false, "error": "libcrypto-x.so.3: cannot open shared object file: No such file or directory"]]
+        let r = Self.analyze(d)
+        #expect(r.findings.map(\.code) == [.opensslUnresolved])
+        #expect(r.checks.map(\.status) == [.fail])
+    }
+
+    @Test func crashesTimeoutsAndGarbage() {
+        let stderr = "sentinel-probe: stage dlopen\nsentinel-probe: stage identity"
+        let crash = PostAnalysis.analyze(PostRun(library: "/x/libcrypto.so.3", outcome: .signaled(11), stderrTail: stderr), target: "t", expectFIPS: true)
+        #expect(crash.findings.map(\.code) == [.postCrashed])
+        #expect(crash.findings.first?.summary.contains("SIGSEGV") == true)
+        #expect(crash.findings.first?.evidence["stage"] == "identity")
+        let hang = PostAnalysis.analyze(PostRun(library: "/x/libcrypto.so.3", outcome: .timedOut(seconds: 10), stderrTail: stderr), target: "t", expectFIPS: false)
+        #expect(hang.findings.map(\.code) == [.postTimeout])
+        #expect(hang.findings.first?.summary.contains("within 10 s") == true)
+        let garbage = PostAnalysis.analyze(PostRun(library: "l", outcome: .exited(status: 0, result: ["x": 1]), stdoutTail: "junk"), target: "t", expectFIPS: false)
+        #expect(garbage.findings.map(\.code) == [.postCrashed])
+        #expect(garbage.findings.first?.evidence["stdout_tail"] == "junk")
+    }
+
+    @Test func commandFinding() {
+        #expect(PostAnalysis.commandFinding(argv: ["/bin/true"], outcome: .exited(status: 0, result: nil), outputTail: "", target: "t") == nil)
+        let f = PostAnalysis.commandFinding(argv: ["/opt/p/fips-post", "--quick"], outcome: .exited(status: 3, result: nil), outputTail: "KAT failed", target: "t")
+        #expect(f?.code == .postCommandFailed)
+        #expect(f?.evidence["output_tail"] == "KAT failed")
+        #expect(PostAnalysis.commandFinding(argv: ["x"], outcome: .timedOut(seconds: 2.5), outputTail: "", target: "t")?.summary.contains("2.5 s") == true)
+    }
+
+    @Test func envFileParsing() {
+        let parsed = EnvFile.parse("""
+            # comment
+            ; also a comment
+            OPENSSL_CONF=/etc/ssl/fips.cnf
+            export OPENSSL_MODULES="/opt/p/ossl-modules"
+              SSL_CERT_FILE = '/etc/ssl/certs/ca.pem'
+            =novalue
+            EMPTY=
+            """)
+        #expect(parsed.map(\.0) == ["OPENSSL_CONF", "OPENSSL_MODULES", "SSL_CERT_FILE", "EMPTY"])
+        #expect(parsed.map(\.1) == ["/etc/ssl/fips.cnf", "/opt/p/ossl-modules", "/etc/ssl/certs/ca.pem", ""])
+    }
+
+    @Test func procParsing() throws {
+        let env = PostTarget.parseEnviron(Array("A=1\0B=x=y\0A=2\0=bad\0NOEQ\0".utf8))
+        #expect(env == ["A": "1", "B": "x=y"])
+        let ids = try PostTarget.parseIDs("Name:\tpython3\nUid:\t998\t998\t998\t998\nGid:\t997\t997\t997\t997\n", pid: 1)
+        #expect(ids.0 == 998 && ids.1 == 997)
+        #expect(throws: (any Error).self) { try PostTarget.parseIDs("Name:\tx\n", pid: 1) }
+        let maps = """
+            7f00-7f01 r--p 00000000 fe:00 12 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+            7f01-7f02 r-xp 00001000 fe:00 12 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+            7f02-7f03 r--p 00000000 fe:00 13 /opt/my app/lib/libcrypto-1a2b3c4d.so.3 (deleted)
+            7f03-7f04 r--p 00000000 fe:00 14 /usr/lib/x86_64-linux-gnu/libssl.so.3
+            7f04-7f05 rw-p 00000000 00:00 0 [heap]
+            7f05-7f06 r--p 00000000 fe:00 15 /opt/libcryptography/_rust.abi3.so
+            """
+        #expect(PostTarget.libcryptoMappings(maps) == ["/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
+                                                       "/opt/my app/lib/libcrypto-1a2b3c4d.so.3 (deleted)"])
+    }
+
+    @Test func childEnvironmentDropsSystemdVariables() {
+        let env = PostRunner.childEnvironment(["NOTIFY_SOCKET": "/run/n", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "2",
+                                               "OPENSSL_CONF": "/c", "SECRET": "s"])
+        #expect(env == ["OPENSSL_CONF": "/c", "SECRET": "s"])
+    }
+}
