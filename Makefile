@@ -1,9 +1,11 @@
 # crypto-sentinel — build, demo, test, bench. Everything a fresh Debian 12 machine needs is installed here.
 SHELL := /bin/bash
 FIXTURES ?= /tmp/crypto-sentinel-fixtures
+FIPS_CACHE ?= /var/tmp/crypto-sentinel-fips
 PREFIX ?= /usr/local
 APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev patchelf gcc make python3 python3-venv python3-pip \
-                python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates
+                python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates \
+                openssl procps binutils
 SWIFT_BUILD_FLAGS ?=
 
 .PHONY: setup build release fixtures demo test bench install clean
@@ -23,11 +25,14 @@ build:
 release:
 	swift build -c release $(SWIFT_BUILD_FLAGS)
 
-## fixtures: gcc-built ELF trees and real cx_Freeze bundles (PyPI), cached under $(FIXTURES).
+## fixtures: gcc-built ELF trees, real cx_Freeze bundles (PyPI), fake libcrypto for the POST's failure
+## paths, and Debian 13's openssl-provider-fips (private apt sources list; cached under $(FIPS_CACHE)).
 fixtures:
 	scripts/fixtures/elf-trees.sh $(FIXTURES)/elf
 	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
 	scripts/fixtures/processes.sh $(FIXTURES)/proc
+	scripts/fixtures/post-libs.sh $(FIXTURES)/post
+	scripts/fixtures/fips-provider.sh $(FIPS_CACHE) >/dev/null
 
 ## demo: freeze a real cx_Freeze service with Debian's python3-cryptography and scan it.
 demo: setup release
@@ -44,8 +49,13 @@ test: setup fixtures
 bench: setup release fixtures
 	scripts/bench.sh
 
+## install: crypto-sentinel and its native POST probe side by side (the probe is found next to the
+## executable). SwiftPM gives every executable RUNPATH $$ORIGIN; the installed probe has none, so a
+## soname it dlopen()s resolves exactly as in the service (LD_LIBRARY_PATH, ld.so.cache, defaults).
 install: release
 	install -D -m 0755 .build/release/crypto-sentinel $(DESTDIR)$(PREFIX)/bin/crypto-sentinel
+	install -D -m 0755 .build/release/sentinel-probe $(DESTDIR)$(PREFIX)/bin/sentinel-probe
+	patchelf --remove-rpath $(DESTDIR)$(PREFIX)/bin/sentinel-probe
 
 clean:
 	rm -rf .build $(FIXTURES)

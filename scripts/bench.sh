@@ -4,16 +4,23 @@
 #   - /usr/lib/x86_64-linux-gnu and a generated 20,000-file bundle
 #   - crypto-sentinel scan (fresh process) vs `scanelf -qR -n -r -S` and `libtree` over the tree's ELF files
 #   - an unchanged tree rescanned in the same process (the stat-keyed cache) vs the first scan
+#   - POST: `crypto-sentinel post` (and the bare probe) vs `openssl list -providers && openssl dgst -sha256`
+#     under the same environment (Debian 13's fips.so in Debian 12's libcrypto, and plain system OpenSSL)
+# SECTIONS="post" (or scan, inspect; space-separated) runs only those parts.
 # Needs: make release (or swift build -c release), pax-utils, libtree, hyperfine, GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FIXTURES=${FIXTURES:-/tmp/crypto-sentinel-fixtures}
 BIN=${BIN:-.build/release/crypto-sentinel}
+PROBE=${PROBE:-$(dirname "$BIN")/sentinel-probe}
+SECTIONS=${SECTIONS:-scan inspect post}
 BENCH=${BENCH_BIN:-.build/release/sentinel-bench}
 RUNS=${RUNS:-5}
 [ -x "$BIN" ] && [ -x "$BENCH" ] || swift build -c release >/dev/null
-scripts/fixtures/cxfreeze-bundles.sh "$FIXTURES/cxfreeze"
-scripts/make-big-bundle.sh "$FIXTURES/cxfreeze/debian" "$FIXTURES/big-bundle" 20000
+if [[ " $SECTIONS " == *" scan "* ]]; then
+  scripts/fixtures/cxfreeze-bundles.sh "$FIXTURES/cxfreeze"
+  scripts/make-big-bundle.sh "$FIXTURES/cxfreeze/debian" "$FIXTURES/big-bundle" 20000
+fi
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 
 median() { # hyperfine JSON → median seconds
@@ -21,6 +28,7 @@ median() { # hyperfine JSON → median seconds
 rss() { /usr/bin/time -f %M "$@" >/dev/null 2>"$TMP/rss" || true; tail -1 "$TMP/rss"; }
 
 for TREE in /usr/lib/x86_64-linux-gnu "$FIXTURES/big-bundle"; do
+  [[ " $SECTIONS " == *" scan "* ]] || continue
   files=$(find "$TREE" -type f | wc -l)
   scanelf -RBF '%F' "$TREE" 2>/dev/null | sort -u > "$TMP/elfs" || true
   grep -E '\.so' "$TMP/elfs" > "$TMP/libs" || true
@@ -45,4 +53,45 @@ done
 
 ## inspect: `inspect --all` with 200 and 1,000 extra fixture processes next to `grep -l libcrypto
 ## /proc/[0-9]*/maps`, as ratios (its own script, so its fixture processes are cleaned up by its trap).
-BIN="$BIN" FIXTURES="$FIXTURES" scripts/bench-inspect.sh
+[[ " $SECTIONS " == *" inspect "* ]] && BIN="$BIN" FIXTURES="$FIXTURES" scripts/bench-inspect.sh
+
+# POST latency: one probe process (config, providers, FIPS self-test, SHA-256, MD5, DRBG, trust) next
+# to the two openssl commands a person would run, under the same environment, in the same run.
+if [[ " $SECTIONS " == *" post "* ]]; then
+  MODS=$(scripts/fixtures/fips-provider.sh)
+  mkdir -p "$TMP/fips"; cp "$MODS/fips.so" "$TMP/fips/"
+  openssl fipsinstall -module "$TMP/fips/fips.so" -out "$TMP/fips/fipsmodule.cnf" -provider_name fips >/dev/null 2>&1
+  cat > "$TMP/fips/openssl.cnf" <<CNF
+openssl_conf = openssl_init
+.include $TMP/fips/fipsmodule.cnf
+[openssl_init]
+providers = provider_sect
+alg_section = algorithm_sect
+[provider_sect]
+fips = fips_sect
+base = base_sect
+[base_sect]
+activate = 1
+[algorithm_sect]
+default_properties = fips=yes
+CNF
+  for CASE in fips system; do
+    if [ $CASE = fips ]; then ENVV=(OPENSSL_CONF="$TMP/fips/openssl.cnf" OPENSSL_MODULES="$TMP/fips"); FLAG=--expect-fips
+    else ENVV=(); FLAG=; fi
+    POSTENV=(); for kv in "${ENVV[@]}"; do POSTENV+=(--env "$kv"); done
+    echo "== POST, $CASE OpenSSL (${ENVV[*]:-system defaults})"
+    env -i PATH=/usr/bin:/bin "${ENVV[@]}" hyperfine -N -i -w 2 -r $((RUNS * 4)) \
+      --export-json "$TMP/post.json" \
+      "$BIN post ${POSTENV[*]} $FLAG --format json" \
+      "$PROBE libcrypto.so.3" \
+      "sh -c 'openssl list -providers >/dev/null && openssl dgst -sha256 </dev/null >/dev/null'" >/dev/null 2>&1
+    python3 - "$TMP/post.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+post, probe, ossl = (x["median"] for x in r)
+print(f"  openssl list -providers && openssl dgst -sha256   {ossl*1000:7.1f} ms   (1.00x)")
+print(f"  crypto-sentinel post (CLI + probe child)          {post*1000:7.1f} ms   ({post/ossl:.2f}x; target <= 1.0x)")
+print(f"  sentinel-probe alone (the POST child)             {probe*1000:7.1f} ms   ({probe/ossl:.2f}x)")
+PY
+  done
+fi

@@ -67,6 +67,13 @@ public struct PostRunner: Sendable {
     enum End { case exited(Int32), signaled(Int32), timedOut }
     struct Raw { var end: End; var stdout: [UInt8]; var stderr: [UInt8]; var overCap: Bool; var elapsedMs: Int }
 
+    /// CLOCK_MONOTONIC without libdispatch (DispatchTime initialises it: measurable on a 10 ms POST).
+    static func monotonicNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
     static func tail(_ bytes: [UInt8], lines: Int) -> String {
         let text = String(decoding: bytes.suffix(8192), as: UTF8.self)
         return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1)
@@ -101,7 +108,7 @@ public struct PostRunner: Sendable {
         // POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID (0x80, glibc ≥ 2.26)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | 0x80))
 
-        let start = DispatchTime.now()
+        let start = Self.monotonicNanos()
         var pid: pid_t = 0
         let argvC = args.map { strdup($0) } + [nil]
         let envC = envStrings.map { strdup($0) } + [nil]
@@ -112,7 +119,7 @@ public struct PostRunner: Sendable {
             close(outPipe[0]); close(errPipe[0])
             return Raw(end: .exited(127), stdout: [], stderr: Array("cannot run \(probe): \(String(cString: strerror(rc)))".utf8), overCap: false, elapsedMs: 0)
         }
-        let deadline = start.uptimeNanoseconds + UInt64(timeout * 1e9)
+        let deadline = start + UInt64(timeout * 1e9)
         var out: [UInt8] = [], err: [UInt8] = []
         var open = [outPipe[0], errPipe[0]]
         var overCap = false, timedOut = false
@@ -120,13 +127,13 @@ public struct PostRunner: Sendable {
         var status: Int32 = 0
         var reaped = false
         while true {
-            let now = DispatchTime.now().uptimeNanoseconds
+            let now = Self.monotonicNanos()
             if now >= deadline { timedOut = true; break }
             if open.isEmpty {
                 // Both pipes closed: wait for the exit itself (still bounded by the deadline).
                 let w = waitpid(pid, &status, WNOHANG)
                 if w == pid { reaped = true; break }
-                usleep(2000); continue
+                usleep(200); continue
             }
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let ms = Int32(min(UInt64(Int32.max), (deadline - now) / 1_000_000 + 1))
@@ -144,7 +151,7 @@ public struct PostRunner: Sendable {
         kill(-pid, SIGKILL)
         for fd in open { close(fd) }
         if !reaped { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
-        let elapsed = Int((DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1_000_000)
+        let elapsed = Int((Self.monotonicNanos() - start) / 1_000_000)
         let end: End
         if timedOut { end = .timedOut }
         else if (status & 0x7f) == 0 { end = .exited((status >> 8) & 0xff) }
