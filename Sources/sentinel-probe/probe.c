@@ -505,6 +505,11 @@ int main(int argc, char **argv) {
         const char *mods = getenv("OPENSSL_MODULES");
         const char *expected = mods ? mods : (p_OpenSSL_version ? bare_path(p_OpenSSL_version(OPENSSL_MODULES_DIR)) : NULL);
         kstr("fips_expected_dir", expected);
+        if (expected) {
+            char want[PATH_MAX]; struct stat st;
+            snprintf(want, sizeof want, "%s/fips.so", expected);
+            kbool("fips_expected_exists", stat(want, &st) == 0);
+        }
         if (*fips && expected) {
             char a[PATH_MAX], b[PATH_MAX]; char *slash = strrchr(fips, '/');
             *slash = 0; int same = realpath(fips, a) && realpath(expected, b) && !strcmp(a, b); *slash = '/';

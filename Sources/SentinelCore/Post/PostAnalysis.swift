@@ -152,8 +152,13 @@ public enum PostAnalysis {
             errors: errors(providers)))
         let providerEvidence: JSONValue = .array(list)
         if expectFIPS && !fipsActive {
-            let cause = strictStatus == "fail" ? "the config fails a strict load (see post-config-error)"
-                : "the fips provider did not load or activate under this environment"
+            let maps = check("maps")
+            let selfTest = check("self_test")
+            let cause: String
+            if strictStatus == "fail" { cause = "the config fails a strict load (see post-config-error)" }
+            else if !(selfTest["failed_tests"]?.arrayValue ?? []).isEmpty { cause = "its self-test failed while loading (see post-self-test-failed)" }
+            else if maps["fips_expected_exists"] == .bool(false) { cause = "there is no fips.so in \(maps["fips_expected_dir"]?.stringValue ?? "the modules folder") (OPENSSL_MODULES, else MODULESDIR)" }
+            else { cause = "the fips provider did not load or activate under this environment (is it activated in OPENSSL_CONF?)" }
             add(.postFIPSNotActive, "FIPS is expected but the fips provider is not active for \(path): \(cause)",
                 ["providers": providerEvidence, "config_errors": JSONValue(strictErrors),
                  "fips_module_mapped": check("maps")["fips_module"] ?? .null,
@@ -228,7 +233,8 @@ public enum PostAnalysis {
             summary: described2.joined(separator: "; "), errors: []))
         if usable.isEmpty {
             add(.trustStoreMissing, "no CA certificates where \(path) looks (compiled-in cert file/dir, SSL_CERT_FILE, SSL_CERT_DIR)",
-                ["trust": trust], fix: ["export SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt (in the service's unit)"])
+                ["trust": trust,
+                 "note": "from the initial environment (/proc/PID/environ); a frozen app may set SSL_CERT_FILE itself at start-up (cx_Freeze's ssl hook does), which no environ shows"], fix: ["export SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt (in the service's unit)"])
         }
 
         // Our own mappings.
