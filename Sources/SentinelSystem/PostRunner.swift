@@ -44,7 +44,7 @@ public struct PostRunner: Sendable {
         case .timedOut: outcome = .timedOut(seconds: timeout)
         case .signaled(let s): outcome = .signaled(s)
         case .exited(let status):
-            let doc = r.overCap ? nil : (try? JSONDecoder().decode(JSONValue.self, from: Data(r.stdout)))
+            let doc = r.overCap ? nil : ProbeJSON.parse(r.stdout)
             outcome = .exited(status: status, result: doc.flatMap { if case .object = $0 { return $0 } else { return nil } })
         }
         let parsed: Bool = { if case .exited(_, let d?) = outcome { return d["probe"] != nil } else { return false } }()

@@ -182,3 +182,33 @@ struct PostAnalysisTests {
         #expect(env == ["OPENSSL_CONF": "/c", "SECRET": "s"])
     }
 }
+
+@Suite("probe JSON")
+struct ProbeJSONTests {
+    @Test func parsesWhatTheProbePrints() {
+        let text = #"{"probe":1,"s":"a\"b\\c\nd\u0001\u00e9\ud83d\ude00","n":-42,"f":1.5,"t":true,"x":false,"z":null,"a":[],"o":{},"l":[1,[2,{"k":"v"}]]}"# + "\n"
+        let v = ProbeJSON.parse(Array(text.utf8))
+        #expect(v?["probe"] == .int(1))
+        #expect(v?["s"] == .string("a\"b\\c\nd\u{1}é😀"))
+        #expect(v?["n"] == .int(-42))
+        #expect(v?["f"] == .string("1.5"))
+        #expect(v?["t"] == .bool(true) && v?["x"] == .bool(false) && v?["z"] == .null)
+        #expect(v?["a"] == .array([]) && v?["o"] == .object([:]))
+        #expect(v?["l"]?.arrayValue?.last?.arrayValue?.last?["k"] == "v")
+    }
+
+    @Test func rejectsGarbage() {
+        for bad in ["", "this is not JSON", "{\"a\":1", "{\"a\":1}x", "[1,]", "{\"a\" 1}", "\"unterminated", "tru", "{\"a\":\"\u{1}\"}", "-", "1.", "\"\\q\""] {
+            #expect(ProbeJSON.parse(Array(bad.utf8)) == nil, "\(bad)")
+        }
+        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        #expect(ProbeJSON.parse(Array(deep.utf8)) == nil)
+    }
+
+    @Test func agreesWithTheRealProbeOutputShape() {
+        let line = #"{"probe":1,"load":{"ok":true,"path":"/lib/x86_64-linux-gnu/libcrypto.so.3"},"checks":[{"name":"md5","allowed":false,"errors":["error:0308010C:digital envelope routines::unsupported:../crypto/evp/evp_fetch.c:386:inner_evp_generic_fetch:Global default library context, Algorithm (MD5 : 101), Properties (<null>)"]}],"elapsed_ms":3}"#
+        let v = ProbeJSON.parse(Array(line.utf8))
+        #expect(v?["load"]?["ok"] == .bool(true))
+        #expect(v?["checks"]?.arrayValue?.first?["errors"]?.arrayValue?.count == 1)
+    }
+}
