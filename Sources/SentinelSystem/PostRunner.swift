@@ -113,7 +113,12 @@ public struct PostRunner: Sendable {
         let argvC = args.map { strdup($0) } + [nil]
         let envC = envStrings.map { strdup($0) } + [nil]
         defer { argvC.forEach { free($0) }; envC.forEach { free($0) } }
-        let rc = posix_spawn(&pid, probe, &actions, &attr, argvC, envC)
+        var rc = posix_spawn(&pid, probe, &actions, &attr, argvC, envC)
+        // ETXTBSY: another thread's fork briefly holds a write descriptor of a freshly written file.
+        for _ in 0..<20 where rc == ETXTBSY {
+            usleep(10_000)
+            rc = posix_spawn(&pid, probe, &actions, &attr, argvC, envC)
+        }
         close(outPipe[1]); close(errPipe[1])
         guard rc == 0 else {
             close(outPipe[0]); close(errPipe[0])

@@ -184,6 +184,26 @@ import Testing
         for i in targets.indices { #expect(checks(r, target: i)["sha-256 known answer"] == "pass") }
     }
 
+    @Test func envFileIsTheConfiguredEnvironmentWhenTheServiceIsDown() throws {
+        let lab = try FIPSLab()
+        let file = lab.dir + "/service.env"
+        try """
+            # what the unit's EnvironmentFile= holds
+            OPENSSL_CONF=\(lab.fipsConf)
+            export OPENSSL_MODULES="\(lab.modules)"
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try Sentinel.run(["post", "--env-file", file, "--expect-fips", "--format", "json"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.report?.targets.first?.environment == ["OPENSSL_CONF": lab.fipsConf, "OPENSSL_MODULES": lab.modules])
+        #expect(checks(r)["providers"] == "pass")
+        // --env wins over the file: the same file with the modules folder emptied fails.
+        let over = try Sentinel.run(["post", "--env-file", file, "--env", "OPENSSL_MODULES=\(lab.emptyModules)", "--expect-fips", "--format", "json"])
+        #expect(over.status == 1)
+        #expect(over.findings(.postFIPSNotActive).first?.summary.contains("no fips.so in \(lab.emptyModules)") == true)
+        let missing = try Sentinel.run(["post", "--env-file", lab.dir + "/nope.env"])
+        #expect(missing.status == 2)
+    }
+
     @Test func usageErrorsExit2() throws {
         let missing = try Sentinel.run(["post", "--libcrypto", "/nonexistent/libcrypto.so.3"])
         #expect(missing.status == 2)

@@ -87,6 +87,9 @@ public enum PostAnalysis {
             checks.append(PostCheck(name: "load", status: .fail, summary: error, errors: [error]))
             return Result(checks: checks, findings: findings, library: .string(run.library))
         }
+        if let cwdError = doc["cwd_error"]?.stringValue {
+            checks.append(PostCheck(name: "cwd", status: .fail, summary: "the service's cwd is not usable by its user: \(cwdError)", errors: []))
+        }
         let path = load["realpath"]?.stringValue ?? load["path"]?.stringValue ?? run.library
         evidenceBase["libcrypto"] = .string(path)
         checks.append(PostCheck(name: "load", status: .pass, summary: "dlopen(\(run.library)) -> \(path)", errors: []))
