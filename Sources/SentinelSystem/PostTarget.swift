@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import SentinelCore
 
@@ -13,6 +14,8 @@ public struct PostTarget: Sendable {
     /// libcrypto files the process maps, by basename (libcrypto*.so*) for now; content-based
     /// identification (a libcrypto under another name) comes with the inspect work.
     public var mappedLibcrypto: [String]
+    /// The first address range ("start-end") of each mapped libcrypto, for /proc/PID/map_files.
+    public var ranges: [String: String] = [:]
 
     public static func read(pid: Int32) throws -> PostTarget {
         let environ = parseEnviron(try ProcessEnvironment.readAll("/proc/\(pid)/environ"))
@@ -22,7 +25,21 @@ public struct PostTarget: Sendable {
         let n = readlink("/proc/\(pid)/cwd", &buf, 4096)
         let cwd = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
         let (uid, gid) = try parseIDs(status, pid: pid)
-        return PostTarget(pid: pid, environ: environ, uid: uid, gid: gid, cwd: cwd, mappedLibcrypto: libcryptoMappings(maps))
+        let mapped = libcryptoMappingRanges(maps)
+        return PostTarget(pid: pid, environ: environ, uid: uid, gid: gid, cwd: cwd,
+                          mappedLibcrypto: mapped.map(\.path),
+                          ranges: Dictionary(mapped.map { ($0.path, $0.range) }, uniquingKeysWith: { a, _ in a }))
+    }
+
+    /// A mapped file that was deleted or replaced on disk: copies what the process really maps, from
+    /// /proc/PID/map_files (root only), into a private world-readable folder. Nil when not possible.
+    public func copyOfDeletedMapping(_ path: String, into dir: String) -> String? {
+        guard path.hasSuffix(" (deleted)"), access(path, F_OK) != 0, let range = ranges[path],
+              let data = FileManager.default.contents(atPath: "/proc/\(pid)/map_files/\(range)") else { return nil }
+        let base = String(path.dropLast(" (deleted)".count).split(separator: "/").last ?? "libcrypto.so")
+        let copy = dir + "/" + base
+        guard FileManager.default.createFile(atPath: copy, contents: data, attributes: [.posixPermissions: 0o644]) else { return nil }
+        return copy
     }
 
     /// NUL-separated KEY=VALUE; the first occurrence of a key wins, as getenv() sees it.
@@ -54,8 +71,13 @@ public struct PostTarget: Sendable {
     /// Distinct mapped files whose basename is libcrypto*.so* (the " (deleted)" suffix kept: the
     /// probe then fails to load it, which is the truth about a replaced library).
     public static func libcryptoMappings(_ maps: String) -> [String] {
-        var seen: [String] = []
+        libcryptoMappingRanges(maps).map(\.path)
+    }
+
+    public static func libcryptoMappingRanges(_ maps: String) -> [(path: String, range: String)] {
+        var seen: [(path: String, range: String)] = []
         for line in maps.split(separator: "\n") {
+            let range = String(line.prefix { $0 != " " })
             var rest = Substring(line)
             for _ in 0..<5 {
                 guard let sp = rest.firstIndex(of: " ") else { rest = ""; break }
@@ -65,7 +87,7 @@ public struct PostTarget: Sendable {
             let path = String(rest)
             let base = path.split(separator: "/").last.map(String.init) ?? path
             guard base.hasPrefix("libcrypto"), base.contains(".so") else { continue }
-            if !seen.contains(path) { seen.append(path) }
+            if !seen.contains(where: { $0.path == path }) { seen.append((path, range)) }
         }
         return seen
     }

@@ -73,12 +73,14 @@ struct Post: ParsableCommand {
         var identity: PostRunner.Identity?
         var libraries = libcrypto
         var targetName = name ?? "post"
+        var procTarget: PostTarget?
         if let pid {
             let t: PostTarget
             do { t = try PostTarget.read(pid: pid) } catch {
                 warn("--pid \(pid): \(error)")
                 throw ExitCode(2)
             }
+            procTarget = t
             environment = t.environ
             cwd = t.cwd
             identity = .init(uid: t.uid, gid: t.gid)
@@ -116,9 +118,29 @@ struct Post: ParsableCommand {
         let runAs = identity.map { "uid \($0.uid), gid \($0.gid) (supplementary groups reset)" } ?? "uid \(getuid()), gid \(getgid()) (this process)"
         var targets: [TargetReport] = []
         var seen = Set<String>()
+        var scratch: String?
+        defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
         for lib in libraries where seen.insert(lib).inserted {
-            let run = runner.runProbe(library: lib, environment: environment, cwd: cwd, identity: identity)
-            let result = PostAnalysis.analyze(run, target: targetName, expectFIPS: expectFIPS)
+            // A libcrypto deleted or replaced under the running service: POST what it really maps.
+            var probeLib = lib
+            var deleted: Finding?
+            if let t = procTarget, lib.hasSuffix(" (deleted)"), access(lib, F_OK) != 0 {
+                if scratch == nil {
+                    scratch = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-post-\(getpid())").path
+                    try? FileManager.default.createDirectory(atPath: scratch!, withIntermediateDirectories: true,
+                                                             attributes: [.posixPermissions: 0o755])
+                }
+                let copy = t.copyOfDeletedMapping(lib, into: scratch!)
+                if let copy { probeLib = copy }
+                deleted = Finding(code: .processDeletedLibrary, target: targetName,
+                    summary: "\(lib.dropLast(" (deleted)".count)) was deleted or replaced on disk; the service runs the old code until it is restarted"
+                        + (copy == nil ? " (its mapped content cannot be read: the POST below loads nothing)" : "; the POST ran on the mapped content"),
+                    evidence: ["path": .string(lib), "tested_copy": JSONValue(copy)],
+                    fix: ["systemctl restart <the service>   # then rerun: crypto-sentinel post --pid <new pid>"])
+            }
+            let run = runner.runProbe(library: probeLib, environment: environment, cwd: cwd, identity: identity)
+            var result = PostAnalysis.analyze(run, target: targetName, expectFIPS: expectFIPS)
+            if let deleted { result.findings.append(deleted) }
             let post: JSONValue = ["library": result.library, "checks": .array(result.checks.map(\.json)),
                                    "run_as": .string(runAs), "elapsed_ms": .int(Int64(run.elapsedMs)),
                                    "expect_fips": .bool(expectFIPS)]

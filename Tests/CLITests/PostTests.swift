@@ -204,6 +204,25 @@ import Testing
         #expect(missing.status == 2)
     }
 
+    @Test func deletedLibcryptoIsTestedFromWhatTheServiceMaps() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-del-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let lib = dir + "/libcrypto.so.3"
+        try FileManager.default.copyItem(atPath: "/usr/lib/x86_64-linux-gnu/libcrypto.so.3", toPath: lib)
+        let service = try Service([Self.python, "-c", "import ctypes, os, time; ctypes.CDLL('\(lib)'); os.remove('\(lib)'); time.sleep(120)"],
+                                  environment: [:])
+        defer { service.stop() }
+        #expect(service.waitForLibcrypto())
+        usleep(300_000)  // the os.remove
+        let r = try Sentinel.run(["post", "--pid", String(service.pid), "--format", "json"])
+        let deleted = try #require(r.findings(.processDeletedLibrary).first)
+        #expect(deleted.evidence["path"]?.stringValue == lib + " (deleted)")
+        #expect(checks(r)["sha-256 known answer"] == "pass")  // the POST ran on the mapped content
+        #expect(r.report?.targets.first?.post?["library"]?["version"]?.stringValue?.hasPrefix("OpenSSL 3.0") == true)
+        let copy = try #require(deleted.evidence["tested_copy"]?.stringValue)
+        #expect(!FileManager.default.fileExists(atPath: copy), "the private copy is removed afterwards")
+    }
+
     @Test func usageErrorsExit2() throws {
         let missing = try Sentinel.run(["post", "--libcrypto", "/nonexistent/libcrypto.so.3"])
         #expect(missing.status == 2)
