@@ -53,7 +53,9 @@ done
 
 ## inspect: `inspect --all` with 200 and 1,000 extra fixture processes next to `grep -l libcrypto
 ## /proc/[0-9]*/maps`, as ratios (its own script, so its fixture processes are cleaned up by its trap).
-[[ " $SECTIONS " == *" inspect "* ]] && BIN="$BIN" FIXTURES="$FIXTURES" scripts/bench-inspect.sh
+if [[ " $SECTIONS " == *" inspect "* ]]; then
+  BIN="$BIN" FIXTURES="$FIXTURES" scripts/bench-inspect.sh
+fi
 
 # POST latency: one probe process (config, providers, FIPS self-test, SHA-256, MD5, DRBG, trust) next
 # to the two openssl commands a person would run, under the same environment, in the same run.

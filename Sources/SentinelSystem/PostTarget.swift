@@ -11,8 +11,8 @@ public struct PostTarget: Sendable {
     public var uid: UInt32
     public var gid: UInt32
     public var cwd: String?
-    /// libcrypto files the process maps, by basename (libcrypto*.so*) for now; content-based
-    /// identification (a libcrypto under another name) comes with the inspect work.
+    /// libcrypto files the process maps, by basename (libcrypto*.so*): the fallback when the inspect
+    /// work's ProcReader (content-based identification) has nothing to say.
     public var mappedLibcrypto: [String]
     /// The first address range ("start-end") of each mapped libcrypto, for /proc/PID/map_files.
     public var ranges: [String: String] = [:]
@@ -25,18 +25,17 @@ public struct PostTarget: Sendable {
         let n = readlink("/proc/\(pid)/cwd", &buf, 4096)
         let cwd = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
         let (uid, gid) = try parseIDs(status, pid: pid)
-        let mapped = libcryptoMappingRanges(maps)
         return PostTarget(pid: pid, environ: environ, uid: uid, gid: gid, cwd: cwd,
-                          mappedLibcrypto: mapped.map(\.path),
-                          ranges: Dictionary(mapped.map { ($0.path, $0.range) }, uniquingKeysWith: { a, _ in a }))
+                          mappedLibcrypto: libcryptoMappings(maps), ranges: mappingRanges(maps))
     }
 
     /// A mapped file that was deleted or replaced on disk: copies what the process really maps, from
     /// /proc/PID/map_files (root only), into a private world-readable folder. Nil when not possible.
-    public func copyOfDeletedMapping(_ path: String, into dir: String) -> String? {
-        guard path.hasSuffix(" (deleted)"), access(path, F_OK) != 0, let range = ranges[path],
+    public func copyOfMapping(_ mapsPathname: String, into dir: String) -> String? {
+        guard let range = ranges[mapsPathname],
               let data = FileManager.default.contents(atPath: "/proc/\(pid)/map_files/\(range)") else { return nil }
-        let base = String(path.dropLast(" (deleted)".count).split(separator: "/").last ?? "libcrypto.so")
+        let stripped = mapsPathname.hasSuffix(" (deleted)") ? String(mapsPathname.dropLast(" (deleted)".count)) : mapsPathname
+        let base = String(stripped.split(separator: "/").last ?? "libcrypto.so")
         let copy = dir + "/" + base
         guard FileManager.default.createFile(atPath: copy, contents: data, attributes: [.posixPermissions: 0o644]) else { return nil }
         return copy
@@ -71,11 +70,20 @@ public struct PostTarget: Sendable {
     /// Distinct mapped files whose basename is libcrypto*.so* (the " (deleted)" suffix kept: the
     /// probe then fails to load it, which is the truth about a replaced library).
     public static func libcryptoMappings(_ maps: String) -> [String] {
-        libcryptoMappingRanges(maps).map(\.path)
+        pathRanges(maps).map(\.path).filter { path in
+            let base = path.split(separator: "/").last.map(String.init) ?? path
+            return base.hasPrefix("libcrypto") && base.contains(".so")
+        }
     }
 
-    public static func libcryptoMappingRanges(_ maps: String) -> [(path: String, range: String)] {
+    /// The first address range of every mapped file, keyed by the pathname as maps prints it.
+    public static func mappingRanges(_ maps: String) -> [String: String] {
+        Dictionary(pathRanges(maps).map { ($0.path, $0.range) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    static func pathRanges(_ maps: String) -> [(path: String, range: String)] {
         var seen: [(path: String, range: String)] = []
+        var known = Set<String>()
         for line in maps.split(separator: "\n") {
             let range = String(line.prefix { $0 != " " })
             var rest = Substring(line)
@@ -85,9 +93,7 @@ public struct PostTarget: Sendable {
             }
             guard rest.hasPrefix("/") else { continue }
             let path = String(rest)
-            let base = path.split(separator: "/").last.map(String.init) ?? path
-            guard base.hasPrefix("libcrypto"), base.contains(".so") else { continue }
-            if !seen.contains(where: { $0.path == path }) { seen.append((path, range)) }
+            if known.insert(path).inserted { seen.append((path, range)) }
         }
         return seen
     }

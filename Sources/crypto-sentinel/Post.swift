@@ -74,6 +74,7 @@ struct Post: ParsableCommand {
         var libraries = libcrypto
         var targetName = name ?? "post"
         var procTarget: PostTarget?
+        var changedOnDisk = Set<String>()   // maps pathnames whose file was deleted or replaced
         if let pid {
             let t: PostTarget
             do { t = try PostTarget.read(pid: pid) } catch {
@@ -84,7 +85,22 @@ struct Post: ParsableCommand {
             environment = t.environ
             cwd = t.cwd
             identity = .init(uid: t.uid, gid: t.gid)
-            if libraries.isEmpty { libraries = t.mappedLibcrypto }
+            if libraries.isEmpty {
+                // Content-based identification (SONAME, exports, version text) through the inspect
+                // work's ProcReader; the basename rule only when that snapshot has nothing to say.
+                let snap = ProcReader().snapshot(pid: pid)
+                for file in snap.files where file.role == .libcrypto {
+                    libraries.append(file.mapsPathname)
+                    switch file.disk {
+                    case .deleted, .replaced: changedOnDisk.insert(file.mapsPathname)
+                    default: break
+                    }
+                }
+                if libraries.isEmpty {
+                    libraries = t.mappedLibcrypto
+                    for lib in libraries where lib.hasSuffix(" (deleted)") && access(lib, F_OK) != 0 { changedOnDisk.insert(lib) }
+                }
+            }
             if name == nil {
                 let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
                 targetName = "\(comm ?? "pid") [\(pid)]"
@@ -124,16 +140,16 @@ struct Post: ParsableCommand {
             // A libcrypto deleted or replaced under the running service: POST what it really maps.
             var probeLib = lib
             var deleted: Finding?
-            if let t = procTarget, lib.hasSuffix(" (deleted)"), access(lib, F_OK) != 0 {
+            if let t = procTarget, changedOnDisk.contains(lib) {
                 if scratch == nil {
                     scratch = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-post-\(getpid())").path
                     try? FileManager.default.createDirectory(atPath: scratch!, withIntermediateDirectories: true,
                                                              attributes: [.posixPermissions: 0o755])
                 }
-                let copy = t.copyOfDeletedMapping(lib, into: scratch!)
+                let copy = t.copyOfMapping(lib, into: scratch!)
                 if let copy { probeLib = copy }
                 deleted = Finding(code: .processDeletedLibrary, target: targetName,
-                    summary: "\(lib.dropLast(" (deleted)".count)) was deleted or replaced on disk; the service runs the old code until it is restarted"
+                    summary: "\(lib.hasSuffix(" (deleted)") ? String(lib.dropLast(" (deleted)".count)) : lib) was deleted or replaced on disk; the service runs the old code until it is restarted"
                         + (copy == nil ? " (its mapped content cannot be read: the POST below loads nothing)" : "; the POST ran on the mapped content"),
                     evidence: ["path": .string(lib), "tested_copy": JSONValue(copy)],
                     fix: ["systemctl restart <the service>   # then rerun: crypto-sentinel post --pid <new pid>"])

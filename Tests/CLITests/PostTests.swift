@@ -223,6 +223,29 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: copy), "the private copy is removed afterwards")
     }
 
+    @Test func libcryptoUnderAnotherNameIsFoundByContent() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-renamed-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let lib = dir + "/libvendorcrypt.so"
+        try FileManager.default.copyItem(atPath: "/usr/lib/x86_64-linux-gnu/libcrypto.so.3", toPath: lib)
+        _ = try Sentinel.shell(["chmod", "-R", "a+rX", dir])
+        let service = try Service([Self.python, "-c", "import ctypes, time; ctypes.CDLL('\(lib)'); print('up', flush=True); time.sleep(120)"],
+                                  environment: [:])
+        defer { service.stop() }
+        let deadline = Date().addingTimeInterval(20)
+        var mapped = false
+        while Date() < deadline, !mapped {
+            let maps = FileHandle(forReadingAtPath: "/proc/\(service.pid)/maps")?.readDataToEndOfFile() ?? Data()
+            mapped = String(decoding: maps, as: UTF8.self).contains(lib)
+            usleep(50_000)
+        }
+        #expect(mapped)
+        let r = try Sentinel.run(["post", "--pid", String(service.pid), "--format", "json"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let paths = (r.report?.targets ?? []).compactMap { $0.post?["library"]?["path"]?.stringValue }
+        #expect(paths == [lib], "the renamed libcrypto is recognised by content, not by name: \(paths)")
+    }
+
     @Test func usageErrorsExit2() throws {
         let missing = try Sentinel.run(["post", "--libcrypto", "/nonexistent/libcrypto.so.3"])
         #expect(missing.status == 2)
