@@ -84,18 +84,27 @@ public struct PostRunner: Sendable {
         var args = [probe]
         if let identity { args += ["--uid", String(identity.uid), "--gid", String(identity.gid)] }
         if let cwd { args += ["--cwd", cwd] }
-        args += mode
-        let envStrings = Self.childEnvironment(environment).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        // The service's environment goes to the probe on stdin: the probe starts (maybe as root) with
+        // an empty one and hands it to ld.so only after dropping privileges (see probe.c).
+        args += ["--env-stdin"] + mode
+        var envBlock: [UInt8] = []
+        for (k, v) in Self.childEnvironment(environment).sorted(by: { $0.key < $1.key }) {
+            envBlock += Array("\(k)=\(v)".utf8) + [0]
+        }
+        let envStrings: [String] = []
 
-        var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
-        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else {
+        var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0], inPipe: [Int32] = [0, 0]
+        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0, pipe(&inPipe) == 0 else {
             return Raw(end: .exited(127), stdout: [], stderr: Array("pipe: \(String(cString: strerror(errno)))".utf8), overCap: false, elapsedMs: 0)
         }
-        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        for fd in outPipe + errPipe + inPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(inPipe[1], F_SETFL, O_NONBLOCK)
+        // A child that exits before reading its stdin must not kill us with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, mergeOutput ? outPipe[1] : errPipe[1], 2)
         var attr = posix_spawnattr_t()
@@ -119,8 +128,12 @@ public struct PostRunner: Sendable {
             usleep(10_000)
             rc = posix_spawn(&pid, probe, &actions, &attr, argvC, envC)
         }
-        close(outPipe[1]); close(errPipe[1])
+        close(outPipe[1]); close(errPipe[1]); close(inPipe[0])
+        var pendingIn = envBlock[...]
+        var inFD: Int32 = inPipe[1]
+        if pendingIn.isEmpty { close(inFD); inFD = -1 }
         guard rc == 0 else {
+            if inFD >= 0 { close(inFD) }
             close(outPipe[0]); close(errPipe[0])
             return Raw(end: .exited(127), stdout: [], stderr: Array("cannot run \(probe): \(String(cString: strerror(rc)))".utf8), overCap: false, elapsedMs: 0)
         }
@@ -141,10 +154,17 @@ public struct PostRunner: Sendable {
                 usleep(200); continue
             }
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if inFD >= 0 { fds.append(pollfd(fd: inFD, events: Int16(POLLOUT), revents: 0)) }
             let ms = Int32(min(UInt64(Int32.max), (deadline - now) / 1_000_000 + 1))
             let n = poll(&fds, nfds_t(fds.count), ms)
             if n < 0 && errno == EINTR { continue }
             for f in fds where f.revents != 0 {
+                if f.fd == inFD {
+                    let wrote = pendingIn.withUnsafeBytes { write(inFD, $0.baseAddress, $0.count) }
+                    if wrote > 0 { pendingIn = pendingIn.dropFirst(wrote) }
+                    if pendingIn.isEmpty || (wrote < 0 && errno != EAGAIN && errno != EINTR) { close(inFD); inFD = -1 }
+                    continue
+                }
                 let got = read(f.fd, &buf, buf.count)
                 if got <= 0 { close(f.fd); open.removeAll { $0 == f.fd }; continue }
                 if f.fd == outPipe[0] { out += buf[0..<got] } else { err += buf[0..<got]; if err.count > 65536 { err.removeFirst(err.count - 65536) } }
@@ -155,6 +175,7 @@ public struct PostRunner: Sendable {
         // Whatever happened, nothing of the child's session survives it.
         kill(-pid, SIGKILL)
         for fd in open { close(fd) }
+        if inFD >= 0 { close(inFD) }
         if !reaped { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
         let elapsed = Int((Self.monotonicNanos() - start) / 1_000_000)
         let end: End

@@ -7,16 +7,21 @@
  * It prints one JSON document on stdout and progress ("stage NAME") on stderr, so a crash or hang
  * can be pinned to a step.
  *
- *   sentinel-probe [--uid N --gid N] [--cwd DIR] LIBCRYPTO        the POST
- *   sentinel-probe --exec [--uid N --gid N] [--cwd DIR] -- PROG ARGS...   run a program the same way
+ *   sentinel-probe [--uid N --gid N] [--cwd DIR] [--env-stdin] LIBCRYPTO      the POST
+ *   sentinel-probe --exec [--uid N --gid N] [--cwd DIR] [--env-stdin] -- PROG ARGS...   a program, the same way
  *
- * Privileges are dropped here (setgroups([gid]), setgid, setuid, checked), then PR_SET_NO_NEW_PRIVS
- * and rlimits are set, before anything of OpenSSL is loaded.
+ * Two stages. Stage 1 starts with the runner's clean environment (as root when the user changes),
+ * reads the service's environment from stdin (--env-stdin; never argv, which anyone can read), drops
+ * privileges (setgroups([gid]), setgid, setuid, checked), sets PR_SET_NO_NEW_PRIVS and rlimits,
+ * chdirs, then re-executes itself (fexecve) as stage 2 with the service's environment: ld.so then
+ * applies LD_LIBRARY_PATH / LD_PRELOAD exactly as for the service, as the service's user, never as
+ * root. Stage 2 is the POST; nothing of OpenSSL is loaded before it.
  */
 #define _GNU_SOURCE
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <dlfcn.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <grp.h>
 #include <link.h>
@@ -239,31 +244,71 @@ static int drop(long uid, long gid, const char *cwd) {
     return 0;
 }
 
+/* The service's environment, NUL-separated on stdin (never argv: /proc/PID/cmdline is world-readable). */
+static char **read_env_stdin(void) {
+    size_t cap = 1 << 16, len = 0; char *buf = malloc(cap);
+    if (!buf) return NULL;
+    for (;;) {
+        if (len == cap) { if (cap >= (8u << 20)) break; cap *= 2; buf = realloc(buf, cap); if (!buf) return NULL; }
+        ssize_t n = read(0, buf + len, cap - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+    }
+    size_t count = 0;
+    for (size_t k = 0; k < len; k++) if (buf[k] == 0) count++;
+    char **env = calloc(count + 2, sizeof *env);
+    size_t e = 0, start = 0;
+    for (size_t k = 0; k < len && env; k++) if (buf[k] == 0) { if (k > start) env[e++] = buf + start; start = k + 1; }
+    return env;
+}
+
 int main(int argc, char **argv) {
-    long uid = -1, gid = -1; const char *cwd = NULL; int exec_mode = 0, i = 1;
+    long uid = -1, gid = -1; const char *cwd = NULL, *cwd_error = NULL; int exec_mode = 0, stage2 = 0, env_stdin = 0, i = 1;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--uid") && i + 1 < argc) uid = atol(argv[++i]);
         else if (!strcmp(argv[i], "--gid") && i + 1 < argc) gid = atol(argv[++i]);
         else if (!strcmp(argv[i], "--cwd") && i + 1 < argc) cwd = argv[++i];
+        else if (!strcmp(argv[i], "--cwd-error") && i + 1 < argc) cwd_error = argv[++i];
         else if (!strcmp(argv[i], "--exec")) exec_mode = 1;
+        else if (!strcmp(argv[i], "--env-stdin")) env_stdin = 1;
+        else if (!strcmp(argv[i], "--stage2")) stage2 = 1;
         else if (!strcmp(argv[i], "--")) { i++; break; }
         else break;
     }
-    if (i >= argc) { fprintf(stderr, "usage: sentinel-probe [--uid N --gid N] [--cwd DIR] LIBCRYPTO | --exec ... -- PROG ARGS\n"); return 2; }
-    int dropped = drop(uid, gid, cwd);
-    if (dropped == -1) { fprintf(stderr, "sentinel-probe: %s\n", drop_error); return 125; }
-    if (exec_mode) {
-        if (dropped == -2) { fprintf(stderr, "sentinel-probe: %s\n", drop_error); return 125; }
-        execv(argv[i], argv + i);
-        fprintf(stderr, "sentinel-probe: cannot run %s: %s\n", argv[i], strerror(errno));
-        return 127;
+    if (i >= argc) { fprintf(stderr, "usage: sentinel-probe [--uid N --gid N] [--cwd DIR] [--env-stdin] LIBCRYPTO | --exec ... -- PROG ARGS\n"); return 2; }
+    if (!stage2) {
+        /* Stage 1 runs with the runner's clean environment (as root when it must change user): the
+         * service's LD_PRELOAD / LD_LIBRARY_PATH must never be applied by ld.so to a root process.
+         * Drop privileges, then exec stage 2 (or the product's command) with the service's
+         * environment, so the loader treats it exactly as it treats the service. */
+        char **env = env_stdin ? read_env_stdin() : environ;
+        if (!env) { fprintf(stderr, "sentinel-probe: cannot read the environment\n"); return 125; }
+        int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);   /* before the user may lose access to our path */
+        int dropped = drop(uid, gid, cwd);
+        if (dropped == -1) { fprintf(stderr, "sentinel-probe: %s\n", drop_error); return 125; }
+        int null = open("/dev/null", O_RDONLY);
+        if (null >= 0) { dup2(null, 0); if (null > 0) close(null); }
+        if (exec_mode) {
+            if (dropped == -2) { fprintf(stderr, "sentinel-probe: %s\n", drop_error); return 125; }
+            execve(argv[i], argv + i, env);
+            fprintf(stderr, "sentinel-probe: cannot run %s: %s\n", argv[i], strerror(errno));
+            return 127;
+        }
+        char *args[8]; int a = 0;
+        args[a++] = argv[0]; args[a++] = "--stage2";
+        if (dropped == -2) { args[a++] = "--cwd-error"; args[a++] = (char *)drop_error; }
+        args[a++] = "--"; args[a++] = argv[i]; args[a] = NULL;
+        if (self >= 0) fexecve(self, args, env);
+        fprintf(stderr, "sentinel-probe: cannot re-execute itself: %s\n", strerror(errno));
+        return 125;
     }
     const char *requested = argv[i];
     double t0 = now_ms();
     puts_("{"); kint("probe", 1); kstr("requested", requested);
     kint("uid", getuid()); kint("gid", getgid());
     { char wd[PATH_MAX]; kstr("cwd", getcwd(wd, sizeof wd) ? wd : NULL); }
-    if (dropped == -2) kstr("cwd_error", drop_error);
+    if (cwd_error) kstr("cwd_error", cwd_error);
 
     /* 1. load exactly one libcrypto */
     stage("dlopen");

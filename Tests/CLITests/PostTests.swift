@@ -167,6 +167,25 @@ import Testing
         #expect(f.summary.contains("exited with status 3"))
     }
 
+    @Test func theServicesLoaderVariablesNeverReachARootProcess() throws {
+        let spy = URL(fileURLWithPath: try Fixtures.postLib("hang")).deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("preloadspy.so").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-spy-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+        chmod(dir, 0o777)
+        let log = dir + "/spy.log"
+        let service = try Service([Self.python, "-c", "import ssl, time; time.sleep(120)"],
+                                  environment: ["LD_PRELOAD": spy, "SPY_LOG": log], user: "nobody")
+        defer { service.stop() }
+        #expect(service.waitForLibcrypto())
+        let r = try Sentinel.run(["post", "--pid", String(service.pid), "--format", "json", "--command", "/bin/true"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let lines = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        // The service itself, the probe's stage 2 and the command load it: always as nobody.
+        #expect(lines.count >= 3, "\(lines)")
+        #expect(lines.allSatisfy { $0 == "uid=65534" }, "LD_PRELOAD ran as: \(lines)")
+    }
+
     @Test func splitBundleRunsOncePerLibcrypto() throws {
         let root = try Fixtures.cxfreeze("debian")
         let service = try Service([root + "/app", "--serve"], environment: ["PATH": "/usr/bin:/bin"], cwd: root)

@@ -169,10 +169,11 @@ final class Service {
 
     /// Runs `argv` with exactly `environment`, optionally as `user` (setpriv, supplementary groups cleared).
     init(_ argv: [String], environment: [String: String], user: String? = nil, cwd: String? = nil) throws {
-        var full = argv
-        if let user { full = ["setpriv", "--reuid=\(user)", "--regid=\(user == "nobody" ? "nogroup" : user)", "--clear-groups", "--"] + argv }
+        // The environment applies only after the user change (setpriv itself runs with ours).
+        var full = ["/usr/bin/env", "-i"] + environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + argv
+        if let user { full = ["setpriv", "--reuid=\(user)", "--regid=\(user == "nobody" ? "nogroup" : user)", "--clear-groups", "--"] + full }
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["-i"] + environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + full
+        process.arguments = full
         if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice

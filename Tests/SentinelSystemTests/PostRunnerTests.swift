@@ -67,7 +67,8 @@ struct PostRunnerTests {
         let run = PostRunner(probe: crash, timeout: 5).runProbe(library: "l", environment: [:], cwd: nil, identity: nil)
         #expect(run.outcome == .signaled(11))
         // The child sees exactly the given environment, minus NOTIFY_SOCKET and WATCHDOG_*.
-        let env = try Self.script("env | sort >&2")
+        // The probe gets the service's environment on stdin (NUL-separated), its own is empty.
+        let env = try Self.script("tr '\\0' '\\n' | sort >&2; env | grep -v -E '^(PWD|SHLVL|_)=' | sed 's/^/own:/' >&2")
         let r = PostRunner(probe: env, timeout: 5).runProbe(
             library: "l", environment: ["A": "1", "NOTIFY_SOCKET": "/run/n", "WATCHDOG_USEC": "5", "WATCHDOG_PID": "1"], cwd: nil, identity: nil)
         let lines = r.stderrTail.split(separator: "\n").filter { !$0.hasPrefix("PWD=") }
