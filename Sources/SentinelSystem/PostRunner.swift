@@ -10,10 +10,10 @@ import SentinelCore
 /// because the probe drops privileges itself (setgroups([gid]), setgid, setuid, checked, then
 /// PR_SET_NO_NEW_PRIVS and rlimits) before anything of OpenSSL loads, and `--command` goes through
 /// the same probe in --exec mode. That keeps one code path for both and no extra package to build.
-/// swift-subprocess could not do this part anyway: it would exec the child as root *with* the
-/// service's environment, so ld.so would honour a service-controlled LD_PRELOAD in a root process
-/// before any privilege drop. Here the probe starts with an empty environment, reads the service's
-/// from stdin, drops privileges, and only then re-executes itself with it.
+/// The price of dropping privileges inside the probe (posix_spawn cannot change the uid): the probe
+/// is exec'd as root, so it must not be exec'd with the service's environment (ld.so would honour a
+/// service-controlled LD_PRELOAD in a root process). It starts with an empty environment, reads the
+/// service's from stdin, drops privileges, and only then re-executes itself with it.
 public struct PostRunner: Sendable {
     public struct Identity: Sendable, Hashable {
         public var uid: UInt32, gid: UInt32
