@@ -68,6 +68,8 @@ public struct PostRunner: Sendable {
         return (outcome, Self.tail(r.stdout + r.stderr, lines: 20), r.elapsedMs)
     }
 
+    static let spawnLock = NSLock()
+
     enum End { case exited(Int32), signaled(Int32), timedOut }
     struct Raw { var end: End; var stdout: [UInt8]; var stderr: [UInt8]; var overCap: Bool; var elapsedMs: Int }
 
@@ -97,6 +99,12 @@ public struct PostRunner: Sendable {
         }
         let envStrings: [String] = []
 
+        // pipe() then FD_CLOEXEC is not atomic (pipe2 is not in Swift's Glibc): with POSTs running on
+        // several threads, another thread's spawn in between would inherit these descriptors and hold
+        // our pipes open. One spawn at a time, from pipe() until the child's ends are closed.
+        Self.spawnLock.lock()
+        var locked = true
+        defer { if locked { Self.spawnLock.unlock() } }
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0], inPipe: [Int32] = [0, 0]
         guard pipe(&outPipe) == 0, pipe(&errPipe) == 0, pipe(&inPipe) == 0 else {
             return Raw(end: .exited(127), stdout: [], stderr: Array("pipe: \(String(cString: strerror(errno)))".utf8), overCap: false, elapsedMs: 0)
@@ -133,6 +141,7 @@ public struct PostRunner: Sendable {
             rc = posix_spawn(&pid, probe, &actions, &attr, argvC, envC)
         }
         close(outPipe[1]); close(errPipe[1]); close(inPipe[0])
+        Self.spawnLock.unlock(); locked = false
         var pendingIn = envBlock[...]
         var inFD: Int32 = inPipe[1]
         if pendingIn.isEmpty { close(inFD); inFD = -1 }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import SentinelCore
 import SentinelSystem
+import Synchronization
 
 struct Post: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -136,6 +137,7 @@ struct Post: ParsableCommand {
         var seen = Set<String>()
         var scratch: String?
         defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
+        var jobs: [(lib: String, probeLib: String, deleted: Finding?)] = []
         for lib in libraries where seen.insert(lib).inserted {
             // A libcrypto deleted or replaced under the running service: POST what it really maps.
             var probeLib = lib
@@ -154,13 +156,32 @@ struct Post: ParsableCommand {
                     evidence: ["path": .string(lib), "tested_copy": JSONValue(copy)],
                     fix: ["systemctl restart <the service>   # then rerun: crypto-sentinel post --pid <new pid>"])
             }
-            let run = runner.runProbe(library: probeLib, environment: environment, cwd: cwd, identity: identity)
+            jobs.append((lib, probeLib, deleted))
+        }
+        // One child per libcrypto, side by side when there are several (the split bundle's two POSTs
+        // take the time of one on a multi-core machine). Each child is still its own fresh process.
+        let env = environment, dir = cwd, id = identity
+        let runs = Mutex([PostRun?](repeating: nil, count: jobs.count))
+        let threads = jobs.indices.dropFirst().map { i in
+            Thread { [probeLib = jobs[i].probeLib] in
+                let run = runner.runProbe(library: probeLib, environment: env, cwd: dir, identity: id)
+                runs.withLock { $0[i] = run }
+            }
+        }
+        threads.forEach { $0.start() }
+        if let first = jobs.first {
+            let run = runner.runProbe(library: first.probeLib, environment: env, cwd: dir, identity: id)
+            runs.withLock { $0[0] = run }
+        }
+        while !threads.allSatisfy(\.isFinished) { usleep(500) }
+        for (i, job) in jobs.enumerated() {
+            guard let run = runs.withLock({ $0[i] }) else { continue }
             var result = PostAnalysis.analyze(run, target: targetName, expectFIPS: expectFIPS)
-            if let deleted { result.findings.append(deleted) }
+            if let deleted = job.deleted { result.findings.append(deleted) }
             let post: JSONValue = ["library": result.library, "checks": .array(result.checks.map(\.json)),
                                    "run_as": .string(runAs), "elapsed_ms": .int(Int64(run.elapsedMs)),
                                    "expect_fips": .bool(expectFIPS)]
-            targets.append(TargetReport(name: "\(targetName) \(lib)", kind: "post", root: cwd, environment: kept,
+            targets.append(TargetReport(name: "\(targetName) \(job.lib)", kind: "post", root: cwd, environment: kept,
                                         stats: ["elapsed_ms": run.elapsedMs], findings: result.findings, post: post))
         }
         if !command.isEmpty {

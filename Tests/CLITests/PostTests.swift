@@ -131,6 +131,16 @@ import Testing
         #expect(f.evidence["stage"]?.stringValue == "identity")
         let left = try Sentinel.shell(["pgrep", "-f", "sentinel-probe.*\(lib)"])
         #expect(left.stdout.isEmpty, "a probe survived: \(left.stdout)")
+
+        // Several libcrypto run side by side: a hanging one neither delays nor spoils a good one.
+        let both = Date()
+        let mixed = try Sentinel.run(["post", "--libcrypto", lib, "--libcrypto", "libcrypto.so.3", "--timeout", "2", "--format", "json"])
+        #expect(Date().timeIntervalSince(both) < 6)
+        let targets = mixed.report?.targets ?? []
+        #expect(targets.count == 2)
+        #expect(targets.first?.findings.map(\.code) == [.postTimeout])
+        #expect(targets.last?.findings.contains { $0.code == .postTimeout || $0.code == .postCrashed } == false)
+        #expect(checks(mixed, target: 1)["sha-256 known answer"] == "pass")
     }
 
     @Test func crashingOrGarbageLibcryptoIsPostCrashed() throws {
