@@ -50,6 +50,14 @@ struct PostAnalysisTests {
         let r = Self.analyze(Self.doc())
         #expect(r.findings.isEmpty)
         #expect(r.checks.allSatisfy { $0.status == .pass }, "\(r.checks.filter { $0.status != .pass })")
+        var withAPI = Self.doc()
+        if case .object(var o) = withAPI {
+            o["api"] = ["OSSL_PROVIDER_load_ex": ["since": "3.2", "present": true], "EVP_get1_default_properties": ["since": "3.5", "present": false]]
+            withAPI = .object(o)
+        }
+        let api = Self.analyze(withAPI).checks.first { $0.name == "newer APIs" }
+        #expect(api?.status == .info)
+        #expect(api?.summary == "present: OSSL_PROVIDER_load_ex (3.2); absent: EVP_get1_default_properties (3.5)")
         #expect(r.checks.first { $0.name == "md5 refused" }?.errors.first?.hasSuffix("x") == true)  // trailing blanks trimmed
         #expect(r.library["path"]?.stringValue == "/usr/lib/x86_64-linux-gnu/libcrypto.so.3")
     }

@@ -106,6 +106,15 @@ public enum PostAnalysis {
         checks.append(PostCheck(name: "identity", status: status(identity) == "pass" ? .pass : .fail,
             summary: "\(version); OPENSSLDIR \(identity["openssldir_path"]?.stringValue ?? "?"); MODULESDIR \(identity["modulesdir_path"]?.stringValue ?? "?")",
             errors: errors(identity)))
+        if case .object(let apis)? = doc["api"] {
+            let sorted = apis.sorted { ($0.value["since"]?.stringValue ?? "", $0.key) < ($1.value["since"]?.stringValue ?? "", $1.key) }
+            let present = sorted.filter { $0.value["present"] == .bool(true) }.map { "\($0.key) (\($0.value["since"]?.stringValue ?? "?"))" }
+            let absent = sorted.filter { $0.value["present"] != .bool(true) }.map { "\($0.key) (\($0.value["since"]?.stringValue ?? "?"))" }
+            checks.append(PostCheck(name: "newer APIs", status: .info,
+                summary: (present.isEmpty ? "" : "present: " + present.joined(separator: ", "))
+                    + (present.isEmpty || absent.isEmpty ? "" : "; ") + (absent.isEmpty ? "" : "absent: " + absent.joined(separator: ", ")),
+                errors: []))
+        }
         let cb = check("self_test_callback")
         checks.append(PostCheck(name: "self-test callback", status: status(cb) == "pass" ? .pass : .fail,
             summary: status(cb) == "pass" ? "armed before any provider loaded" : "not available", errors: errors(cb)))
