@@ -196,6 +196,9 @@ struct Post: ParsableCommand {
                                         stats: ["elapsed_ms": ms], findings: finding.map { [$0] } ?? [],
                                         post: ["checks": [check], "run_as": .string(runAs)]))
         }
+        // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
+        // end quietly on a closed stdout, as every other command does.
+        signal(SIGPIPE, SIG_DFL)
         let doc = Report(command: "post", toolVersion: toolVersion, generatedAt: Self.utcTimestamp(), targets: targets)
         throw ExitCode(emit(doc, options: report))
     }
