@@ -35,6 +35,7 @@ import Testing
 
     @Test func fipsFinePassesEverythingAndBlocksMD5() throws {
         let lab = try FIPSLab()
+        defer { lab.remove() }
         let r = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.modules)",
                                   "--expect-fips", "--format", "json", "--fail-on", "info"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
@@ -59,6 +60,7 @@ import Testing
 
     @Test func includeTypoIsAConfigErrorWhileTheServiceKeepsRunning() throws {
         let lab = try FIPSLab()
+        defer { lab.remove() }
         let service = try Service([Self.python, "-c", "import ssl, hashlib, time; hashlib.sha256(b'x'); time.sleep(120)"],
                                   environment: ["OPENSSL_CONF": lab.typoConf, "OPENSSL_MODULES": lab.modules, "NOTIFY_SOCKET": "/run/nothing"])
         defer { service.stop() }
@@ -78,6 +80,7 @@ import Testing
 
     @Test func corruptedFipsModuleFailsTheSelfTest() throws {
         let lab = try FIPSLab()
+        defer { lab.remove() }
         try lab.corruptModule()
         let r = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.modules)",
                                   "--expect-fips", "--format", "json"])
@@ -90,6 +93,7 @@ import Testing
 
     @Test func modulesFolderWithoutFipsFailsTheDRBGWithTheRealStrings() throws {
         let lab = try FIPSLab()
+        defer { lab.remove() }
         let r = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.emptyModules)",
                                   "--expect-fips", "--format", "json"])
         #expect(r.status == 1)
@@ -104,6 +108,7 @@ import Testing
 
     @Test func noFipsConfigWithExpectFipsAllowsMD5() throws {
         let lab = try FIPSLab()
+        defer { lab.remove() }
         let r = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.plainConf)", "--expect-fips", "--format", "json"])
         #expect(r.status == 1)
         #expect(r.codes().contains("post-unapproved-allowed"))
@@ -155,6 +160,7 @@ import Testing
 
     @Test func probeRunsAsTheNonRootServiceUser() throws {
         let lab = try FIPSLab()
+        defer { lab.remove() }
         let service = try Service([Self.python, "-c", "import ssl, time; time.sleep(120)"],
                                   environment: ["OPENSSL_CONF": lab.fipsConf, "OPENSSL_MODULES": lab.modules, "WATCHDOG_USEC": "1000000"],
                                   user: "nobody", cwd: lab.dir)
@@ -183,6 +189,7 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-spy-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
         chmod(dir, 0o777)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let log = dir + "/spy.log"
         let service = try Service([Self.python, "-c", "import ssl, time; time.sleep(120)"],
                                   environment: ["LD_PRELOAD": spy, "SPY_LOG": log], user: "nobody")
@@ -215,6 +222,7 @@ import Testing
 
     @Test func envFileIsTheConfiguredEnvironmentWhenTheServiceIsDown() throws {
         let lab = try FIPSLab()
+        defer { lab.remove() }
         let file = lab.dir + "/service.env"
         try """
             # what the unit's EnvironmentFile= holds
@@ -236,6 +244,7 @@ import Testing
     @Test func deletedLibcryptoIsTestedFromWhatTheServiceMaps() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-del-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let lib = dir + "/libcrypto.so.3"
         try FileManager.default.copyItem(atPath: "/usr/lib/x86_64-linux-gnu/libcrypto.so.3", toPath: lib)
         let service = try Service([Self.python, "-c", "import ctypes, os, time; ctypes.CDLL('\(lib)'); os.remove('\(lib)'); time.sleep(120)"],
@@ -255,6 +264,7 @@ import Testing
     @Test func libcryptoUnderAnotherNameIsFoundByContent() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-renamed-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let lib = dir + "/libvendorcrypt.so"
         try FileManager.default.copyItem(atPath: "/usr/lib/x86_64-linux-gnu/libcrypto.so.3", toPath: lib)
         _ = try Sentinel.shell(["chmod", "-R", "a+rX", dir])

@@ -104,7 +104,7 @@ extension Fixtures {
 }
 
 /// A private folder with fips.so, its fipsmodule.cnf (openssl fipsinstall) and the configs the POST
-/// tests use; world-readable so a non-root service user can load it.
+/// tests use; world-readable so a non-root service user can load it. Tests remove it (`defer`).
 struct FIPSLab {
     let dir: String
     var modules: String { dir + "/modules" }
@@ -152,6 +152,8 @@ struct FIPSLab {
         try "openssl_conf = openssl_init\n\n[openssl_init]\n".write(toFile: plainConf, atomically: true, encoding: .utf8)
         _ = try Sentinel.shell(["chmod", "-R", "a+rX", dir])
     }
+
+    func remove() { try? FileManager.default.removeItem(atPath: dir) }
 
     /// Flips one byte in the middle of fips.so (after fipsinstall): the integrity self-test fails.
     func corruptModule() throws {

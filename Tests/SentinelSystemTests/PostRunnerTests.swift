@@ -7,7 +7,7 @@ import SentinelCore
 /// The spawn/timeout/cap machinery of PostRunner, with shell scripts standing in for the probe.
 @Suite("post runner", .serialized)
 struct PostRunnerTests {
-    /// A stand-in probe: a script that ignores its arguments.
+    /// A stand-in probe: a script that ignores its arguments (left in the temp folder: tiny).
     static func script(_ body: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("probe-\(UUID().uuidString).sh").path
         try "#!/bin/sh\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
