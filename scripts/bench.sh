@@ -60,25 +60,9 @@ fi
 # POST latency: one probe process (config, providers, FIPS self-test, SHA-256, MD5, DRBG, trust) next
 # to the two openssl commands a person would run, under the same environment, in the same run.
 if [[ " $SECTIONS " == *" post "* ]]; then
-  MODS=$(scripts/fixtures/fips-provider.sh)
-  mkdir -p "$TMP/fips"; cp "$MODS/fips.so" "$TMP/fips/"
-  openssl fipsinstall -module "$TMP/fips/fips.so" -out "$TMP/fips/fipsmodule.cnf" -provider_name fips >/dev/null 2>&1
-  cat > "$TMP/fips/openssl.cnf" <<CNF
-openssl_conf = openssl_init
-.include $TMP/fips/fipsmodule.cnf
-[openssl_init]
-providers = provider_sect
-alg_section = algorithm_sect
-[provider_sect]
-fips = fips_sect
-base = base_sect
-[base_sect]
-activate = 1
-[algorithm_sect]
-default_properties = fips=yes
-CNF
+  scripts/fixtures/fips-lab.sh "$TMP/lab"
   for CASE in fips system; do
-    if [ $CASE = fips ]; then ENVV=(OPENSSL_CONF="$TMP/fips/openssl.cnf" OPENSSL_MODULES="$TMP/fips"); FLAG=--expect-fips
+    if [ $CASE = fips ]; then ENVV=(OPENSSL_CONF="$TMP/lab/openssl-fips.cnf" OPENSSL_MODULES="$TMP/lab/modules"); FLAG=--expect-fips
     else ENVV=(); FLAG=; fi
     POSTENV=(); for kv in "${ENVV[@]}"; do POSTENV+=(--env "$kv"); done
     echo "== POST, $CASE OpenSSL (${ENVV[*]:-system defaults})"

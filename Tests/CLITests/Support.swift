@@ -93,14 +93,6 @@ extension Fixtures {
         guard r.status == 0 else { throw FixtureError(message: "post-libs.sh failed: \(r.stderr)") }
         return root + "/post/\(mode)/libcrypto.so.3"
     }
-
-    /// Debian 13's fips.so (OpenSSL 3.5.x), fetched once with a private apt sources list and cached
-    /// under /var/tmp (scripts/fixtures/fips-provider.sh); returns the folder holding fips.so.
-    static func fipsModuleDir() throws -> String {
-        let r = try Sentinel.shell(["bash", scripts + "/fips-provider.sh"])
-        guard r.status == 0 else { throw FixtureError(message: "fips-provider.sh failed: \(r.stderr)") }
-        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
 }
 
 /// A private folder with fips.so, its fipsmodule.cnf (openssl fipsinstall) and the configs the POST
@@ -118,39 +110,9 @@ struct FIPSLab {
     var emptyModules: String { dir + "/empty" }
 
     init() throws {
-        let source = try Fixtures.fipsModuleDir()
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-fips-\(UUID().uuidString)").path
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: modules, withIntermediateDirectories: true)
-        try fm.createDirectory(atPath: emptyModules, withIntermediateDirectories: true)
-        try fm.copyItem(atPath: source + "/fips.so", toPath: modules + "/fips.so")
-        let install = try Sentinel.shell(["openssl", "fipsinstall", "-module", modules + "/fips.so",
-                                          "-out", modules + "/fipsmodule.cnf", "-provider_name", "fips"])
-        guard install.status == 0 else { throw FixtureError(message: "fipsinstall failed: \(install.stderr)") }
-        func conf(include: String?) -> String {
-            """
-            openssl_conf = openssl_init
-            \(include.map { ".include \($0)\n" } ?? "")
-            [openssl_init]
-            providers = provider_sect
-            alg_section = algorithm_sect
-
-            [provider_sect]
-            fips = fips_sect
-            base = base_sect
-
-            [base_sect]
-            activate = 1
-
-            [algorithm_sect]
-            default_properties = fips=yes
-
-            """
-        }
-        try conf(include: modules + "/fipsmodule.cnf").write(toFile: fipsConf, atomically: true, encoding: .utf8)
-        try conf(include: modules + "/fipsmodle.cnf").write(toFile: typoConf, atomically: true, encoding: .utf8)
-        try "openssl_conf = openssl_init\n\n[openssl_init]\n".write(toFile: plainConf, atomically: true, encoding: .utf8)
-        _ = try Sentinel.shell(["chmod", "-R", "a+rX", dir])
+        let r = try Sentinel.shell(["bash", Fixtures.scripts + "/fips-lab.sh", dir])
+        guard r.status == 0 else { throw FixtureError(message: "fips-lab.sh failed: \(r.stderr)") }
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: dir) }
