@@ -61,7 +61,9 @@ public final class BundleAuditor: Sendable {
         let report = makeAudit(findingsFileSystem).run(linkage: BundleAudit.merge(done.map(\.0)))
         let probed = Set(done.flatMap(\.1)).union(findingsFileSystem.probedPaths)
         results.withLock {
-            $0[root] = CachedAudit(key: key, probes: probed.map { ($0, ProbeStamp.stamp($0)) },
+            // The tree's own ELF files need no second stat: the key already holds their stamps.
+            let others = probed.filter { stamps[$0] == nil }
+            $0[root] = CachedAudit(key: key, probes: others.map { ($0, ProbeStamp.stamp($0)) },
                                    existence: findingsFileSystem.existence, report: report)
         }
         return report
