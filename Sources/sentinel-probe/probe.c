@@ -95,20 +95,20 @@ static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &
 
 /* ---------- the OpenSSL functions, all through dlsym ---------- */
 static void *lib;
-#define FN(name) static __typeof__(name) *p_##name
-FN(OpenSSL_version); FN(OpenSSL_version_num); FN(OPENSSL_init_crypto);
-FN(ERR_get_error_all); FN(ERR_get_error_line_data); FN(ERR_error_string_n); FN(ERR_clear_error);
-FN(CONF_get1_default_config_file); FN(CONF_modules_load_file_ex); FN(OSSL_LIB_CTX_new);
-FN(NCONF_new_ex); FN(NCONF_load_bio); FN(CONF_modules_load); FN(BIO_new_mem_buf);
-FN(OSSL_SELF_TEST_set_callback); FN(OSSL_PROVIDER_do_all); FN(OSSL_PROVIDER_get0_name);
-FN(OSSL_PROVIDER_get_params); FN(OSSL_PROVIDER_self_test); FN(OSSL_PROVIDER_available);
-FN(EVP_default_properties_is_fips_enabled);
-FN(EVP_MD_fetch); FN(EVP_MD_free); FN(EVP_MD_get0_provider); FN(EVP_Digest);
-FN(RAND_bytes); FN(RAND_get0_primary); FN(EVP_RAND_get_state); FN(EVP_RAND_CTX_get0_rand);
-FN(EVP_RAND_get0_provider); FN(EVP_RAND_get0_name);
-FN(X509_get_default_cert_file); FN(X509_get_default_cert_dir);
-FN(X509_get_default_cert_file_env); FN(X509_get_default_cert_dir_env);
-#define SYM(name) (p_##name = (__typeof__(p_##name))dlsym(lib, #name))
+/* One list serves both the pointer declarations and the dlsym lookups. */
+#define OPENSSL_FUNCTIONS(X) \
+    X(OpenSSL_version) X(OpenSSL_version_num) X(OPENSSL_init_crypto) X(ERR_get_error_all) \
+    X(ERR_get_error_line_data) X(ERR_error_string_n) X(ERR_clear_error) X(CONF_get1_default_config_file) \
+    X(CONF_modules_load_file_ex) X(OSSL_LIB_CTX_new) X(NCONF_new_ex) X(NCONF_load_bio) X(CONF_modules_load) \
+    X(BIO_new_mem_buf) X(OSSL_SELF_TEST_set_callback) X(OSSL_PROVIDER_do_all) X(OSSL_PROVIDER_get0_name) \
+    X(OSSL_PROVIDER_get_params) X(OSSL_PROVIDER_self_test) X(OSSL_PROVIDER_available) \
+    X(EVP_default_properties_is_fips_enabled) X(EVP_MD_fetch) X(EVP_MD_free) X(EVP_MD_get0_provider) \
+    X(EVP_Digest) X(RAND_bytes) X(RAND_get0_primary) X(EVP_RAND_get_state) X(EVP_RAND_CTX_get0_rand) \
+    X(EVP_RAND_get0_provider) X(EVP_RAND_get0_name) X(X509_get_default_cert_file) \
+    X(X509_get_default_cert_dir) X(X509_get_default_cert_file_env) X(X509_get_default_cert_dir_env)
+#define FN(name) static __typeof__(name) *p_##name;
+OPENSSL_FUNCTIONS(FN)
+#define SYM(name) p_##name = (__typeof__(p_##name))dlsym(lib, #name);
 
 /* Newer APIs: detected, their absence reported, never fatal. */
 static const char *const newer_api[][2] = {
@@ -327,18 +327,7 @@ int main(int argc, char **argv) {
     }
     close_("}");
 
-    SYM(OpenSSL_version); SYM(OpenSSL_version_num); SYM(OPENSSL_init_crypto);
-    SYM(ERR_get_error_all); SYM(ERR_get_error_line_data); SYM(ERR_error_string_n); SYM(ERR_clear_error);
-    SYM(CONF_get1_default_config_file); SYM(CONF_modules_load_file_ex); SYM(OSSL_LIB_CTX_new);
-    SYM(NCONF_new_ex); SYM(NCONF_load_bio); SYM(CONF_modules_load); SYM(BIO_new_mem_buf);
-    SYM(OSSL_SELF_TEST_set_callback); SYM(OSSL_PROVIDER_do_all); SYM(OSSL_PROVIDER_get0_name);
-    SYM(OSSL_PROVIDER_get_params); SYM(OSSL_PROVIDER_self_test); SYM(OSSL_PROVIDER_available);
-    SYM(EVP_default_properties_is_fips_enabled);
-    SYM(EVP_MD_fetch); SYM(EVP_MD_free); SYM(EVP_MD_get0_provider); SYM(EVP_Digest);
-    SYM(RAND_bytes); SYM(RAND_get0_primary); SYM(EVP_RAND_get_state); SYM(EVP_RAND_CTX_get0_rand);
-    SYM(EVP_RAND_get0_provider); SYM(EVP_RAND_get0_name);
-    SYM(X509_get_default_cert_file); SYM(X509_get_default_cert_dir);
-    SYM(X509_get_default_cert_file_env); SYM(X509_get_default_cert_dir_env);
+    OPENSSL_FUNCTIONS(SYM)
 
     key("api"); puts_("{");
     for (size_t k = 0; k < sizeof newer_api / sizeof newer_api[0]; k++) {
