@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "SentinelTestSupport", path: "Tests/SentinelTestSupport"),
         .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
         .testTarget(name: "SentinelSystemTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["SentinelCore"]),
+        .testTarget(name: "CLITests", dependencies: ["SentinelCore", "SentinelTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

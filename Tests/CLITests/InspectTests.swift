@@ -1,5 +1,6 @@
 import Foundation
 import SentinelCore
+import SentinelTestSupport
 import Testing
 
 /// A real process started for a test: waits for its first line ("ready"), killed by `stop()` (defer).
@@ -39,8 +40,7 @@ final class LiveProcess {
 extension Fixtures {
     /// scripts/fixtures/processes.sh: the holdlibs program and small stand-in OpenSSL files.
     static func proc() throws -> String {
-        let r = try Sentinel.shell(["bash", scripts + "/processes.sh", root + "/proc"])
-        guard r.status == 0 else { throw FixtureError(message: "processes.sh failed: \(r.stderr)") }
+        try FixtureScripts.build("processes.sh", out: root + "/proc")
         return root + "/proc"
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import SentinelCore
+import SentinelTestSupport
 import Synchronization
 
 /// Runs the built `crypto-sentinel` and the fixture scripts for the end-to-end tests.
@@ -54,21 +55,15 @@ enum Sentinel {
 }
 
 enum Fixtures {
-    static let root = ProcessInfo.processInfo.environment["SENTINEL_FIXTURES"] ?? "/tmp/crypto-sentinel-fixtures"
-    static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/fixtures").path
+    static let root = FixtureScripts.root
+    static let scripts = FixtureScripts.folder
 
-    /// gcc-built trees (scripts/fixtures/elf-trees.sh; idempotent and locked, so every test may call it).
-    static func elf(_ tree: String) throws -> String {
-        let r = try Sentinel.shell(["bash", scripts + "/elf-trees.sh", root + "/elf"])
-        guard r.status == 0 else { throw FixtureError(message: "elf-trees.sh failed: \(r.stderr)") }
-        return root + "/elf/" + tree
-    }
+    /// A gcc-built tree of scripts/fixtures/elf-trees.sh.
+    static func elf(_ tree: String) throws -> String { try FixtureScripts.elfTrees() + "/" + tree }
 
     /// Real cx_Freeze bundles (scripts/fixtures/cxfreeze-bundles.sh; needs PyPI on first use).
     static func cxfreeze(_ variant: String) throws -> String {
-        let r = try Sentinel.shell(["bash", scripts + "/cxfreeze-bundles.sh", root + "/cxfreeze"])
-        guard r.status == 0 else { throw FixtureError(message: "cxfreeze-bundles.sh failed: \(r.stdout)\(r.stderr)") }
+        try FixtureScripts.build("cxfreeze-bundles.sh", out: root + "/cxfreeze")
         return root + "/cxfreeze/" + variant
     }
 
@@ -89,8 +84,7 @@ struct FixtureError: Error, CustomStringConvertible {
 extension Fixtures {
     /// Fake libcrypto files that hang, crash or print garbage (scripts/fixtures/post-libs.sh).
     static func postLib(_ mode: String) throws -> String {
-        let r = try Sentinel.shell(["bash", scripts + "/post-libs.sh", root + "/post"])
-        guard r.status == 0 else { throw FixtureError(message: "post-libs.sh failed: \(r.stderr)") }
+        try FixtureScripts.build("post-libs.sh", out: root + "/post")
         return root + "/post/\(mode)/libcrypto.so.3"
     }
 }

@@ -2,23 +2,17 @@ import Foundation
 import Glibc
 import SentinelCore
 import SentinelSystem
+import SentinelTestSupport
 
 /// Build-once fixtures for the loader tests (a static let is a thread-safe once per process; the
 /// scripts take a flock so concurrent test processes build each tree once).
 enum LoaderFixtures {
-    static let cacheRoot = ProcessInfo.processInfo.environment["SENTINEL_FIXTURES"] ?? "/tmp/crypto-sentinel-fixtures"
+    static let cacheRoot = FixtureScripts.root
 
     /// scripts/fixtures/elf-trees.sh output.
-    static func elf() throws -> String { try elfResult.get() }
+    static func elf() throws -> String { try FixtureScripts.elfTrees() }
     /// Extra trees and the dlopen driver (see `extraScript`).
     static func extra() throws -> String { try extraResult.get() }
-
-    private static let elfResult = Result<String, any Error> {
-        let out = cacheRoot + "/elf"
-        let run = try Shell.run(["/bin/bash", packageRoot + "/scripts/fixtures/elf-trees.sh", out])
-        guard run.status == 0 else { throw LoaderTestError("elf-trees.sh failed: \(run.stderr)\(run.stdout)") }
-        return out
-    }
 
     private static let extraResult = Result<String, any Error> {
         let out = cacheRoot + "/loader-extra"
@@ -27,11 +21,6 @@ enum LoaderFixtures {
         let run = try Shell.run(["/bin/bash", "-c", extraScript, "extra", out, String(stamp, radix: 16)])
         guard run.status == 0 else { throw LoaderTestError("extra fixtures failed: \(run.stderr)\(run.stdout)") }
         return out
-    }
-
-    static var packageRoot: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().path
     }
 
     /// Cases elf-trees.sh does not cover, plus `driver`, which dlopens each argument (RTLD_NOW) and
