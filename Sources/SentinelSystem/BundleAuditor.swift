@@ -79,6 +79,4 @@ enum ProbeStamp: Hashable, Sendable {
         var st = stat()
         return stat(path, &st) == 0 ? .present(FileStamp(st)) : .missing(errno)
     }
-
-    var fileStamp: FileStamp? { if case .present(let s) = self { return s }; return nil }
 }

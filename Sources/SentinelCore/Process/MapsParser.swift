@@ -145,13 +145,9 @@ public enum MapsParser {
     }
 
     static func forEachLine(_ buffer: UnsafeRawBufferPointer, _ body: (Line) -> Void) {
-        let count = buffer.count
-        var i = 0
-        while i < count {
-            var eol = i
-            while eol < count && buffer[eol] != 0x0a { eol += 1 }
-            if let line = parseLine(buffer, from: i, to: eol) { body(line) }
-            i = eol + 1
+        ProcBytes.forEachLine(buffer) { start, eol in
+            if let line = parseLine(buffer, from: start, to: eol) { body(line) }
+            return true
         }
     }
 

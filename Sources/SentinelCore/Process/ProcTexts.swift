@@ -17,10 +17,7 @@ public enum CgroupUnit {
     /// The same from bytes, building no String unless there is a unit (once per process of `--all`).
     public static func unit(cgroupFile b: UnsafeRawBufferPointer) -> String? {
         var v2: Range<Int>?, v1: Range<Int>?
-        var i = 0
-        while i < b.count {
-            var eol = i
-            while eol < b.count && b[eol] != 0x0a { eol += 1 }
+        ProcBytes.forEachLine(b) { i, eol in
             var c1 = i
             while c1 < eol && b[c1] != 0x3a { c1 += 1 }
             var c2 = c1 + 1
@@ -30,7 +27,7 @@ public enum CgroupUnit {
                 if c1 == i + 1, b[i] == 0x30, controllers.isEmpty { v2 = (c2 + 1)..<eol }
                 else if contains(controllers, "name=systemd") { v1 = (c2 + 1)..<eol }
             }
-            i = eol + 1
+            return true
         }
         for range in [v2, v1].compactMap({ $0 }) {
             if let unit = unitComponent(UnsafeRawBufferPointer(rebasing: b[range])) { return unit }
@@ -101,10 +98,7 @@ public struct ProcStatus: Sendable, Hashable {
     public static func parse(_ b: UnsafeRawBufferPointer) -> ProcStatus {
         var status = ProcStatus()
         var uids: [UInt32] = [], gids: [UInt32] = [], groups: [UInt32] = []
-        var i = 0
-        while i < b.count {
-            var eol = i
-            while eol < b.count && b[eol] != 0x0a { eol += 1 }
+        ProcBytes.forEachLine(b) { i, eol in
             var colon = i
             while colon < eol && b[colon] != 0x3a { colon += 1 }
             var v = colon + 1
@@ -125,13 +119,28 @@ public struct ProcStatus: Sendable, Hashable {
             else if key.elementsEqual("State".utf8), v < eol { status.state = Character(Unicode.Scalar(b[v])) }
             else if key.elementsEqual("Uid".utf8) { uids = numbers() }
             else if key.elementsEqual("Gid".utf8) { gids = numbers() }
-            else if key.elementsEqual("Groups".utf8) { groups = numbers(); break }  // the last field needed
-            i = eol + 1
+            else if key.elementsEqual("Groups".utf8) { groups = numbers(); return false }  // the last field needed
+            return true
         }
         if uids.count >= 2, gids.count >= 2 {
             status.credentials = ProcessCredentials(uid: uids[0], effectiveUID: uids[1], gid: gids[0],
                                                     effectiveGID: gids[1], groups: groups)
         }
         return status
+    }
+}
+
+/// Line splitting for the /proc texts parsed as bytes (maps, status, cgroup).
+enum ProcBytes {
+    /// Calls `body(start, end)` for each line without its newline until `body` returns false.
+    @inline(__always)
+    static func forEachLine(_ b: UnsafeRawBufferPointer, _ body: (Int, Int) -> Bool) {
+        var i = 0
+        while i < b.count {
+            var eol = i
+            while eol < b.count && b[eol] != 0x0a { eol += 1 }
+            guard body(i, eol) else { return }
+            i = eol + 1
+        }
     }
 }
