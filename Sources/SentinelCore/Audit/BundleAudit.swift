@@ -32,8 +32,9 @@ public struct BundleAudit {
     public func run(linkage precomputed: Linkage? = nil) -> TargetReport {
         let linkage = precomputed ?? resolveLinkage()
         var findings: [Finding] = []
-        findings += splitFindings(linkage)
-        findings += mangledFindings(linkage)
+        let fixInputs = FixInputs(inventory: inventory, mainRPathDirs: mainRPathDirs())
+        findings += splitFindings(linkage, fixInputs)
+        findings += mangledFindings(linkage, fixInputs)
         findings += duplicateFindings()
         findings += orphanFindings(linkage)
         findings += staticCopyFindings()
@@ -144,7 +145,7 @@ public struct BundleAudit {
 
     // MARK: - Findings
 
-    func splitFindings(_ linkage: Linkage) -> [Finding] {
+    func splitFindings(_ linkage: Linkage, _ fixInputs: FixInputs) -> [Finding] {
         var out: [Finding] = []
         for role in [OpenSSLRole.libcrypto, .libssl] {
             let uses = linkage.uses.filter { $0.target.object.openSSLRole == role }
@@ -170,12 +171,12 @@ public struct BundleAudit {
             out.append(Finding(
                 code: .splitLibcrypto, target: name,
                 summary: "OpenSSL consumers resolve to \(copies.count) different \(role.rawValue) files: \(list)",
-                evidence: evidence, fix: canonicalFix(linkage, role: role)))
+                evidence: evidence, fix: canonicalFix(linkage, role: role, inputs: fixInputs)))
         }
         return out
     }
 
-    func mangledFindings(_ linkage: Linkage) -> [Finding] {
+    func mangledFindings(_ linkage: Linkage, _ fixInputs: FixInputs) -> [Finding] {
         var names: [String: (needers: Set<String>, files: Set<String>, versionNeeds: Set<String>)] = [:]
         for f in inventory.elfFiles {
             let o = f.file.object
@@ -203,7 +204,7 @@ public struct BundleAudit {
                            "needed_by": JSONValue(entry.needers.sorted()), "files": JSONValue(entry.files.sorted()),
                            "stale_version_needs": JSONValue(stale)],
                 fix: canonicalFix(linkage, role: OpenSSLNames.isLibcryptoName(mangled) ? .libcrypto : .libssl,
-                                  only: mangled))
+                                  only: mangled, inputs: fixInputs))
         }
     }
 
@@ -404,7 +405,19 @@ public struct BundleAudit {
     /// The patchelf steps of the canonical-soname fix: copy each hashed file to its canonical name,
     /// set its SONAME, rewrite every consumer's DT_NEEDED (patchelf also rewrites .gnu.version_r),
     /// make canonical-name consumers reach the bundle's copy, and only then remove the hashed copies.
-    func canonicalFix(_ linkage: Linkage, role: OpenSSLRole, only: String? = nil) -> [String] {
+    /// What every recipe needs, computed once per audit.
+    struct FixInputs {
+        /// Relative paths of the tree's files by each name in their DT_NEEDED.
+        var consumersByNeeded: [String: [String]] = [:]
+        var mainRPathDirs: Set<String>
+
+        init(inventory: BundleInventory, mainRPathDirs: Set<String>) {
+            for f in inventory.elfFiles { for n in f.file.object.needed { consumersByNeeded[n, default: []].append(f.relativePath) } }
+            self.mainRPathDirs = mainRPathDirs
+        }
+    }
+
+    func canonicalFix(_ linkage: Linkage, role: OpenSSLRole, only: String? = nil, inputs: FixInputs) -> [String] {
         let hashed = inventory.elfFiles.filter {
             guard $0.file.object.openSSLRole == .libcrypto || $0.file.object.openSSLRole == .libssl else { return false }
             let n = $0.file.object.soname ?? lastComponent($0.relativePath)
@@ -413,11 +426,6 @@ public struct BundleAudit {
         }
         var steps: [String] = []
         var removals: [String] = []
-        var consumersByNeeded: [String: [String]] = [:]
-        if !hashed.isEmpty {
-            for f in inventory.elfFiles { for n in f.file.object.needed { consumersByNeeded[n, default: []].append(f.relativePath) } }
-        }
-        let mainRPathDirs = mainRPathDirs()
         for h in hashed {
             let hashedName = h.file.object.soname ?? lastComponent(h.relativePath)
             guard let canonical = OpenSSLNames.canonical(forMangled: hashedName) else { continue }
@@ -425,13 +433,13 @@ public struct BundleAudit {
             let target = dir.isEmpty ? canonical : dir + "/" + canonical
             steps.append("cp -a \(shellQuote(h.relativePath)) \(shellQuote(target))")
             steps.append("patchelf --set-soname \(canonical) \(shellQuote(target))")
-            let consumers = (consumersByNeeded[hashedName] ?? []).sorted()
+            let consumers = (inputs.consumersByNeeded[hashedName] ?? []).sorted()
             for c in consumers { steps.append("patchelf --replace-needed \(hashedName) \(canonical) \(shellQuote(c))") }
             removals.append("rm \(shellQuote(h.relativePath))")
             // Consumers that already ask for the canonical name but resolve outside the bundle.
             for use in linkage.uses where use.name == canonical && !isInTree(use.target.path) && isInTree(use.consumer) {
                 let rel = relativeDir(from: dirOf(use.consumer), to: join(inventory.root, dir))
-                if !reachesViaMainRPath(canonicalDir: join(inventory.root, dir), consumer: use.consumer, mainRPathDirs: mainRPathDirs) {
+                if !reachesViaMainRPath(canonicalDir: join(inventory.root, dir), consumer: use.consumer, mainRPathDirs: inputs.mainRPathDirs) {
                     steps.append("patchelf --add-rpath '$ORIGIN\(rel.isEmpty ? "" : "/" + rel)' \(shellQuote(display(use.consumer)))")
                 }
             }
