@@ -10,18 +10,42 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // libelf (elfutils) through pkg-config: `apt-get install libelf-dev`.
         .systemLibrary(name: "CLibElf", pkgConfig: "libelf", providers: [.apt(["libelf-dev"])]),
-        // Pure core: ELF model, loader resolution, findings, report. No I/O side effects.
-        .target(name: "SentinelCore"),
-        // Thin adapters: libelf reader, filesystem walk and cache, host loader facts, /proc.
-        .target(name: "SentinelSystem", dependencies: ["SentinelCore", "CLibElf"]),
+        // libsystemd through pkg-config: sd_notify, sd_journal_sendv, sd_listen_fds.
+        .systemLibrary(name: "CLibSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // Pure core: ELF model, loader resolution, findings, report, daemon config and change tracking.
+        // No I/O side effects (Yams only parses text it is given).
+        .target(name: "SentinelCore", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Thin adapters: libelf reader, filesystem walk and cache, host loader facts, /proc, the probe,
+        // sd_notify and the journal.
+        .target(name: "SentinelSystem", dependencies: ["SentinelCore", "CLibElf", "CLibSystemd"]),
+        // The long-running service: scheduler, cycle, persistence, the Unix-socket API and metrics.
+        .target(
+            name: "SentinelDaemon",
+            dependencies: [
+                "SentinelCore", "SentinelSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "crypto-sentinel",
             dependencies: [
-                "SentinelCore", "SentinelSystem",
+                "SentinelCore", "SentinelSystem", "SentinelDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -43,6 +67,7 @@ let package = Package(
         .target(name: "SentinelTestSupport", path: "Tests/SentinelTestSupport"),
         .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
         .testTarget(name: "SentinelSystemTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
+        .testTarget(name: "SentinelDaemonTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelDaemon", "SentinelTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["SentinelCore", "SentinelTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,68 @@
+import Foundation
+import SentinelCore
+import Synchronization
+
+/// What the API serves, swapped whole after each cycle: queries read memory and never wait for a cycle.
+public struct Published: Sendable {
+    /// The last complete report (nil before the first cycle when nothing was restored from disk).
+    public var report: Report?
+    /// Pre-encoded bodies: GET /v1/report and GET /v1/targets/NAME.
+    public var reportJSON: [UInt8]
+    public var targetJSON: [String: [UInt8]]
+    public var statusLine: String
+    /// Completed cycles since start; 0 while the restored report is served.
+    public var cycles: Int
+    /// "cycle" once a cycle of this run completed, "restored" when the last report came from disk.
+    public var source: String
+    public var lastCycleAt: String?
+    public var lastCycleSeconds: Double?
+    public var ready: Bool
+
+    public static let empty = Published(report: nil, reportJSON: Array(#"{"error":"no report yet: the first cycle is running"}"#.utf8),
+                                        targetJSON: [:], statusLine: "starting: first cycle running", cycles: 0,
+                                        source: "none", lastCycleAt: nil, lastCycleSeconds: nil, ready: false)
+
+    /// GET /v1/health: small, always available.
+    public var healthJSON: [UInt8] {
+        var fields: [String: JSONValue] = [
+            "status": "ok", "ready": .bool(ready), "cycles": .int(Int64(cycles)), "report_source": .string(source),
+            "summary": .string(statusLine),
+        ]
+        if let report { fields["state"] = .string(report.state.rawValue) }
+        if let lastCycleAt { fields["last_cycle_at"] = .string(lastCycleAt) }
+        if let lastCycleSeconds { fields["last_cycle_ms"] = .int(Int64(lastCycleSeconds * 1000)) }
+        return StateBoard.encode(JSONValue.object(fields))
+    }
+}
+
+/// The daemon's published state behind one lock; the cycle publishes, the API reads.
+public final class StateBoard: Sendable {
+    private let published = Mutex(Published.empty)
+
+    public init() {}
+
+    public func current() -> Published { published.withLock { $0 } }
+
+    /// Encodes once here, so every query is a memcpy of ready bytes.
+    public func publish(_ report: Report, source: String, cycleSeconds: Double?) {
+        var next = Published.empty
+        next.report = report
+        next.reportJSON = Self.encode(report)
+        for t in report.targets { next.targetJSON[t.name] = Self.encode(t) }
+        next.statusLine = StatusLine.summary(report)
+        next.source = source
+        next.lastCycleAt = report.generatedAt
+        next.lastCycleSeconds = cycleSeconds
+        published.withLock { old in
+            next.cycles = old.cycles + (source == "cycle" ? 1 : 0)
+            next.ready = old.ready || source == "cycle"
+            old = next
+        }
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(value)) ?? Data("{}".utf8)) + [0x0a]
+    }
+}

@@ -1,0 +1,20 @@
+import Testing
+import SentinelCore
+@testable import SentinelDaemon
+
+@Suite struct StateBoardTests {
+    @Test func publishedReportIsServedWhole() throws {
+        let board = StateBoard()
+        #expect(board.current().ready == false)
+        let f = Finding(code: .splitLibcrypto, target: "product-api", summary: "two libcrypto", evidence: [:])
+        let report = Report(command: "daemon", toolVersion: "t", generatedAt: "2026-11-23T00:00:00Z",
+                            targets: [TargetReport(name: "product-api", kind: "service", findings: [f]),
+                                      TargetReport(name: "other", kind: "service", findings: [])])
+        board.publish(report, source: "cycle", cycleSeconds: 0.5)
+        let now = board.current()
+        #expect(now.ready && now.cycles == 1)
+        #expect(now.statusLine == "2 targets: 1 healthy, 1 failed (split-libcrypto on product-api)")
+        #expect(String(decoding: now.targetJSON["product-api"]!, as: UTF8.self).contains("split-libcrypto"))
+        #expect(String(decoding: now.healthJSON, as: UTF8.self).contains(#""state":"failed""#))
+    }
+}
