@@ -26,6 +26,8 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
     case processFIPSNotLoaded = "process-fips-not-loaded"
     case processEnvDrift = "process-env-drift"
     case processUnreadable = "process-unreadable"
+    // daemon
+    case serviceNotRunning = "service-not-running"
     // POST
     case postConfigError = "post-config-error"
     case postFIPSNotActive = "post-fips-not-active"
@@ -48,6 +50,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
             return .error
         case .duplicateOpenSSLCopy, .staticOpenSSLCopy, .opensslVersionSkew, .trustStoreMissing, .modulesDirMissing,
              .mixedPythonABI, .processDeletedLibrary, .processStaticOpenSSL, .processEnvDrift, .processUnreadable,
+             .serviceNotRunning,
              .postInitErrorQueue:
             return .warning
         case .orphanOpenSSLCopy:
@@ -92,6 +95,8 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
             return "the service did not start with the OpenSSL configuration the appliance expects, whatever an interactive shell shows"
         case .processUnreadable:
             return "what cannot be read cannot be vouched for: grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or the process is gone"
+        case .serviceNotRunning:
+            return "a configured service with no running process is not serving; its POST ran under the configured environment instead of the live one"
         case .postConfigError:
             return "services load OpenSSL config with errors ignored, so a broken include silently runs them without FIPS"
         case .postFIPSNotActive:
