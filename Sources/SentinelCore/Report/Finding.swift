@@ -28,6 +28,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
     case processUnreadable = "process-unreadable"
     // daemon
     case serviceNotRunning = "service-not-running"
+    case bundleUnreadable = "bundle-unreadable"
     // POST
     case postConfigError = "post-config-error"
     case postFIPSNotActive = "post-fips-not-active"
@@ -45,7 +46,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
         case .splitLibcrypto, .processSplitLibcrypto, .postFIPSNotActive, .postSelfTestFailed, .postDRBGFailed,
              .postApprovedFailed, .postUnapprovedAllowed:
             return .critical
-        case .mangledOpenSSLName, .opensslUnresolved, .fipsModuleMissing, .processFIPSNotLoaded, .postConfigError,
+        case .mangledOpenSSLName, .opensslUnresolved, .bundleUnreadable, .fipsModuleMissing, .processFIPSNotLoaded, .postConfigError,
              .postTimeout, .postCrashed, .postCommandFailed:
             return .error
         case .duplicateOpenSSLCopy, .staticOpenSSLCopy, .opensslVersionSkew, .trustStoreMissing, .modulesDirMissing,
@@ -97,6 +98,8 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
             return "what cannot be read cannot be vouched for: grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or the process is gone"
         case .serviceNotRunning:
             return "a configured service with no running process is not serving; its POST ran under the configured environment instead of the live one"
+        case .bundleUnreadable:
+            return "a configured bundle whose root cannot be read cannot be audited: its linkage is unknown, not clean"
         case .postConfigError:
             return "services load OpenSSL config with errors ignored, so a broken include silently runs them without FIPS"
         case .postFIPSNotActive:
