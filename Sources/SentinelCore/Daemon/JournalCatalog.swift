@@ -115,6 +115,10 @@ public enum JournalCatalog {
         case .serviceNotRunning:
             return ["Start the service (systemctl start <unit>) or see why it stopped (systemctl status <unit>,",
                     "journalctl -u <unit>); remove it from the configuration if it is retired."]
+        case .bundleUnreadable:
+            return ["Check that the configured root exists (ls -ld <bundle root>) and that the daemon may read it:",
+                    "the unit runs with ProtectHome=yes (bundles under /home need ProtectHome=read-only in a drop-in)",
+                    "and CAP_DAC_READ_SEARCH; fix the path in /etc/crypto-sentinel/config.yaml if it moved."]
         case .postConfigError:
             return ["Load the service's config strictly to see every error:",
                     "OPENSSL_CONF=<file> openssl list -providers   (with config_diagnostics = 1 in the file)",

@@ -22,6 +22,7 @@ extension FindingCode {
         case .processEnvDrift: return "2d85a7feeec144999a2d8aec1c83fc48"
         case .processUnreadable: return "ff2aa70adff1420f945a20a986ac3246"
         case .serviceNotRunning: return "a4bd6f1fa6c149759a2adec5168e6c81"
+        case .bundleUnreadable: return "120cf7519e96450a969b87273cbecd4e"
         case .postConfigError: return "d5589bd6b9134716a42b654e6c182137"
         case .postFIPSNotActive: return "57703d8245ad49459a8d414c47594d6f"
         case .postSelfTestFailed: return "01fc7e02bddd4da7a86d05ee801a0c3f"
