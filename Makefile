@@ -5,10 +5,15 @@ FIPS_CACHE ?= /var/tmp/crypto-sentinel-fips
 PREFIX ?= /usr/local
 APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev patchelf gcc make python3 python3-venv python3-pip \
                 python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates \
-                openssl procps binutils
+                openssl procps binutils systemd
 SWIFT_BUILD_FLAGS ?=
+# systemd's search path for locally installed units (beside /etc/systemd/system, which is the admin's).
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+CATALOGDIR ?= /usr/lib/systemd/catalog
+CONFDIR ?= /etc/crypto-sentinel
+DOCDIR ?= $(PREFIX)/share/doc/crypto-sentinel
 
-.PHONY: setup build release fixtures demo test bench install clean
+.PHONY: setup build release fixtures demo test bench install install-files clean
 
 ## setup: install the Debian packages the build, the tests and the demo need (root, or sudo).
 setup:
@@ -50,12 +55,31 @@ bench: setup release fixtures
 	scripts/bench.sh
 
 ## install: crypto-sentinel and its native POST probe side by side (the probe is found next to the
-## executable). SwiftPM gives every executable RUNPATH $$ORIGIN; the installed probe has none, so a
-## soname it dlopen()s resolves exactly as in the service (LD_LIBRARY_PATH, ld.so.cache, defaults).
-install: release
+## executable), then everything install-files places. SwiftPM gives every executable RUNPATH $$ORIGIN;
+## the installed probe has none, so a soname it dlopen()s resolves exactly as in the service
+## (LD_LIBRARY_PATH, ld.so.cache, defaults).
+install: release install-files
 	install -D -m 0755 .build/release/crypto-sentinel $(DESTDIR)$(PREFIX)/bin/crypto-sentinel
 	install -D -m 0755 .build/release/sentinel-probe $(DESTDIR)$(PREFIX)/bin/sentinel-probe
 	patchelf --remove-rpath $(DESTDIR)$(PREFIX)/bin/sentinel-probe
+
+## install-files: what needs no build — the systemd units (paths rewritten for PREFIX), the journal
+## catalog, the example config (never over a real config.yaml) and the docs the catalog points at.
+## With no DESTDIR (a real install) the catalog database is rebuilt so journalctl -x explains alerts.
+install-files:
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CATALOGDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)
+	for f in crypto-sentinel.service crypto-sentinel.socket; do \
+	  sed -e 's|/usr/local/|$(PREFIX)/|g' systemd/$$f > $(DESTDIR)$(UNITDIR)/$$f && chmod 0644 $(DESTDIR)$(UNITDIR)/$$f || exit 1; \
+	done
+	sed -e 's|/usr/local/|$(PREFIX)/|g' systemd/crypto-sentinel.catalog > $(DESTDIR)$(CATALOGDIR)/crypto-sentinel.catalog
+	chmod 0644 $(DESTDIR)$(CATALOGDIR)/crypto-sentinel.catalog
+	install -m 0644 config/crypto-sentinel.example.yaml $(DESTDIR)$(CONFDIR)/config.example.yaml
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 systemd/README.md $(DESTDIR)$(DOCDIR)/systemd.md
+	@if [ -z "$(DESTDIR)" ]; then \
+	  journalctl --update-catalog && echo "journal catalog updated"; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	fi
 
 clean:
 	rm -rf .build $(FIXTURES)

@@ -1,0 +1,100 @@
+import Foundation
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// The shipped units, scored and installed with the real tools (no PID 1 systemd needed).
+@Suite("systemd units and install")
+struct SystemdUnitTests {
+    static let service = FixtureScripts.packageRoot + "/systemd/crypto-sentinel.service"
+    static let socket = FixtureScripts.packageRoot + "/systemd/crypto-sentinel.socket"
+
+    /// `Key=value` lines of a unit file (comments and sections dropped), in order.
+    static func settings(_ path: String) throws -> [(String, String)] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix("#"), !line.hasPrefix("["), let eq = line.firstIndex(of: "=") else { return nil }
+            return (String(line[..<eq]), String(line[line.index(after: eq)...]))
+        }
+    }
+
+    @Test("systemd-analyze security --offline=yes: overall exposure at most 4.0")
+    func exposure() throws {
+        let (status, out) = try JournaldLease.runTool("/usr/bin/systemd-analyze", ["security", "--offline=yes", "--no-pager", Self.service])
+        #expect(status == 0, "\(out)")
+        let line = try #require(out.split(separator: "\n").first { $0.contains("Overall exposure level") }, "\(out)")
+        // "→ Overall exposure level for crypto-sentinel.service: 1.9 OK 🙂"
+        let value = try #require(line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }, "\(line)")
+        #expect(value <= 4.0, "\(line)")
+    }
+
+    @Test("the service keeps what auditing needs: notify + watchdog, the capabilities, no ProtectProc")
+    func serviceSettings() throws {
+        let s = try Self.settings(Self.service)
+        let d = Dictionary(s, uniquingKeysWith: { _, b in b })
+        #expect(d["Type"] == "notify")
+        #expect(d["NotifyAccess"] == "main")
+        #expect(d["WatchdogSec"] == "30s")
+        #expect(d["ExecStart"] == "/usr/local/bin/crypto-sentinel daemon")
+        #expect(d["ExecReload"] == "/bin/kill -HUP $MAINPID")
+        #expect(d["RuntimeDirectory"] == "crypto-sentinel")
+        #expect(d["StateDirectory"] == "crypto-sentinel")
+        #expect(d["Restart"] == "on-failure")
+        #expect(d["LimitNOFILE"] == "4096")
+        #expect(d["RestrictAddressFamilies"] == "AF_UNIX")
+        #expect(d["SystemCallFilter"] == "@system-service")
+        let caps = Set((d["CapabilityBoundingSet"] ?? "").split(separator: " ").map(String.init))
+        #expect(caps.isSuperset(of: ["CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"]))
+        // Hiding processes, /proc/sys, user namespaces or root-without-caps-on-exec would blind or break the audit.
+        for forbidden in ["ProtectProc", "ProcSubset", "PrivateUsers", "User", "DynamicUser", "SecureBits", "ReadOnlyPaths", "InaccessiblePaths"] {
+            #expect(d[forbidden] == nil, "\(forbidden)= must not be set")
+        }
+        #expect(!(d["SystemCallFilter"] ?? "").contains("~@privileged"), "setuid is how the POST child drops to the service's user")
+        #expect(!(d["SystemCallFilter"] ?? "").contains("~@resources"), "the probe sets rlimits")
+    }
+
+    @Test("the socket unit: the API path, mode 0660")
+    func socketSettings() throws {
+        let d = Dictionary(try Self.settings(Self.socket), uniquingKeysWith: { _, b in b })
+        #expect(d["ListenStream"] == "/run/crypto-sentinel/api.sock")
+        #expect(d["SocketMode"] == "0660")
+        #expect(d["Service"] == "crypto-sentinel.service")
+    }
+
+    /// `make install-files` needs no build; `make install` = release build + install-files + binaries.
+    @Test("make install-files DESTDIR=… places units, catalog, example config and docs", arguments: ["", "/opt/cs"])
+    func installFiles(prefix: String) throws {
+        let dest = try Fixtures.temporaryDirectory("install")
+        defer { try? FileManager.default.removeItem(atPath: dest) }
+        let (status, out) = try JournaldLease.runTool("/usr/bin/make", ["-C", FixtureScripts.packageRoot, "install-files", "DESTDIR=" + dest]
+                                                      + (prefix.isEmpty ? [] : ["PREFIX=" + prefix]))
+        #expect(status == 0, "\(out)")
+        let p = prefix.isEmpty ? "/usr/local" : prefix
+        let expected = [
+            p + "/lib/systemd/system/crypto-sentinel.service", p + "/lib/systemd/system/crypto-sentinel.socket",
+            "/usr/lib/systemd/catalog/crypto-sentinel.catalog", "/etc/crypto-sentinel/config.example.yaml",
+            p + "/share/doc/crypto-sentinel/README.md", p + "/share/doc/crypto-sentinel/systemd.md",
+        ]
+        let fm = FileManager.default
+        for file in expected {
+            let attributes = try fm.attributesOfItem(atPath: dest + file)
+            #expect((attributes[.posixPermissions] as? Int) == 0o644, "\(file)")
+        }
+        // Nothing else: no config.yaml over the admin's, no catalog database in a staging root.
+        let all = fm.enumerator(atPath: dest)!.compactMap { $0 as? String }.filter { path in
+            var isDir: ObjCBool = false
+            return fm.fileExists(atPath: dest + "/" + path, isDirectory: &isDir) && !isDir.boolValue
+        }
+        #expect(Set(all.map { "/" + $0 }) == Set(expected))
+
+        let unit = try String(contentsOfFile: dest + p + "/lib/systemd/system/crypto-sentinel.service", encoding: .utf8)
+        #expect(unit.contains("\nExecStart=\(p)/bin/crypto-sentinel daemon\n"))
+        let catalog = try String(contentsOfFile: dest + "/usr/lib/systemd/catalog/crypto-sentinel.catalog", encoding: .utf8)
+        #expect(catalog.contains("Documentation: file://\(p)/share/doc/crypto-sentinel/README.md"))
+        #expect(catalog.contains("-- \(FindingCode.splitLibcrypto.messageID)\n"))
+        // The installed unit still scores, and the installed catalog compiles under that root.
+        let (scoreStatus, score) = try JournaldLease.runTool("/usr/bin/systemd-analyze", ["security", "--offline=yes", "--no-pager", dest + p + "/lib/systemd/system/crypto-sentinel.service"])
+        #expect(scoreStatus == 0 && score.contains("Overall exposure level"), "\(score)")
+        let (catStatus, catOut) = try JournaldLease.runTool(JournaldLease.journalctl, ["--root=" + dest, "--update-catalog"])
+        #expect(catStatus == 0 && fm.fileExists(atPath: dest + "/var/lib/systemd/catalog/database"), "\(catOut)")
+    }
+}
