@@ -27,6 +27,17 @@ struct SystemdUnitTests {
         #expect(value <= 4.0, "\(line)")
     }
 
+    /// systemd ignores a misspelt directive with a warning only, and the security score would not notice:
+    /// `systemd-analyze verify` must have nothing to say but that the binary is not installed here.
+    @Test("systemd-analyze verify: no unknown keys or bad values in either unit")
+    func verify() throws {
+        let (_, out) = try JournaldLease.runTool("/usr/bin/systemd-analyze", ["verify", "--man=no", Self.service, Self.socket])
+        let complaints = out.split(separator: "\n").filter {
+            !$0.contains("Command /usr/local/bin/crypto-sentinel is not executable")
+        }
+        #expect(complaints.isEmpty, "\(out)")
+    }
+
     @Test("the service keeps what auditing needs: notify + watchdog, the capabilities, no ProtectProc")
     func serviceSettings() throws {
         let s = try Self.settings(Self.service)
