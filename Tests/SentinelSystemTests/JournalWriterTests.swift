@@ -237,10 +237,18 @@ struct CatalogRoot {
     static let shipped = FixtureScripts.packageRoot + "/systemd/crypto-sentinel.catalog"
 
     init() throws {
-        path = try Fixtures.temporaryDirectory("catalog-root")
+        let path = try Fixtures.temporaryDirectory("catalog-root")
+        do { try Self.build(path) } catch {
+            try? FileManager.default.removeItem(atPath: path)
+            throw error
+        }
+        self.path = path
+    }
+
+    private static func build(_ path: String) throws {
         let dir = path + "/usr/lib/systemd/catalog"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: Self.shipped, toPath: dir + "/crypto-sentinel.catalog")
+        try FileManager.default.copyItem(atPath: shipped, toPath: dir + "/crypto-sentinel.catalog")
         let (status, out) = try JournaldLease.runTool(JournaldLease.journalctl, ["--root=" + path, "--update-catalog"])
         guard status == 0, FileManager.default.fileExists(atPath: path + "/var/lib/systemd/catalog/database") else {
             throw FixtureError("journalctl --root=\(path) --update-catalog failed (\(status)): \(out)")
