@@ -261,6 +261,7 @@ struct DaemonConfigTests {
         .init("a list as a key", "discover:\n  [a, b]: true\n", line: 2, column: 8, key: "", says: "a list or mapping cannot be a key"),
         .init("a mapping as a key in a flow mapping", "discover: {{a: 1}: 2}\n", line: 1, column: 12, key: "", says: "a list or mapping cannot be a key"),
         .init("a complex key after a quote that only continues a plain scalar", service + "    environment:\n      D: plain\n        'continued\n? x\n: 1\n", line: 7, column: 1, key: "", says: "explicit keys"),
+        .init("a file over 1 MiB", "interval: 5m\n" + String(repeating: "# padding\n", count: 110_000), line: 1, key: "", says: "too large for a configuration"),
         .init("an undefined alias", "interval: *nope\n", line: 1, key: "", says: "found undefined alias"),
         .init("a control character", "interval: 5m\nsocket: /a\u{7}\n", line: 2, column: 11, key: "", says: "unreadable text"),
     ]

@@ -14,6 +14,8 @@ struct ConfigParser {
     static let maxNameLength = 128
     /// sun_path holds 108 bytes including the terminating NUL.
     static let maxSocketPathBytes = 107
+    /// A real configuration is a few kilobytes; this bounds the work a runaway file can cause.
+    static let maxFileBytes = 1 << 20
 
     // MARK: - Entry points
 
@@ -29,6 +31,10 @@ struct ConfigParser {
     }
 
     func parse(_ text: String) throws(ConfigError) -> DaemonConfig {
+        guard text.utf8.count <= Self.maxFileBytes else {
+            throw ConfigError(file: file, line: 1, column: 1, key: "",
+                              message: "\(text.utf8.count) bytes is too large for a configuration (at most 1 MiB)")
+        }
         if let complex = ComplexKeyGuard.firstComplexKey(in: text) {
             throw ConfigError(file: file, line: complex.line, column: complex.column, key: "", message: complex.message)
         }
