@@ -5,7 +5,7 @@ FIPS_CACHE ?= /var/tmp/crypto-sentinel-fips
 PREFIX ?= /usr/local
 APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev patchelf gcc make python3 python3-venv python3-pip \
                 python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates \
-                openssl procps binutils systemd
+                openssl procps binutils systemd nginx-light
 SWIFT_BUILD_FLAGS ?=
 # systemd's search path for locally installed units (beside /etc/systemd/system, which is the admin's).
 UNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -50,7 +50,7 @@ demo: setup release
 test: setup fixtures
 	SENTINEL_FIXTURES=$(FIXTURES) swift test $(SWIFT_BUILD_FLAGS)
 
-## bench: figures next to scanelf, libtree and grep over /proc/*/maps, in the same run.
+## bench: figures next to scanelf, libtree, grep over /proc/*/maps and nginx (the daemon API), in the same run.
 bench: setup release fixtures
 	scripts/bench.sh
 

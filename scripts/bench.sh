@@ -6,19 +6,23 @@
 #   - an unchanged tree rescanned in the same process (the stat-keyed cache) vs the first scan
 #   - POST: `crypto-sentinel post` (and the bare probe) vs `openssl list -providers && openssl dgst -sha256`
 #     under the same environment (Debian 13's fips.so in Debian 12's libcrypto, and plain system OpenSSL)
-# SECTIONS="post" (or scan, inspect; space-separated) runs only those parts.
-# Needs: make release (or swift build -c release), pax-utils, libtree, hyperfine, GNU time.
+#   - daemon: GET /v1/report under 64 clients next to nginx, RSS over 1,000 cycles, CPU per cycle
+#     (scripts/bench-daemon.sh)
+# SECTIONS="post" (or scan, inspect, daemon; space-separated) runs only those parts.
+# Needs: make release (or swift build -c release), pax-utils, libtree, hyperfine, GNU time, gcc, nginx-light.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FIXTURES=${FIXTURES:-/tmp/crypto-sentinel-fixtures}
 BIN=${BIN:-.build/release/crypto-sentinel}
 PROBE=${PROBE:-$(dirname "$BIN")/sentinel-probe}
-SECTIONS=${SECTIONS:-scan inspect post}
+SECTIONS=${SECTIONS:-scan inspect post daemon}
 BENCH=${BENCH_BIN:-.build/release/sentinel-bench}
 RUNS=${RUNS:-5}
 [ -x "$BIN" ] && [ -x "$BENCH" ] || swift build -c release >/dev/null
+if [[ " $SECTIONS " == *" scan "* || " $SECTIONS " == *" daemon "* ]]; then
+  scripts/fixtures/cxfreeze-bundles.sh "$FIXTURES/cxfreeze"  # the daemon section's target service
+fi
 if [[ " $SECTIONS " == *" scan "* ]]; then
-  scripts/fixtures/cxfreeze-bundles.sh "$FIXTURES/cxfreeze"
   scripts/make-big-bundle.sh "$FIXTURES/cxfreeze/debian" "$FIXTURES/big-bundle" 20000
 fi
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
@@ -80,4 +84,10 @@ print(f"  crypto-sentinel post (CLI + probe child)          {post*1000:7.1f} ms 
 print(f"  sentinel-probe alone (the POST child)             {probe*1000:7.1f} ms   ({probe/ossl:.2f}x)")
 PY
   done
+fi
+
+## daemon: its own script, so the daemon, nginx and the demo service are stopped by its trap. Last,
+## because it exits 1 (after the nginx half) while the build has no daemon.
+if [[ " $SECTIONS " == *" daemon "* ]]; then
+  SENTINEL_BIN="$BIN" FIXTURES="$FIXTURES" scripts/bench-daemon.sh
 fi
