@@ -3,12 +3,13 @@
 #   - GET /v1/report at $CONNS (64) keep-alive clients for $DURATION s after a $WARMUP s warm-up, and the
 #     same load on nginx serving the same bytes as a static file on a Unix socket: p50/p90/p99, rps and
 #     the daemon/nginx ratios (targets: p99 <= 2 ms, rps >= 0.5x nginx). Load: scripts/bench/uds-load.c.
+#     Then both again with the clients sharing a fixed $RATE (1,000) req/s (open loop; RATE=0 skips it).
 #   - RSS (VmRSS, VmHWM) after READY=1, after the load, and along $CYCLES (1,000) cycles driven by
 #     POST /v1/scan (target: <= 20 MiB, no growth); CPU time per cycle from /proc/PID/stat.
 # The daemon audits the real split cx_Freeze service (fixtures), started here, through a private config
 # with a 1 h interval, so every cycle is one we asked for. It runs with private RUNTIME_DIRECTORY,
 # STATE_DIRECTORY and NOTIFY_SOCKET; nothing is installed and no system service is touched.
-# Env: SENTINEL_BIN (default .build/release/crypto-sentinel), FIXTURES, CONNS, DURATION, WARMUP, CYCLES,
+# Env: SENTINEL_BIN (default .build/release/crypto-sentinel), FIXTURES, CONNS, DURATION, WARMUP, CYCLES, RATE,
 #      BENCH_CONFIG (a daemon config of your own instead), DAEMON_SOCKET (when that config moves the socket).
 # Needs: gcc, nginx-light (or nginx), python3. Without a daemon, the nginx half still runs and the
 # script then exits 1 saying why.
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SENTINEL_BIN:-.build/release/crypto-sentinel}
 FIXTURES=${FIXTURES:-/tmp/crypto-sentinel-fixtures}
-CONNS=${CONNS:-64}; DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}; CYCLES=${CYCLES:-1000}
+CONNS=${CONNS:-64}; DURATION=${DURATION:-5}; WARMUP=${WARMUP:-1}; CYCLES=${CYCLES:-1000}; RATE=${RATE:-1000}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 for tool in gcc python3 "$NGINX"; do
   command -v "$tool" >/dev/null || { echo "bench-daemon: $tool is missing (apt-get install gcc python3 nginx-light)" >&2; exit 2; }
@@ -42,7 +43,7 @@ trap 'exit 130' INT TERM
 # are waited for, so INT/TERM stops everything at once.
 run() { "$@" & PIDS+=($!); wait $!; }
 gcc -O2 -Wall -o "$TMP/uds-load" scripts/bench/uds-load.c
-load() { run "$TMP/uds-load" -s "$1" -p "$2" -c "$CONNS" -d "$DURATION" -w "$WARMUP"; }
+load() { run "$TMP/uds-load" -s "$1" -p "$2" -c "$CONNS" -d "$DURATION" -w "$WARMUP" "${@:3}"; }
 memory() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' "/proc/$1/status"; }  # KiB
 
 ## The daemon: start it and wait for READY=1 (a NOTIFY_SOCKET listener, as systemd would be).
@@ -147,32 +148,42 @@ PIDS+=($!)
 for _ in $(seq 50); do [ -S "$TMP/nginx.sock" ] && break; sleep 0.1; done
 [ -S "$TMP/nginx.sock" ] || { echo "bench-daemon: nginx did not start: $(cat "$TMP/nginx/error.log")" >&2; exit 2; }
 
-echo "== GET /v1/report over a Unix socket, $CONNS keep-alive clients, ${DURATION} s each after ${WARMUP} s warm-up, body $body bytes"
-load "$TMP/nginx.sock" /v1/report > "$TMP/nginx.json"
-if [ -z "$daemon_error" ]; then
-  load "$SOCK" /v1/report > "$TMP/daemon.json"
-else
-  echo '{}' > "$TMP/daemon.json"
-fi
-python3 - "$TMP/nginx.json" "$TMP/daemon.json" <<'PY'
-import json, sys
-n, d = (json.load(open(p)) for p in sys.argv[1:3])
+echo "== GET /v1/report over a Unix socket, $CONNS keep-alive clients, ${DURATION} s per row after ${WARMUP} s warm-up, body $body bytes"
+# Closed loop (each client asks again at once: the targets' load) and open loop (RATE req/s over the
+# same clients: the latency of a server that is not saturated); nginx first, then the daemon, each time.
+for mode in closed open; do
+  [ "$mode" = open ] && [ "$RATE" = 0 ] && continue
+  rate=(); [ "$mode" = open ] && rate=(-r "$RATE")
+  load "$TMP/nginx.sock" /v1/report "${rate[@]}" > "$TMP/nginx-$mode.json"
+  if [ -z "$daemon_error" ]; then load "$SOCK" /v1/report "${rate[@]}" > "$TMP/daemon-$mode.json"
+  else echo '{}' > "$TMP/daemon-$mode.json"; fi
+done
+python3 - "$TMP" "$RATE" <<'PY'
+import json, os, sys
+tmp, rate = sys.argv[1], sys.argv[2]
 row = "  {:<24} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8}"
-print(row.format("", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"))
-for name, r in (("nginx (static file)", n), ("crypto-sentinel daemon", d)):
-    if r:
+ok = lambda b: "met" if b else "NOT met"
+for mode, title in (("closed", "as fast as they go"), ("open", f"{rate} req/s in all, latency from the scheduled send")):
+    if not os.path.exists(f"{tmp}/nginx-{mode}.json"):
+        continue
+    n, d = (json.load(open(f"{tmp}/{who}-{mode}.json")) for who in ("nginx", "daemon"))
+    print(f"  {mode} loop: {title}")
+    print(row.format("", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"))
+    for name, r in (("nginx (static file)", n), ("crypto-sentinel daemon", d)):
+        if not r:
+            continue
         print(row.format(name, r["requests"], r["errors"], f'{r["rps"]:.0f}', f'{r["p50_ms"]:.3f}',
                          f'{r["p90_ms"]:.3f}', f'{r["p99_ms"]:.3f}', f'{r["max_ms"]:.3f}'))
         if r["errors"]:
             print(f'  {"":<24} errors: {r["non_200"]} non-200, {r["timeouts"]} timeouts, {r["connection_errors"]} connection errors')
         if r["server_closes"]:
             print(f'  {"":<24} the server closed {r["server_closes"]} connections between requests (reopened, not errors)')
-if d:
-    rps, p50, p99 = d["rps"] / n["rps"], d["p50_ms"] / n["p50_ms"], d["p99_ms"] / n["p99_ms"]
-    print(f'  daemon/nginx: p50 {p50:.2f}x, p99 {p99:.2f}x, req/s {rps:.2f}x')
-    ok = lambda b: "met" if b else "NOT met"
-    print(f'  targets: p99 <= 2 ms {ok(d["p99_ms"] <= 2)} ({d["p99_ms"]:.3f} ms); '
-          f'req/s >= 0.5x nginx {ok(rps >= 0.5)} ({rps:.2f}x)')
+    if d and n["rps"] and n["p50_ms"] and n["p99_ms"]:
+        rps, p50, p99 = d["rps"] / n["rps"], d["p50_ms"] / n["p50_ms"], d["p99_ms"] / n["p99_ms"]
+        print(f'  daemon/nginx: p50 {p50:.2f}x, p99 {p99:.2f}x, req/s {rps:.2f}x')
+        if mode == "closed":
+            print(f'  targets: p99 <= 2 ms {ok(d["p99_ms"] <= 2)} ({d["p99_ms"]:.3f} ms); '
+                  f'req/s >= 0.5x nginx {ok(rps >= 0.5)} ({rps:.2f}x)')
 PY
 
 if [ -n "$daemon_error" ]; then
@@ -201,7 +212,7 @@ first, last = rows[0], rows[-1]
 n = last["cycles"] - first["cycles"]
 own = (last["utime"] + last["stime"] - first["utime"] - first["stime"]) / n
 user = (last["utime"] - first["utime"]) / n; system = (last["stime"] - first["stime"]) / n
-kids = (last["cutime"] + last["cstime"] - first["cutime"] - first["cstime"]) / n
+kids = max(0.0, (last["cutime"] + last["cstime"] - first["cutime"] - first["cstime"]) / n)
 wall = (last["seconds"] - first["seconds"]) / n
 steady = next((r for r in rows if r["cycles"] >= 100), rows[1])
 growth = (last["rss_kib"] - steady["rss_kib"]) / 1024

@@ -1,10 +1,14 @@
 /* uds-load: HTTP/1.1 keep-alive load over an AF_UNIX stream socket (benchmark tool, not a test).
  *
  *   uds-load -s SOCKET [-p PATH] [-c CONNS] [-d SECONDS | -n REQUESTS] [-w WARMUP_SECONDS] [-t TIMEOUT_SECONDS]
+ *            [-r RATE]
  *
  * One thread, epoll, CONNS connections, one request in flight per connection. A request's latency runs
  * from its write() to the moment its whole response is in (Content-Length or chunked body read through),
- * and goes into a log-linear histogram (~0.2% resolution). Non-200 answers, broken or timed-out
+ * and goes into a log-linear histogram (~0.2% resolution). By default each connection sends its next
+ * request as soon as the last answer is in (closed loop: at saturation the latency is mostly queueing).
+ * With -r, requests go out on a fixed schedule of RATE per second over all connections (open loop) and
+ * a request's latency runs from its scheduled time, so a late send (every connection busy) counts too. Non-200 answers, broken or timed-out
  * connections count as errors; the connection is then reopened. Prints one JSON object on stdout.
  * Built by scripts/bench-daemon.sh with gcc -O2; no binary is committed.
  */
@@ -20,6 +24,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,11 +136,11 @@ static void send_more(struct conn *c) {
     c->state = READING;
 }
 
-static void start_request(struct conn *c) {
+static void start_request(struct conn *c, uint64_t started) {
     c->len = 0; c->sent = 0; c->header_end = -1; c->content_length = -1; c->chunked = 0; c->status = 0;
     c->close_after = 0;
     c->state = SENDING;
-    c->started = now_ns();
+    c->started = started;
     send_more(c);
 }
 
@@ -247,15 +252,15 @@ static double percentile(uint64_t total, double p) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: uds-load -s SOCKET [-p PATH] [-c CONNS] [-d SECONDS | -n REQUESTS] [-w WARMUP_SECONDS] [-t TIMEOUT_SECONDS]\n");
+    fprintf(stderr, "usage: uds-load -s SOCKET [-p PATH] [-c CONNS] [-d SECONDS | -n REQUESTS] [-w WARMUP_SECONDS] [-t TIMEOUT_SECONDS] [-r RATE]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     int conns = 64, opt;
-    double duration = 0, warmup = 0, timeout = 10;
+    double duration = 0, warmup = 0, timeout = 10, rate = 0;
     uint64_t max_requests = 0;
-    while ((opt = getopt(argc, argv, "s:p:c:d:n:w:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "s:p:c:d:n:w:t:r:")) != -1) {
         char *end = NULL;
         switch (opt) {
         case 's': sock_path = optarg; break;
@@ -265,6 +270,7 @@ int main(int argc, char **argv) {
         case 'n': max_requests = strtoull(optarg, &end, 10); if (*end || max_requests == 0) die("-n: a request count > 0"); break;
         case 'w': warmup = strtod(optarg, &end); if (*end || warmup < 0) die("-w: seconds >= 0"); break;
         case 't': timeout = strtod(optarg, &end); if (*end || timeout <= 0) die("-t: seconds > 0"); break;
+        case 'r': rate = strtod(optarg, &end); if (*end || rate <= 0 || rate > 1e7) die("-r: requests per second, > 0"); break;
         default: usage();
         }
     }
@@ -294,6 +300,14 @@ int main(int argc, char **argv) {
     uint64_t measure_start = t0 + (uint64_t)(warmup * 1e9);
     uint64_t stop_at = duration > 0 ? measure_start + (uint64_t)(duration * 1e9) : UINT64_MAX;
     recording = warmup == 0;
+    /* Open loop: a timerfd wakes the loop at the next slot (epoll_wait's milliseconds are too coarse). */
+    int tfd = -1;
+    uint64_t next_slot = t0, interval = rate > 0 ? (uint64_t)(1e9 / rate) : 0;
+    if (rate > 0) {
+        tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+        if (tfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev) < 0) die("timerfd failed");
+    }
     struct epoll_event evs[256];
     uint64_t now = t0;
     for (;;) {
@@ -303,22 +317,35 @@ int main(int argc, char **argv) {
         uint64_t inflight = 0;
         if (max_requests)
             for (int i = 0; i < conns; i++) inflight += cs[i].state == SENDING || cs[i].state == READING;
+        int idle_waiting = 0;
         for (int i = 0; i < conns; i++) {
             struct conn *c = &cs[i];
             if (c->state == RECONNECT && open_conn(c) < 0) { if (recording) { conn_errors++; errors++; } continue; }
             if (c->state == IDLE) {
                 /* in request mode, issue no more than asked for */
                 if (max_requests && completed + inflight >= max_requests) continue;
-                start_request(c);
+                if (rate > 0) {
+                    if (now < next_slot) { idle_waiting = 1; continue; }
+                    start_request(c, next_slot);
+                    next_slot += interval;
+                } else {
+                    start_request(c, now_ns());
+                }
                 inflight++;
             } else if ((c->state == READING || c->state == SENDING) && now - c->started > timeout_ns) {
                 fail(c, &timeouts);
             }
         }
+        if (idle_waiting) { /* armed only when a connection waits for its slot, or it would spin */
+            struct itimerspec its = { .it_value = { .tv_sec = (time_t)(next_slot / 1000000000ull),
+                                                    .tv_nsec = (long)(next_slot % 1000000000ull) } };
+            timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+        }
         int n = epoll_wait(epfd, evs, 256, 100);
         if (n < 0 && errno != EINTR) die("epoll_wait failed");
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
+            if (!c) { uint64_t ticks; if (read(tfd, &ticks, sizeof ticks) < 0) { /* nothing due yet */ } continue; }
             if (c->fd < 0) continue;
             if ((evs[i].events & EPOLLOUT) && c->state == SENDING) send_more(c);
             if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) on_readable(c);
@@ -326,10 +353,10 @@ int main(int argc, char **argv) {
     }
     double seconds = (double)(now - measure_start) / 1e9;
     uint64_t ok = completed - non_200;
-    printf("{\"socket\":\"%s\",\"path\":\"%s\",\"connections\":%d,\"requests\":%" PRIu64 ",\"errors\":%" PRIu64
+    printf("{\"socket\":\"%s\",\"path\":\"%s\",\"rate\":%.0f,\"connections\":%d,\"requests\":%" PRIu64 ",\"errors\":%" PRIu64
            ",\"non_200\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"connection_errors\":%" PRIu64 ",\"server_closes\":%" PRIu64
            ",\"seconds\":%.3f,\"rps\":%.1f,\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,\"max_ms\":%.4f,\"body_bytes\":%" PRIu64 "}\n",
-           sock_path, req_path, conns, completed, errors, non_200, timeouts, conn_errors, reconnects, seconds,
+           sock_path, req_path, rate, conns, completed, errors, non_200, timeouts, conn_errors, reconnects, seconds,
            seconds > 0 ? (double)completed / seconds : 0.0, percentile(ok, 0.50) / 1e6, percentile(ok, 0.90) / 1e6,
            percentile(ok, 0.99) / 1e6, (double)max_ns / 1e6, last_body);
     return 0;
