@@ -246,7 +246,7 @@ static double percentile(uint64_t total, double p) {
     if (rank < 1) rank = 1;
     for (int i = 0; i < NBUCKETS; i++) {
         seen += hist[i];
-        if (seen >= rank) return bucket_value(i);
+        if (seen >= rank) { double v = bucket_value(i); return v > (double)max_ns ? (double)max_ns : v; } /* the midpoint may pass the max */
     }
     return (double)max_ns;
 }
