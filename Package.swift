@@ -32,7 +32,7 @@ let package = Package(
         .target(
             name: "SentinelDaemon",
             dependencies: [
-                "SentinelCore", "SentinelSystem",
+                "SentinelCore", "SentinelSystem", "CLibSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
         .testTarget(name: "SentinelSystemTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
         .testTarget(name: "SentinelDaemonTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelDaemon", "SentinelTestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["SentinelCore", "SentinelTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["SentinelCore", "SentinelDaemon", "SentinelTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

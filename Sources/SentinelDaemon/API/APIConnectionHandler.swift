@@ -1,0 +1,240 @@
+import Glibc
+import NIOCore
+
+/// One client connection: parses requests from the raw bytes, answers each with one buffer, and
+/// enforces the header and idle timeouts. Pipelined requests are answered in order.
+final class APIConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let server: APIServer
+    private let record: ConnectionRecord
+    private let refused: Bool
+    private let parserLimits: HTTPParserLimits
+    private var buffer: ByteBuffer?
+    private var deadline = NIODeadline.distantFuture
+    private var timer: Scheduled<Void>?
+    private var closing = false
+    /// A scan's peer check is in flight: later pipelined requests wait so answers keep their order.
+    private var waiting = false
+    private var needsFlush = false
+    private var peer: PeerCredentials?
+
+    init(server: APIServer, record: ConnectionRecord, refused: Bool) {
+        self.server = server
+        self.record = record
+        self.refused = refused
+        self.parserLimits = server.limits.parser
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if refused {
+            send(context, .error(503, "too many connections"), head: nil, close: true)
+            return
+        }
+        enterIdle(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        var incoming = unwrapInboundIn(data)
+        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+        process(context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded(context)
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // A client that pipelines without reading its answers stops being read until it catches up.
+        try? context.channel.syncOptions?.setOption(.autoRead, value: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        closing = true
+        context.close(promise: nil)
+    }
+
+    // MARK: Requests
+
+    private func process(_ context: ChannelHandlerContext) {
+        while !closing && !waiting {
+            guard let readable = buffer?.readableBytes, readable > 0 else {
+                buffer = nil
+                if record.phase != .idle { enterIdle(context) }
+                return
+            }
+            if record.phase != .reading {
+                // The header timeout runs from a request's first byte.
+                let now = NIODeadline.now()
+                record.enter(.reading, at: now)
+                setDeadline(context, now + server.limits.headerTimeout)
+            }
+            let result = buffer!.withUnsafeReadableBytes { HTTPRequestParser.parse($0, limits: parserLimits) }
+            switch result {
+            case .incomplete:
+                if buffer!.readerIndex > 0 { buffer!.discardReadBytes() }
+                return
+            case .failure(let status, let reason):
+                send(context, .error(status, reason), head: nil, close: true)
+                return
+            case .request(let head, let consumed):
+                buffer!.moveReaderIndex(forwardBy: consumed)
+                handle(context, head)
+            }
+        }
+    }
+
+    private func handle(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
+        switch server.router.route(head) {
+        case .respond(let response):
+            send(context, response, head: head, close: !head.keepAlive)
+        case .scan:
+            if let peer {
+                answerScan(context, head, peer: peer)
+                return
+            }
+            guard let provider = context.channel as? SocketOptionProvider else {
+                send(context, .error(403, "cannot identify the peer"), head: head, close: !head.keepAlive)
+                return
+            }
+            waiting = true
+            record.enter(.busy, at: .now())
+            let creds: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+            creds.assumeIsolated().whenComplete { result in
+                self.waiting = false
+                guard !self.closing else { return }
+                guard case .success(let peer) = result else {
+                    self.send(context, .error(403, "cannot identify the peer"), head: head, close: !head.keepAlive)
+                    self.flushIfNeeded(context)
+                    return
+                }
+                self.peer = peer
+                self.answerScan(context, head, peer: peer)
+                self.record.enter(.reading, at: .now())
+                self.process(context)
+                self.flushIfNeeded(context)
+            }
+        }
+    }
+
+    private func answerScan(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, peer: PeerCredentials) {
+        let response: APIResponse
+        if server.mayRequestScan(peer) {
+            response = Router.scanResponse(server.requestScan())
+        } else {
+            let who = server.scanGroup.map { "root or group \($0)" } ?? "root"
+            response = .error(403, "POST /v1/scan is for \(who); peer uid \(peer.uid) gid \(peer.gid) is neither")
+        }
+        send(context, response, head: head, close: !head.keepAlive)
+    }
+
+    // MARK: Responses
+
+    private static func reason(_ status: Int) -> StaticString {
+        switch status {
+        case 200: return "200 OK"
+        case 202: return "202 Accepted"
+        case 400: return "400 Bad Request"
+        case 403: return "403 Forbidden"
+        case 404: return "404 Not Found"
+        case 405: return "405 Method Not Allowed"
+        case 408: return "408 Request Timeout"
+        case 413: return "413 Content Too Large"
+        case 414: return "414 URI Too Long"
+        case 431: return "431 Request Header Fields Too Large"
+        case 501: return "501 Not Implemented"
+        case 503: return "503 Service Unavailable"
+        case 505: return "505 HTTP Version Not Supported"
+        default: return "500 Internal Server Error"
+        }
+    }
+
+    /// Head and body in one buffer, one write.
+    private func send(_ context: ChannelHandlerContext, _ response: APIResponse, head: HTTPRequestHead?, close: Bool) {
+        var out = context.channel.allocator.buffer(capacity: 192 + response.body.count)
+        out.writeStaticString("HTTP/1.1 ")
+        out.writeStaticString(Self.reason(response.status))
+        switch response.contentType {
+        case .json: out.writeStaticString("\r\nContent-Type: application/json\r\nContent-Length: ")
+        case .prometheus: out.writeStaticString("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: ")
+        }
+        out.writeString(String(response.body.count))
+        if let allow = response.allow {
+            out.writeStaticString("\r\nAllow: ")
+            out.writeStaticString(allow)
+        }
+        if close {
+            out.writeStaticString("\r\nConnection: close")
+        } else if head?.http10 == true {
+            out.writeStaticString("\r\nConnection: keep-alive")
+        }
+        out.writeStaticString("\r\n\r\n")
+        if head?.method != .head { out.writeBytes(response.body) }
+
+        if close {
+            closing = true
+            timer?.cancel()
+            timer = nil
+            context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.write(wrapOutboundOut(out), promise: nil)
+            needsFlush = true
+        }
+    }
+
+    private func flushIfNeeded(_ context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+    }
+
+    // MARK: Timeouts
+
+    private func enterIdle(_ context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        record.enter(.idle, at: now)
+        setDeadline(context, now + server.limits.idleTimeout)
+    }
+
+    /// One timer per connection, never further out than the header timeout: a new, earlier deadline is
+    /// always caught without cancelling and rescheduling on every request.
+    private func setDeadline(_ context: ChannelHandlerContext, _ next: NIODeadline) {
+        deadline = next
+        if timer == nil { schedule(context) }
+    }
+
+    private func schedule(_ context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        let at = min(deadline, now + server.limits.headerTimeout)
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) {
+            self.timer = nil
+            guard !self.closing else { return }
+            guard NIODeadline.now() >= self.deadline else { self.schedule(context); return }
+            switch self.record.phase {
+            case .reading:
+                let seconds = self.server.limits.headerTimeout.nanoseconds / 1_000_000_000
+                self.send(context, .error(408, "request not complete within \(seconds) s"), head: nil, close: true)
+            case .idle:
+                self.closing = true
+                context.close(promise: nil)
+            case .busy:
+                self.deadline = NIODeadline.now() + self.server.limits.headerTimeout
+                self.schedule(context)
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+import SentinelCore
+import Synchronization
+
+/// One answer: status, type and ready bytes (the StateBoard's arrays are shared, never copied here).
+struct APIResponse {
+    enum ContentType { case json, prometheus }
+    var status: Int
+    var contentType: ContentType = .json
+    var body: [UInt8]
+    /// For 405: the methods the resource accepts.
+    var allow: StaticString?
+
+    static func error(_ status: Int, _ message: String, allow: StaticString? = nil) -> APIResponse {
+        APIResponse(status: status, body: errorBody(status, message), allow: allow)
+    }
+
+    /// `{"error":"...","status":N}` without a JSONEncoder: errors can be the hostile clients' hot path.
+    static func errorBody(_ status: Int, _ message: String) -> [UInt8] {
+        var out = Array(#"{"error":""#.utf8)
+        appendJSONString(message, to: &out)
+        out += Array(#"","status":\#(status)}"#.utf8)
+        out.append(0x0a)
+        return out
+    }
+
+    static func appendJSONString(_ text: String, to out: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        for b in text.utf8 {
+            switch b {
+            case 0x22: out += [0x5c, 0x22]
+            case 0x5c: out += [0x5c, 0x5c]
+            case 0x0a: out += [0x5c, 0x6e]
+            case 0x0d: out += [0x5c, 0x72]
+            case 0x09: out += [0x5c, 0x74]
+            case 0..<0x20, 0x7f: out += [0x5c, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 15)]]
+            default: out.append(b)
+            }
+        }
+    }
+}
+
+/// Maps a request to its answer. Only the scan needs the peer's credentials; the handler does that.
+final class Router: Sendable {
+    enum Route { case respond(APIResponse), scan }
+
+    private let board: StateBoard
+    private let metrics: DaemonMetrics
+    private struct HealthKey: Equatable {
+        var cycles: Int, source: String, lastCycleAt: String?, lastCycleSeconds: Double?, statusLine: String, ready: Bool
+    }
+    /// Published.healthJSON encodes on every call; the API encodes once per published state.
+    private let health = Mutex<(key: HealthKey, body: [UInt8])?>(nil)
+
+    init(board: StateBoard, metrics: DaemonMetrics) {
+        self.board = board
+        self.metrics = metrics
+    }
+
+    static let noReport = APIResponse.error(503, "no report yet: the first cycle is running")
+    static let readOnly: StaticString = "GET, HEAD"
+
+    func route(_ head: HTTPRequestHead) -> Route {
+        let path = Self.path(of: head.target)
+        let readable = head.method == .get || head.method == .head
+        switch path {
+        case "/v1/report":
+            guard readable else { return .respond(.error(405, "use GET or HEAD on \(path)", allow: Self.readOnly)) }
+            let now = board.current()
+            return .respond(now.report == nil ? Self.noReport : APIResponse(status: 200, body: now.reportJSON))
+        case "/v1/health":
+            guard readable else { return .respond(.error(405, "use GET or HEAD on \(path)", allow: Self.readOnly)) }
+            return .respond(APIResponse(status: 200, body: healthBody()))
+        case "/metrics":
+            guard readable else { return .respond(.error(405, "use GET or HEAD on \(path)", allow: Self.readOnly)) }
+            return .respond(APIResponse(status: 200, contentType: .prometheus, body: metrics.render()))
+        case "/v1/scan":
+            guard head.method == .post else { return .respond(.error(405, "use POST on /v1/scan", allow: "POST")) }
+            return .scan
+        default:
+            if path.hasPrefix("/v1/targets/") {
+                return .respond(target(String(path.dropFirst("/v1/targets/".count)), readable: readable))
+            }
+            if Self.hasDotSegment(path) { return .respond(.error(400, "path with . or .. segments")) }
+            return .respond(.error(404, "no such resource: \(path) (try /v1/health, /v1/report, /v1/targets/NAME, /v1/scan, /metrics)"))
+        }
+    }
+
+    /// `/v1/targets/NAME`: one percent-decoded segment, looked up by name only (never a file).
+    private func target(_ raw: String, readable: Bool) -> APIResponse {
+        if raw.utf8.contains(0x2f) {
+            return Self.hasDotSegment(raw) ? .error(400, "path with . or .. segments") : .error(404, "no such resource")
+        }
+        guard let bytes = Self.percentDecode(raw) else { return .error(400, "invalid percent-encoding in the target name") }
+        guard !bytes.isEmpty else { return .error(404, "no target name given: /v1/targets/NAME") }
+        guard !bytes.contains(0x2f), !bytes.contains(0), bytes != [0x2e], bytes != [0x2e, 0x2e],
+              let name = String(validating: bytes, as: UTF8.self)
+        else { return .error(400, "invalid target name") }
+        guard readable else { return .error(405, "use GET or HEAD on /v1/targets/NAME", allow: Self.readOnly) }
+        guard let body = board.current().targetJSON[name] else { return .error(404, "no target named '\(name)'") }
+        return APIResponse(status: 200, body: body)
+    }
+
+    private func healthBody() -> [UInt8] {
+        let now = board.current()
+        let key = HealthKey(cycles: now.cycles, source: now.source, lastCycleAt: now.lastCycleAt,
+                            lastCycleSeconds: now.lastCycleSeconds, statusLine: now.statusLine, ready: now.ready)
+        if let cached = health.withLock({ $0 }), cached.key == key { return cached.body }
+        let body = now.healthJSON
+        health.withLock { $0 = (key, body) }
+        return body
+    }
+
+    static func scanResponse(_ outcome: ScanRequestOutcome) -> APIResponse {
+        switch outcome {
+        case .started: return APIResponse(status: 202, body: Array(#"{"scan":"started"}"#.utf8) + [0x0a])
+        case .alreadyPending: return APIResponse(status: 202, body: Array(#"{"scan":"already pending"}"#.utf8) + [0x0a])
+        }
+    }
+
+    /// The path of an origin-form or absolute-form target, without query or fragment.
+    static func path(of target: String) -> String {
+        var t = Substring(target)
+        if t.hasPrefix("http://") {
+            t = t.dropFirst(7)
+            t = t.firstIndex(of: "/").map { t[$0...] } ?? "/"
+        }
+        if let cut = t.firstIndex(where: { $0 == "?" || $0 == "#" }) { t = t[..<cut] }
+        return String(t)
+    }
+
+    /// True if any segment, after percent-decoding, is `.` or `..`.
+    static func hasDotSegment(_ path: String) -> Bool {
+        path.utf8.split(separator: 0x2f, omittingEmptySubsequences: false).contains { segment in
+            let decoded = percentDecode(String(decoding: segment, as: UTF8.self)) ?? []
+            return decoded == [0x2e] || decoded == [0x2e, 0x2e]
+        }
+    }
+
+    static func percentDecode(_ text: String) -> [UInt8]? {
+        var out: [UInt8] = []
+        var it = Array(text.utf8)[...]
+        while let b = it.popFirst() {
+            guard b == 0x25 else { out.append(b); continue }
+            guard let h = it.popFirst().flatMap(hexValue), let l = it.popFirst().flatMap(hexValue) else { return nil }
+            out.append(h << 4 | l)
+        }
+        return out
+    }
+
+    private static func hexValue(_ b: UInt8) -> UInt8? {
+        switch b {
+        case 0x30...0x39: return b - 0x30
+        case 0x41...0x46: return b - 0x41 + 10
+        case 0x61...0x66: return b - 0x61 + 10
+        default: return nil
+        }
+    }
+}
