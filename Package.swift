@@ -67,7 +67,15 @@ let package = Package(
         .target(name: "SentinelTestSupport", path: "Tests/SentinelTestSupport"),
         .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
         .testTarget(name: "SentinelSystemTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
-        .testTarget(name: "SentinelDaemonTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelDaemon", "SentinelTestSupport"]),
+        .testTarget(
+            name: "SentinelDaemonTests",
+            dependencies: [
+                "SentinelCore", "SentinelSystem", "SentinelDaemon", "SentinelTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(name: "CLITests", dependencies: ["SentinelCore", "SentinelDaemon", "SentinelTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -29,7 +29,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         if refused {
-            send(context, .error(503, "too many connections"), head: nil, close: true)
+            send(context, .error(503, "too many connections"), head: nil, close: .linger)
             return
         }
         enterIdle(context)
@@ -87,7 +87,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
                 if buffer!.readerIndex > 0 { buffer!.discardReadBytes() }
                 return
             case .failure(let status, let reason):
-                send(context, .error(status, reason), head: nil, close: true)
+                send(context, .error(status, reason), head: nil, close: .linger)
                 return
             case .request(let head, let consumed):
                 buffer!.moveReaderIndex(forwardBy: consumed)
@@ -99,14 +99,14 @@ final class APIConnectionHandler: ChannelInboundHandler {
     private func handle(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
         switch server.router.route(head) {
         case .respond(let response):
-            send(context, response, head: head, close: !head.keepAlive)
+            send(context, response, head: head, close: head.keepAlive ? .no : .now)
         case .scan:
             if let peer {
                 answerScan(context, head, peer: peer)
                 return
             }
             guard let provider = context.channel as? SocketOptionProvider else {
-                send(context, .error(403, "cannot identify the peer"), head: head, close: !head.keepAlive)
+                send(context, .error(403, "cannot identify the peer"), head: head, close: head.keepAlive ? .no : .now)
                 return
             }
             waiting = true
@@ -117,7 +117,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
                 self.waiting = false
                 guard !self.closing else { return }
                 guard case .success(let peer) = result else {
-                    self.send(context, .error(403, "cannot identify the peer"), head: head, close: !head.keepAlive)
+                    self.send(context, .error(403, "cannot identify the peer"), head: head, close: head.keepAlive ? .no : .now)
                     self.flushIfNeeded(context)
                     return
                 }
@@ -138,7 +138,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
             let who = server.scanGroup.map { "root or group \($0)" } ?? "root"
             response = .error(403, "POST /v1/scan is for \(who); peer uid \(peer.uid) gid \(peer.gid) is neither")
         }
-        send(context, response, head: head, close: !head.keepAlive)
+        send(context, response, head: head, close: head.keepAlive ? .no : .now)
     }
 
     // MARK: Responses
@@ -162,8 +162,17 @@ final class APIConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    enum Close {
+        case no
+        /// The client asked (Connection: close): close once the answer is written.
+        case now
+        /// An error the client may still be sending into: half-close so it reads the answer instead of a
+        /// reset, then close when it hangs up or after a second.
+        case linger
+    }
+
     /// Head and body in one buffer, one write.
-    private func send(_ context: ChannelHandlerContext, _ response: APIResponse, head: HTTPRequestHead?, close: Bool) {
+    private func send(_ context: ChannelHandlerContext, _ response: APIResponse, head: HTTPRequestHead?, close: Close) {
         var out = context.channel.allocator.buffer(capacity: 192 + response.body.count)
         out.writeStaticString("HTTP/1.1 ")
         out.writeStaticString(Self.reason(response.status))
@@ -176,7 +185,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
             out.writeStaticString("\r\nAllow: ")
             out.writeStaticString(allow)
         }
-        if close {
+        if close != .no {
             out.writeStaticString("\r\nConnection: close")
         } else if head?.http10 == true {
             out.writeStaticString("\r\nConnection: keep-alive")
@@ -184,14 +193,26 @@ final class APIConnectionHandler: ChannelInboundHandler {
         out.writeStaticString("\r\n\r\n")
         if head?.method != .head { out.writeBytes(response.body) }
 
-        if close {
+        switch close {
+        case .no:
+            context.write(wrapOutboundOut(out), promise: nil)
+            needsFlush = true
+        case .now:
             closing = true
             timer?.cancel()
             timer = nil
             context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        } else {
-            context.write(wrapOutboundOut(out), promise: nil)
-            needsFlush = true
+        case .linger:
+            closing = true
+            timer?.cancel()
+            timer = nil
+            buffer = nil
+            // Shed first if the table fills up meanwhile.
+            record.enter(.idle, at: .uptimeNanoseconds(0))
+            context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
+                context.close(mode: .output, promise: nil)
+                context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { context.close(promise: nil) }
+            }
         }
     }
 
@@ -227,7 +248,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
             switch self.record.phase {
             case .reading:
                 let seconds = self.server.limits.headerTimeout.nanoseconds / 1_000_000_000
-                self.send(context, .error(408, "request not complete within \(seconds) s"), head: nil, close: true)
+                self.send(context, .error(408, "request not complete within \(seconds) s"), head: nil, close: .linger)
             case .idle:
                 self.closing = true
                 context.close(promise: nil)

@@ -1,0 +1,506 @@
+import Foundation
+import Logging
+import NIOCore
+import SentinelCore
+import SentinelTestSupport
+import ServiceLifecycle
+import Synchronization
+import Testing
+@testable import SentinelDaemon
+
+/// A real report: one failed service (split-libcrypto), one degraded bundle, one healthy target whose
+/// name needs percent-encoding.
+func sampleReport() -> Report {
+    let split = Finding(code: .splitLibcrypto, target: "product-api", summary: "two libcrypto copies mapped",
+                        evidence: .object(["chains": .string("a -> b")]))
+    let dup = Finding(code: .duplicateOpenSSLCopy, target: "product", summary: "byte-identical copy")
+    return Report(command: "daemon", toolVersion: "test", generatedAt: "2026-11-23T12:00:00Z",
+                  targets: [TargetReport(name: "product-api", kind: "service", findings: [split]),
+                            TargetReport(name: "product", kind: "bundle", root: "/opt/product", findings: [dup]),
+                            TargetReport(name: "with space", kind: "service", findings: [])])
+}
+
+/// An APIServer on a private socket in a fresh folder, removed by `stop()`.
+struct TestAPI {
+    let server: APIServer
+    let board: StateBoard
+    let metrics: DaemonMetrics
+    let dir: String
+    let socket: String
+    let scans: ScanCounter
+
+    static func start(limits: APILimits = .init(), scanGroup: gid_t? = nil, socketGroup: gid_t? = nil,
+                      publish: Bool = true) async throws -> TestAPI {
+        // Short paths: sun_path holds 107 bytes.
+        let dir = "/tmp/sentinel-api-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let board = StateBoard()
+        let metrics = DaemonMetrics()
+        if publish {
+            let report = sampleReport()
+            board.publish(report, source: "cycle", cycleSeconds: 0.25)
+            metrics.record(report: report, cycleSeconds: 0.25, finishedAt: 1_800_000_000)
+        }
+        let scans = ScanCounter()
+        let server = APIServer(board: board, metrics: metrics, scanGroup: scanGroup, limits: limits) {
+            // Every other request finds a scan already queued: both answers are exercised.
+            scans.count.withLock { n in n += 1; return n % 2 == 1 ? .started : .alreadyPending }
+        }
+        let socket = dir + "/api.sock"
+        try await server.start(socketPath: socket, group: socketGroup)
+        return TestAPI(server: server, board: board, metrics: metrics, dir: dir, socket: socket, scans: scans)
+    }
+
+    func get(_ path: String, _ extra: [String] = [], user: UInt32? = nil, groups: [UInt32] = []) throws -> HTTPReply {
+        try Curl.request(socket: socket, path, extra, user: user, groups: groups)
+    }
+
+    func stop() async {
+        await server.stop()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// Runs `body` against a started server and always stops it, also when the body throws.
+    static func with(limits: APILimits = .init(), scanGroup: gid_t? = nil, socketGroup: gid_t? = nil, publish: Bool = true,
+                     _ body: (TestAPI) async throws -> Void) async throws {
+        let api = try await start(limits: limits, scanGroup: scanGroup, socketGroup: socketGroup, publish: publish)
+        do { try await body(api) } catch { await api.stop(); throw error }
+        await api.stop()
+    }
+}
+
+/// How often the server asked for a scan.
+final class ScanCounter: Sendable {
+    let count = Mutex(0)
+}
+
+/// Serialised: the socket-activation test sets LISTEN_FDS/LISTEN_PID for the whole process.
+@Suite(.serialized) struct APIServerTests {
+    @Test func everyRouteAnswersWithJSONAndTheRightStatus() async throws {
+        try await TestAPI.with() { api in
+            let now = api.board.current()
+
+            let health = try api.get("/v1/health")
+            #expect(health.status == 200)
+            #expect(health.headers["content-type"] == "application/json")
+            #expect(health.body.contains(#""summary":"3 targets: 1 healthy, 1 degraded, 1 failed (split-libcrypto on product-api)""#))
+            #expect(health.headers["content-length"] == String(health.body.utf8.count))
+
+            let report = try api.get("/v1/report")
+            #expect(report.status == 200)
+            #expect(Array(report.body.utf8) == now.reportJSON)
+            let decoded = try JSONDecoder().decode(Report.self, from: Data(report.body.utf8))
+            #expect(decoded.targets.map(\.name) == ["product-api", "product", "with space"])
+
+            let target = try api.get("/v1/targets/product-api")
+            #expect(target.status == 200)
+            #expect(Array(target.body.utf8) == now.targetJSON["product-api"])
+            let spaced = try api.get("/v1/targets/with%20space")
+            #expect(spaced.status == 200 && spaced.body.contains(#""name":"with space""#))
+
+            let unknown = try api.get("/v1/targets/nope")
+            #expect(unknown.status == 404)
+            #expect(unknown.body == #"{"error":"no target named 'nope'","status":404}"# + "\n")
+
+            let missing = try api.get("/v2/everything")
+            #expect(missing.status == 404 && missing.body.contains(#""status":404"#))
+
+            let put = try api.get("/v1/health", ["-X", "PUT"])
+            #expect(put.status == 405)
+            #expect(put.headers["allow"] == "GET, HEAD")
+            #expect(put.body.contains(#""status":405"#))
+            let getScan = try api.get("/v1/scan")
+            #expect(getScan.status == 405 && getScan.headers["allow"] == "POST")
+
+            let metrics = try api.get("/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+            #expect(metrics.body.contains("crypto_sentinel_cycles_total 1"))
+            #expect(metrics.body.contains(#"crypto_sentinel_target_state{target="product-api",state="failed"} 1"#))
+
+            let query = try api.get("/v1/health?verbose=1")
+            #expect(query.status == 200)
+        }
+    }
+
+    @Test func beforeTheFirstCycleTheReportIs503AndHealthSaysNotReady() async throws {
+        try await TestAPI.with(publish: false) { api in
+            let report = try api.get("/v1/report")
+            #expect(report.status == 503)
+            #expect(report.body == #"{"error":"no report yet: the first cycle is running","status":503}"# + "\n")
+            let health = try api.get("/v1/health")
+            #expect(health.status == 200 && health.body.contains(#""ready":false"#))
+            // Publishing later is served at once (the health cache follows the board).
+            api.board.publish(sampleReport(), source: "cycle", cycleSeconds: 0.1)
+            #expect(try api.get("/v1/report").status == 200)
+            #expect(try api.get("/v1/health").body.contains(#""ready":true"#))
+        }
+    }
+
+    @Test func headAnswersLikeGetWithoutABody() async throws {
+        try await TestAPI.with() { api in
+            let head = try api.get("/v1/report", ["-I"])
+            #expect(head.status == 200)
+            #expect(head.headers["content-length"] == String(api.board.current().reportJSON.count))
+            #expect(head.body.isEmpty)
+            #expect(try api.get("/v1/targets/nope", ["-I"]).status == 404)
+        }
+    }
+
+    @Test func keepAliveServesSeveralRequestsOnOneConnection() async throws {
+        try await TestAPI.with() { api in
+            let url = "http://localhost/v1/health"
+            let out = try Subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n",
+                                          "--unix-socket", api.socket, url, url, "http://localhost/v1/report", url])
+            // Bodies go to stdout too (-o covers the first URL only): keep the -w lines.
+            let lines = out.text.split(separator: "\n").filter { $0.wholeMatch(of: /\d{3} \d/) != nil }
+            #expect(lines == ["200 1", "200 0", "200 0", "200 0"])
+            // Pipelined requests in one write are answered in order.
+            let raw = try RawClient(socket: api.socket)
+            raw.send("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/targets/nope HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            let text = String(decoding: raw.readToEnd().data, as: UTF8.self)
+            // Each JSON body ends in "\n", so every status line starts a line.
+            let statuses = text.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("HTTP/1.1 ") }
+            #expect(statuses == ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"])
+            // HTTP/1.0 keeps the connection only when asked, and says so.
+            let old = try RawClient(socket: api.socket)
+            old.send("GET /v1/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            #expect(old.read(until: "\"summary\"").contains("Connection: keep-alive"))
+        }
+    }
+
+    @Test func socketIsMode0660WithTheGivenGroup() async throws {
+        try await TestAPI.with(socketGroup: 65534) { api in
+            var st = stat()
+            #expect(lstat(api.socket, &st) == 0)
+            #expect(st.st_mode & S_IFMT == S_IFSOCK)
+            #expect(st.st_mode & 0o777 == 0o660)
+            #expect(st.st_gid == 65534)
+            // No temporary name left behind.
+            let entries = try FileManager.default.contentsOfDirectory(atPath: api.dir)
+            #expect(entries == ["api.sock"])
+            await api.server.stop()
+            #expect(!FileManager.default.fileExists(atPath: api.socket), "stop() removes the socket it created")
+        }
+    }
+
+    @Test func scanIsForRootOrTheScanGroupByPeerCredentials() async throws {
+        // The socket's group lets uid 65534 connect at all; the scan group decides the POST.
+        try await TestAPI.with(scanGroup: 4242, socketGroup: 65534) { api in
+            let root = try api.get("/v1/scan", ["-X", "POST"])
+            #expect(root.status == 202)
+            #expect(root.body == #"{"scan":"started"}"# + "\n")
+            #expect(try api.get("/v1/scan", ["-X", "POST"]).body == #"{"scan":"already pending"}"# + "\n")
+
+            let stranger = try api.get("/v1/scan", ["-X", "POST"], user: 65534)
+            #expect(stranger.status == 403, "\(stranger)")
+            #expect(stranger.body.contains("peer uid 65534 gid 65534"))
+            // Reading stays open to anyone who can connect.
+            #expect(try api.get("/v1/health", user: 65534).status == 200)
+
+            // A supplementary group (read from /proc/PID/status) is enough.
+            let member = try api.get("/v1/scan", ["-X", "POST"], user: 65534, groups: [4242])
+            #expect(member.status == 202, "\(member)")
+            #expect(api.scans.count.withLock { $0 } == 3)
+        }
+    }
+
+    @Test func scanGroupMatchingThePrimaryGroupIsAllowed() async throws {
+        try await TestAPI.with(scanGroup: 65534, socketGroup: 65534) { api in
+            #expect(try api.get("/v1/scan", ["-X", "POST"], user: 65534).status == 202)
+            // Without a scan group only root may scan.
+            try await TestAPI.with(scanGroup: nil, socketGroup: 65534) { rootOnly in
+                let stranger = try rootOnly.get("/v1/scan", ["-X", "POST"], user: 65534)
+                let root = try rootOnly.get("/v1/scan", ["-X", "POST"])
+                #expect(stranger.status == 403 && root.status == 202)
+            }
+        }
+    }
+
+    @Test func oversizeRequestsGetTheirOwnStatusAndTheServerCarriesOn() async throws {
+        try await TestAPI.with() { api in
+            let longURL = try api.get("/v1/targets/" + String(repeating: "a", count: 5000))
+            #expect(longURL.status == 414 && longURL.headers["connection"] == "close")
+            #expect(longURL.body.contains(#""status":414"#))
+
+            let bigHeader = try api.get("/v1/health", ["-H", "X-Big: " + String(repeating: "b", count: 9000)])
+            #expect(bigHeader.status == 431 && bigHeader.body.contains(#""status":431"#))
+
+            let bodyFile = api.dir + "/body"
+            try Data(repeating: 0x41, count: 5000).write(to: URL(fileURLWithPath: bodyFile))
+            let bigBody = try api.get("/v1/scan", ["-X", "POST", "--data-binary", "@" + bodyFile])
+            #expect(bigBody.status == 413 && bigBody.body.contains(#""status":413"#))
+            // A small body is read and ignored.
+            #expect(try api.get("/v1/scan", ["-X", "POST", "-d", "now=1"]).status == 202)
+
+            let chunked = try api.get("/v1/scan", ["-X", "POST", "-H", "Transfer-Encoding: chunked", "-d", "x"])
+            #expect(chunked.status == 501)
+            #expect(try api.get("/v1/health").status == 200)
+        }
+    }
+
+    @Test func aClientThatNeverFinishesItsHeadersGets408AndIsClosed() async throws {
+        var limits = APILimits()
+        limits.headerTimeout = .milliseconds(800)
+        try await TestAPI.with(limits: limits) { api in
+            let slow = try RawClient(socket: api.socket)
+            let started = Date()
+            slow.send("GET /v1/health HTTP/1.1\r\nHost: loc")
+            let (data, closed) = slow.readToEnd()
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(closed)
+            #expect(String(decoding: data, as: UTF8.self).hasPrefix("HTTP/1.1 408 Request Timeout\r\n"))
+            #expect(elapsed >= 0.7 && elapsed < 3, "closed after \(elapsed) s")
+            // Trickling bytes does not extend the deadline: it runs from the request's first byte.
+            let trickle = try RawClient(socket: api.socket)
+            // 12 bytes 100 ms apart: 1.2 s of steady progress, longer than the 0.8 s timeout.
+            for b in "GET /v1/heal".utf8 {
+                guard trickle.send([b]) else { break }
+                usleep(100_000)
+            }
+            // The 408 is already there: a deadline reset by each byte would only fire at about 2 s.
+            #expect(trickle.available().contains("HTTP/1.1 408"))
+        }
+    }
+
+    @Test func anIdleKeepAliveConnectionIsClosedAfterTheIdleTimeout() async throws {
+        var limits = APILimits()
+        limits.idleTimeout = .milliseconds(600)
+        try await TestAPI.with(limits: limits) { api in
+            let client = try RawClient(socket: api.socket)
+            client.send("GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            let started = Date()
+            let (data, closed) = client.readToEnd()
+            #expect(closed)
+            #expect(String(decoding: data, as: UTF8.self).hasPrefix("HTTP/1.1 200 OK\r\n"))
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(elapsed >= 0.5 && elapsed < 3, "closed after \(elapsed) s")
+        }
+    }
+
+    @Test func binaryGarbageGets400AndNeverStopsTheServer() async throws {
+        try await TestAPI.with() { api in
+            var rng = SplitMix64(state: 5)
+            for round in 0..<20 {
+                let client = try RawClient(socket: api.socket)
+                var bytes = (0..<(200 + round * 50)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                if round % 2 == 0 { bytes[0] = 0x00 }
+                client.send(bytes)
+                let text = String(decoding: client.readToEnd().data, as: UTF8.self)
+                #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\n") || text.hasPrefix("HTTP/1.1 414") || text.hasPrefix("HTTP/1.1 431"),
+                        "round \(round): \(text.prefix(40))")
+            }
+            for request in ["GET\r\n\r\n", "GET / HTTP/1.1 extra\r\n\r\n", "GET /v1/health HTTP/9.9\r\n\r\n",
+                            "GET /v1/health HTTP/1.1\r\nNo colon here\r\n\r\n", "GET /v1/health HTTP/1.1\r\n folded: x\r\n\r\n",
+                            "GET /v1/health HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                            "GET /v1/health HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "GET v1/health HTTP/1.1\r\n\r\n"] {
+                let client = try RawClient(socket: api.socket)
+                client.send(request)
+                let text = String(decoding: client.readToEnd().data, as: UTF8.self)
+                #expect(text.hasPrefix("HTTP/1.1 400") || text.hasPrefix("HTTP/1.1 505"), "\(request.debugDescription): \(text.prefix(60))")
+                #expect(text.contains(#""status":"#))
+            }
+            #expect(try api.get("/v1/health").status == 200)
+        }
+    }
+
+    @Test func pathTraversalIsRefusedAndNeverReadsAFile() async throws {
+        try await TestAPI.with() { api in
+            for path in ["/v1/targets/../x", "/v1/targets/..", "/v1/targets/%2e%2e", "/v1/targets/%2E%2E%2Fetc%2Fpasswd",
+                         "/v1/targets/a%2fb", "/v1/../../etc/passwd", "/v1/targets/..%2f..%2fetc%2fpasswd",
+                         "/v1/targets/%zz", "/v1/targets/%00", "/v1/targets/./product-api"] {
+                let reply = try api.get(path, ["--path-as-is"])
+                #expect(reply.status == 400 || reply.status == 404, "\(path) -> \(reply.status)")
+                #expect(!reply.body.contains("root:"), "\(path) served a file")
+                #expect(reply.body.contains(#""error":"#))
+            }
+            #expect(try api.get("/v1/targets/%2e%2e", ["--path-as-is"]).status == 400)
+        }
+    }
+
+    @Test func whenFullTheOldestIdleConnectionIsShedThenNewOnesAreRefused() async throws {
+        var limits = APILimits()
+        limits.maxConnections = 3
+        try await TestAPI.with(limits: limits) { api in
+            let first = try RawClient(socket: api.socket, timeoutSeconds: 3)
+            usleep(50_000)
+            let second = try RawClient(socket: api.socket, timeoutSeconds: 3)
+            let third = try RawClient(socket: api.socket, timeoutSeconds: 3)
+            second.send("GET /v1/health HTTP/1.1\r\n")   // slow, but newer than `first`
+            usleep(100_000)
+            #expect(api.server.connectionCount == 3)
+            // The fourth client is served; the oldest idle one (first) is closed to make room.
+            #expect(try api.get("/v1/health").status == 200)
+            let shed = first.readToEnd()
+            #expect(shed.closed && shed.data.isEmpty)
+            third.send("GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            #expect(String(decoding: third.readToEnd().data, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+
+            // With no room at all, a new client gets 503 and the server carries on.
+            limits.maxConnections = 0
+            try await TestAPI.with(limits: limits) { none in
+                let refused = try none.get("/v1/health")
+                #expect(refused.status == 503 && refused.body.contains("too many connections"))
+            }
+        }
+    }
+
+    @Test func aStaleSocketFileIsReplacedButALiveOneOrAFileIsNot() async throws {
+        try await TestAPI.with() { api in
+            let other = APIServer(board: StateBoard(), metrics: DaemonMetrics(), scanGroup: nil) { .started }
+            await #expect(throws: APIServerError.self) { try await other.start(socketPath: api.socket, group: nil) }
+            #expect(try api.get("/v1/health").status == 200, "the live daemon keeps its socket")
+
+            let file = api.dir + "/plain"
+            #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
+            do {
+                try await other.start(socketPath: file, group: nil)
+                Issue.record("bound over a regular file")
+            } catch {
+                #expect("\(error)" == "\(file) exists and is not a socket")
+            }
+
+            // kill -9 leaves the socket file behind: the next start replaces it.
+            let stale = api.dir + "/stale.sock"
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in stale.utf8.enumerated() { raw[i] = b } }
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            close(fd)
+            try await other.start(socketPath: stale, group: nil)
+            #expect(try Curl.request(socket: stale, "/v1/report").status == 503)
+            await other.stop()
+        }
+    }
+
+    @Test func adoptsASocketActivatedListener() async throws {
+        let dir = "/tmp/sentinel-act-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/api.sock"
+        // What systemd does for a .socket unit: bind, listen, pass the fd to the service.
+        let raw = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { b in for (i, c) in path.utf8.enumerated() { b[i] = c } }
+        #expect(withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } } == 0)
+        #expect(listen(raw, 16) == 0)
+        chmod(path, 0o600)  // a mode systemd's SocketMode= chose; the daemon must not change it
+        // Passed fds start at 3; this process already has others open there, so pass 3...fd and let
+        // the server pick the listening socket bound to its path (at least two fds, never "the only one").
+        let fd = fcntl(raw, F_DUPFD, 4)
+        close(raw)
+        setenv("LISTEN_PID", String(getpid()), 1)
+        setenv("LISTEN_FDS", String(fd - 2), 1)
+        defer { unsetenv("LISTEN_PID"); unsetenv("LISTEN_FDS") }
+
+        let board = StateBoard()
+        board.publish(sampleReport(), source: "restored", cycleSeconds: nil)
+        let server = APIServer(board: board, metrics: DaemonMetrics(), scanGroup: nil) { .started }
+        try await server.start(socketPath: path, group: nil)
+        #expect(server.isSocketActivated)
+        #expect(getenv("LISTEN_FDS") == nil, "children must not inherit LISTEN_FDS")
+        let reply = try Curl.request(socket: path, "/v1/health")
+        #expect(reply.status == 200 && reply.body.contains(#""report_source":"restored""#))
+        var st = stat()
+        #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        await server.stop()
+        // The server owned the fd and closed it; the file is systemd's and stays.
+        #expect(FileManager.default.fileExists(atPath: path))
+        #expect(try Curl.request(socket: path, "/v1/health").status == 0)
+    }
+
+    @Test func apiServiceStopsOnGracefulShutdown() async throws {
+        try await TestAPI.with() { api in
+            var logger = Logger(label: "test")
+            logger.logLevel = .error
+            let group = ServiceGroup(services: [APIService(server: api.server)], logger: logger)
+            async let running: Void = group.run()
+            #expect(try api.get("/v1/health").status == 200)
+            await group.triggerGracefulShutdown()
+            try await running
+            #expect(!FileManager.default.fileExists(atPath: api.socket))
+            let after = try Curl.request(socket: api.socket, "/v1/health")
+            #expect(after.status == 0 && after.curlExit != 0)
+        }
+    }
+}
+
+@Suite struct HTTPRequestParserTests {
+    let limits = HTTPParserLimits(maxRequestLineBytes: 64, maxHeaderBytes: 128, maxBodyBytes: 16)
+
+    func parse(_ text: String) -> HTTPParseResult {
+        Array(text.utf8).withUnsafeBytes { HTTPRequestParser.parse($0, limits: limits) }
+    }
+
+    @Test func completeIncompleteAndPipelined() {
+        #expect(parse("GET /v1/health HTTP/1.1\r\nHost: x\r\n") == .incomplete)
+        let two = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+        guard case .request(let head, let consumed) = parse(two) else { Issue.record("not parsed"); return }
+        #expect(head.target == "/a" && head.method == .get && head.keepAlive && consumed == 19)
+        let post10 = "POST /v1/scan HTTP/1.0\r\nContent-Length: 3\r\nconnection: Keep-Alive\r\n\r\nabcGET"
+        guard case .request(let post, let n) = parse(post10) else { Issue.record("not parsed"); return }
+        #expect(post.method == .post && post.http10 && post.keepAlive && post.contentLength == 3 && n == post10.utf8.count - 3)
+        #expect(parse("POST /v1/scan HTTP/1.1\r\nContent-Length: 3\r\n\r\nab") == .incomplete)
+    }
+
+    @Test func limitsAndRejections() {
+        #expect(parse("GET /" + String(repeating: "a", count: 80)) == .failure(status: 414, reason: "request line longer than 64 bytes"))
+        guard case .failure(431, _) = parse("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 200)) else { Issue.record("no 431"); return }
+        guard case .failure(413, _) = parse("POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n") else { Issue.record("no 413"); return }
+        guard case .failure(501, _) = parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") else { Issue.record("no 501"); return }
+        guard case .failure(505, _) = parse("GET / HTTP/2.0\r\n\r\n") else { Issue.record("no 505"); return }
+        // Garbage is refused from its first byte, without waiting for a line end.
+        guard case .failure(400, _) = parse("\u{1}") else { Issue.record("no 400"); return }
+        guard case .failure(400, _) = parse("GET /\u{7f}") else { Issue.record("no 400"); return }
+        #expect(parse("\r\n\r\nGET") == .incomplete)
+    }
+}
+
+@Suite struct DaemonMetricsTests {
+    /// `name{labels} value` lines of the exposition text.
+    func samples(_ metrics: DaemonMetrics) -> [String: Double] {
+        var out: [String: Double] = [:]
+        for line in String(decoding: metrics.render(), as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            out[String(line[..<space])] = value
+        }
+        return out
+    }
+
+    @Test func seriesFollowTheReports() {
+        let metrics = DaemonMetrics()
+        var s = samples(metrics)
+        #expect(s["crypto_sentinel_cycles_total"] == 0 && s["crypto_sentinel_cycle_failures_total"] == 0)
+
+        metrics.record(report: sampleReport(), cycleSeconds: 0.3, finishedAt: 1_800_000_000)
+        s = samples(metrics)
+        #expect(s["crypto_sentinel_cycles_total"] == 1)
+        #expect(s["crypto_sentinel_last_successful_cycle_timestamp_seconds"] == 1_800_000_000)
+        #expect(s[#"crypto_sentinel_target_state{target="product-api",state="failed"}"#] == 1)
+        #expect(s[#"crypto_sentinel_target_state{target="product-api",state="healthy"}"#] == 0)
+        #expect(s[#"crypto_sentinel_target_state{target="with space",state="healthy"}"#] == 1)
+        let dupSeverity = FindingCode.duplicateOpenSSLCopy.severity.rawValue
+        #expect(s[#"crypto_sentinel_findings{code="split-libcrypto",severity="critical"}"#] == 1)
+        #expect(s[#"crypto_sentinel_findings{code="duplicate-openssl-copy",severity="\#(dupSeverity)"}"#] == 1)
+        #expect(s["crypto_sentinel_cycle_duration_seconds_count"] == 1)
+        #expect(s["crypto_sentinel_cycle_duration_seconds_sum"] == 0.3)
+        #expect(s[#"crypto_sentinel_cycle_duration_seconds_bucket{le="0.5"}"#] == 1)
+        #expect(s[#"crypto_sentinel_cycle_duration_seconds_bucket{le="0.25"}"#] == 0)
+
+        // The split is fixed and the bundle target is gone.
+        let fixed = Report(command: "daemon", toolVersion: "t", generatedAt: "2026-11-23T12:05:00Z",
+                           targets: [TargetReport(name: "product-api", kind: "service", findings: [])])
+        metrics.record(report: fixed, cycleSeconds: 0.1, finishedAt: 1_800_000_300)
+        metrics.recordCycleFailure()
+        s = samples(metrics)
+        #expect(s["crypto_sentinel_cycles_total"] == 2 && s["crypto_sentinel_cycle_failures_total"] == 1)
+        #expect(s[#"crypto_sentinel_target_state{target="product-api",state="healthy"}"#] == 1)
+        #expect(s[#"crypto_sentinel_target_state{target="product-api",state="failed"}"#] == 0)
+        #expect(!s.keys.contains { $0.contains(#"target="product""#) }, "a vanished target's series are removed")
+        #expect(s[#"crypto_sentinel_findings{code="split-libcrypto",severity="critical"}"#] == 0)
+        #expect(s["crypto_sentinel_last_successful_cycle_timestamp_seconds"] == 1_800_000_300)
+        #expect(String(decoding: metrics.render(), as: UTF8.self).contains("# TYPE crypto_sentinel_cycle_duration_seconds histogram"))
+    }
+}
