@@ -87,8 +87,3 @@ struct Daemon: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the long-running health daemon (not available yet).")
     func run() throws { NotYet.fail("daemon") }
 }
-
-struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Query a running daemon over its socket (not available yet).")
-    func run() throws { NotYet.fail("status") }
-}
