@@ -61,8 +61,9 @@ let package = Package(
                 .unsafeFlags(["-enable-experimental-feature", "Embedded", "-no-toolchain-stdlib-rpath"]),
             ]
         ),
-        // Benchmark driver for scripts/bench.sh: repeated audits in one process (cache effect).
-        .executableTarget(name: "sentinel-bench", dependencies: ["SentinelCore", "SentinelSystem"]),
+        // Benchmark driver for scripts/bench.sh (repeated audits in one process: the cache effect) and
+        // `serve` (the API alone on a fixed report, for scripts/bench/uds-load.c before or beside the daemon).
+        .executableTarget(name: "sentinel-bench", dependencies: ["SentinelCore", "SentinelSystem", "SentinelDaemon"]),
         // Helpers the test targets share.
         .target(name: "SentinelTestSupport", path: "Tests/SentinelTestSupport"),
         .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),

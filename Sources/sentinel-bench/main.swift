@@ -6,6 +6,7 @@ import SentinelCore
 import SentinelSystem
 
 let args = CommandLine.arguments
+if args.count == 4, args[1] == "serve" { serveAPI(socket: args[2], reportPath: args[3]) }
 guard args.count >= 2 else {
     FileHandle.standardError.write(Data("usage: sentinel-bench ROOT [REPEAT [fresh]]\n".utf8))
     exit(2)
