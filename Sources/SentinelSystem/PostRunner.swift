@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import SentinelCore
+import Synchronization
 
 /// Spawns the native probe (or the product's own POST command) in a fresh child: exactly the given
 /// environment (minus NOTIFY_SOCKET / WATCHDOG_*), the service's cwd, uid and gid with supplementary
@@ -69,6 +70,13 @@ public struct PostRunner: Sendable {
     }
 
     static let spawnLock = NSLock()
+    /// Children now running (each leads its own session): a daemon stopping mid-cycle kills them all.
+    static let running = Mutex(Set<pid_t>())
+
+    /// SIGKILL to every running POST child's process group (daemon shutdown mid-cycle).
+    public static func killRunning() {
+        running.withLock { for pid in $0 { kill(-pid, SIGKILL) } }
+    }
 
     enum End { case exited(Int32), signaled(Int32), timedOut }
     struct Raw { var end: End; var stdout: [UInt8]; var stderr: [UInt8]; var overCap: Bool; var elapsedMs: Int }
@@ -141,6 +149,7 @@ public struct PostRunner: Sendable {
             rc = posix_spawn(&pid, probe, &actions, &attr, argvC, envC)
         }
         close(outPipe[1]); close(errPipe[1]); close(inPipe[0])
+        if rc == 0 { Self.running.withLock { _ = $0.insert(pid) } }
         Self.spawnLock.unlock(); locked = false
         var pendingIn = envBlock[...]
         var inFD: Int32 = inPipe[1]
@@ -190,6 +199,7 @@ public struct PostRunner: Sendable {
         for fd in open { close(fd) }
         if inFD >= 0 { close(inFD) }
         if !reaped { while waitpid(pid, &status, 0) < 0 && errno == EINTR {} }
+        Self.running.withLock { _ = $0.remove(pid) }
         let elapsed = Int((Self.monotonicNanos() - start) / 1_000_000)
         let end: End
         if timedOut { end = .timedOut }

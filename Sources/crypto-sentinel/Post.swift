@@ -3,7 +3,6 @@ import Foundation
 import Glibc
 import SentinelCore
 import SentinelSystem
-import Synchronization
 
 struct Post: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -69,42 +68,20 @@ struct Post: ParsableCommand {
             warn("sentinel-probe not found beside the executable (install it there or set SENTINEL_PROBE)")
             throw ExitCode(2)
         }
-        var environment: [String: String] = [:]
-        var cwd: String?
-        var identity: PostRunner.Identity?
-        var libraries = libcrypto
-        var targetName = name ?? "post"
-        var procTarget: PostTarget?
-        var changedOnDisk = Set<String>()   // maps pathnames whose file was deleted or replaced
+        var plan = PostPlan(targetName: name ?? "post", environment: [:], libraries: libcrypto, expectFIPS: expectFIPS,
+                            command: command)
         if let pid {
             let t: PostTarget
             do { t = try PostTarget.read(pid: pid) } catch {
                 warn("--pid \(pid): \(error)")
                 throw ExitCode(2)
             }
-            procTarget = t
-            environment = t.environ
-            cwd = t.cwd
-            identity = .init(uid: t.uid, gid: t.gid)
-            if libraries.isEmpty {
-                // Content-based identification (SONAME, exports, version text) through the inspect
-                // work's ProcReader; the basename rule only when that snapshot has nothing to say.
-                let snap = ProcReader().snapshot(pid: pid)
-                for file in snap.files where file.role == .libcrypto {
-                    libraries.append(file.mapsPathname)
-                    switch file.disk {
-                    case .deleted, .replaced: changedOnDisk.insert(file.mapsPathname)
-                    default: break
-                    }
-                }
-                if libraries.isEmpty {
-                    libraries = t.mappedLibcrypto
-                    for lib in libraries where lib.hasSuffix(" (deleted)") && access(lib, F_OK) != 0 { changedOnDisk.insert(lib) }
-                }
-            }
-            if name == nil {
-                let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-                targetName = "\(comm ?? "pid") [\(pid)]"
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let followed = PostPlan.following(t, snapshot: libcrypto.isEmpty ? ProcReader().snapshot(pid: pid) : nil,
+                                              name: name ?? "\(comm ?? "pid") [\(pid)]", expectFIPS: expectFIPS, command: command)
+            if libcrypto.isEmpty { plan = followed } else {
+                plan.environment = followed.environment; plan.cwd = followed.cwd; plan.identity = followed.identity
+                plan.targetName = followed.targetName
             }
         }
         if let envFile {
@@ -112,90 +89,26 @@ struct Post: ParsableCommand {
                 warn("--env-file \(envFile): cannot read")
                 throw ExitCode(2)
             }
-            for (k, v) in EnvFile.parse(text) { environment[k] = v }
+            for (k, v) in EnvFile.parse(text) { plan.environment[k] = v }
         }
         for pair in env {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+            plan.environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
         }
-        if libraries.isEmpty { libraries = ["libcrypto.so.3"] }
+        if plan.libraries.isEmpty { plan.libraries = ["libcrypto.so.3"] }
         // Only what the user named is a usage error; a mapped file out of reach is a finding.
         for lib in libcrypto where lib.hasPrefix("/") && access(lib, F_OK) != 0 {
             warn("--libcrypto \(lib): no such file")
             throw ExitCode(2)
         }
-        if let id = identity, geteuid() != 0 {
+        if let id = plan.identity, geteuid() != 0 {
             guard id.uid == geteuid() else {
                 warn("--pid \(pid!): the service runs as uid \(id.uid); running its POST as that user needs root")
                 throw ExitCode(2)
             }
-            identity = nil
+            plan.identity = nil
         }
-        let runner = PostRunner(probe: probe, timeout: timeout)
-        let kept = TargetEnvironment(environment).values
-        let runAs = identity.map { "uid \($0.uid), gid \($0.gid) (supplementary groups reset)" } ?? "uid \(getuid()), gid \(getgid()) (this process)"
-        var targets: [TargetReport] = []
-        var seen = Set<String>()
-        var scratch: String?
-        defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
-        var jobs: [(lib: String, probeLib: String, deleted: Finding?)] = []
-        for lib in libraries where seen.insert(lib).inserted {
-            // A libcrypto deleted or replaced under the running service: POST what it really maps.
-            var probeLib = lib
-            var deleted: Finding?
-            if let t = procTarget, changedOnDisk.contains(lib) {
-                if scratch == nil {
-                    scratch = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-post-\(getpid())").path
-                    try? FileManager.default.createDirectory(atPath: scratch!, withIntermediateDirectories: true,
-                                                             attributes: [.posixPermissions: 0o755])
-                }
-                let copy = t.copyOfMapping(lib, into: scratch!)
-                if let copy { probeLib = copy }
-                deleted = Finding(code: .processDeletedLibrary, target: targetName,
-                    summary: "\(lib.hasSuffix(" (deleted)") ? String(lib.dropLast(" (deleted)".count)) : lib) was deleted or replaced on disk; the service runs the old code until it is restarted"
-                        + (copy == nil ? " (its mapped content cannot be read: the POST below loads nothing)" : "; the POST ran on the mapped content"),
-                    evidence: ["path": .string(lib), "tested_copy": JSONValue(copy)],
-                    fix: ["systemctl restart <the service>   # then rerun: crypto-sentinel post --pid <new pid>"])
-            }
-            jobs.append((lib, probeLib, deleted))
-        }
-        // One child per libcrypto, side by side when there are several (the split bundle's two POSTs
-        // take the time of one on a multi-core machine). Each child is still its own fresh process.
-        let env = environment, dir = cwd, id = identity
-        let runs = Mutex([PostRun?](repeating: nil, count: jobs.count))
-        let threads = jobs.indices.dropFirst().map { i in
-            Thread { [probeLib = jobs[i].probeLib] in
-                let run = runner.runProbe(library: probeLib, environment: env, cwd: dir, identity: id)
-                runs.withLock { $0[i] = run }
-            }
-        }
-        threads.forEach { $0.start() }
-        if let first = jobs.first {
-            let run = runner.runProbe(library: first.probeLib, environment: env, cwd: dir, identity: id)
-            runs.withLock { $0[0] = run }
-        }
-        while !threads.allSatisfy(\.isFinished) { usleep(500) }
-        for (i, job) in jobs.enumerated() {
-            guard let run = runs.withLock({ $0[i] }) else { continue }
-            var result = PostAnalysis.analyze(run, target: targetName, expectFIPS: expectFIPS)
-            if let deleted = job.deleted { result.findings.append(deleted) }
-            let post: JSONValue = ["library": result.library, "checks": .array(result.checks.map(\.json)),
-                                   "run_as": .string(runAs), "elapsed_ms": .int(Int64(run.elapsedMs)),
-                                   "expect_fips": .bool(expectFIPS)]
-            targets.append(TargetReport(name: "\(targetName) \(job.lib)", kind: "post", root: cwd, environment: kept,
-                                        stats: ["elapsed_ms": run.elapsedMs], findings: result.findings, post: post))
-        }
-        if !command.isEmpty {
-            let (outcome, tail, ms) = runner.runCommand(command, environment: environment, cwd: cwd, identity: identity)
-            let finding = PostAnalysis.commandFinding(argv: command, outcome: outcome, outputTail: tail, target: targetName)
-            let status: String = finding == nil ? "pass" : "fail"
-            let check: JSONValue = ["name": "post command", "status": .string(status),
-                                    "summary": .string(command.joined(separator: " ") + (finding == nil ? " exited 0" : " failed")),
-                                    "errors": finding == nil ? [] : JSONValue(tail.split(separator: "\n").suffix(5).map(String.init))]
-            targets.append(TargetReport(name: "\(targetName) command", kind: "post", root: cwd, environment: kept,
-                                        stats: ["elapsed_ms": ms], findings: finding.map { [$0] } ?? [],
-                                        post: ["checks": [check], "run_as": .string(runAs)]))
-        }
+        let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
         // end quietly on a closed stdout, as every other command does.
         signal(SIGPIPE, SIG_DFL)

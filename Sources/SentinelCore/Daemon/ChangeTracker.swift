@@ -1,0 +1,88 @@
+/// The journal's unit of work: what changed between two reports. One alert per finding that appears or
+/// resolves and per target whose state changes; an unchanged picture yields nothing, however many
+/// cycles run (journald rate-limits a chatty service and drops messages).
+public enum ChangeTracker {
+    /// A finding's identity across cycles: target, code and summary (summaries name paths and versions,
+    /// never pids or times, so a persisting fault keeps its key).
+    public struct Key: Hashable, Sendable {
+        public var target: String, code: FindingCode, summary: String
+    }
+
+    public static func key(_ f: Finding, in target: TargetReport) -> Key {
+        Key(target: target.name, code: f.code, summary: f.summary)
+    }
+
+    public static func changes(from old: Report?, to new: Report, at time: String) -> [Alert] {
+        var alerts: [Alert] = []
+        let before = Dictionary((old?.targets ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let after = Dictionary(new.targets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+
+        for t in new.targets {
+            let previous = before[t.name]
+            let was = Set((previous?.findings ?? []).map { key($0, in: t) })
+            for f in t.findings where !was.contains(key(f, in: t)) {
+                alerts.append(Alert(kind: .findingNew, code: f.code, target: t.name, state: "new", severity: f.severity,
+                                    message: f.summary, evidence: flatten(f.evidence), at: time))
+            }
+            if let previous {
+                let now = Set(t.findings.map { key($0, in: t) })
+                for f in previous.findings where !now.contains(key(f, in: t)) {
+                    alerts.append(resolved(f, target: t.name, at: time, why: "no longer found"))
+                }
+            }
+            let wasState = previous?.state
+            if wasState != t.state && !(wasState == nil && t.state == .healthy) {
+                alerts.append(Alert(kind: .targetState, code: nil, target: t.name, state: t.state.rawValue,
+                                    severity: severity(of: t.state),
+                                    message: "\(t.name) is \(t.state.rawValue)" + (wasState.map { " (was \($0.rawValue))" } ?? "")
+                                        + (t.findings.first.map { ": \($0.code.rawValue)" } ?? ""),
+                                    evidence: ["previous_state": wasState?.rawValue ?? "unknown", "kind": t.kind], at: time))
+            }
+        }
+        // A target that is gone (a discovered process exited, a service removed from the config): its
+        // findings resolve with it, and the target itself is reported gone once.
+        for t in old?.targets ?? [] where after[t.name] == nil {
+            for f in t.findings { alerts.append(resolved(f, target: t.name, at: time, why: "target gone")) }
+            alerts.append(Alert(kind: .targetState, code: nil, target: t.name, state: "gone", severity: .info,
+                                message: "\(t.name) is no longer audited (was \(t.state.rawValue))",
+                                evidence: ["previous_state": t.state.rawValue, "kind": t.kind], at: time))
+        }
+        return alerts
+    }
+
+    static func resolved(_ f: Finding, target: String, at time: String, why: String) -> Alert {
+        Alert(kind: .findingResolved, code: f.code, target: target, state: "resolved", severity: f.severity,
+              message: "resolved (\(why)): \(f.summary)", evidence: flatten(f.evidence), at: time)
+    }
+
+    static func severity(of state: TargetState) -> Severity {
+        switch state { case .healthy: return .info; case .degraded: return .warning; case .failed: return .error }
+    }
+
+    /// Evidence as flat key → string (nested keys joined with "_"), at most 32 fields of 2 KiB each.
+    public static func flatten(_ value: JSONValue) -> [String: String] {
+        var out: [String: String] = [:]
+        func walk(_ v: JSONValue, _ prefix: String) {
+            guard out.count < 32 else { return }
+            switch v {
+            case .object(let o): for (k, x) in o.sorted(by: { $0.key < $1.key }) { walk(x, prefix.isEmpty ? k : "\(prefix)_\(k)") }
+            case .array(let a) where a.allSatisfy({ if case .object = $0 { return false } else { return true } }):
+                out[prefix] = String(a.map(scalar).joined(separator: "\n").prefix(2048))
+            case .array(let a): for (i, x) in a.enumerated() { walk(x, "\(prefix)_\(i)") }
+            default: out[prefix] = String(scalar(v).prefix(2048))
+            }
+        }
+        walk(value, "")
+        return out
+    }
+
+    static func scalar(_ v: JSONValue) -> String {
+        switch v {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .bool(let b): return String(b)
+        case .null: return ""
+        case .array, .object: return "…"
+        }
+    }
+}
