@@ -321,9 +321,9 @@ public final class ProcReader: Sendable {
         return .value(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
 
-    struct Errno: Error { var code: Int32 }
+    public struct Errno: Error { public var code: Int32 }
 
-    static func readWhole(_ path: String, limit: Int = 1 << 20) -> Result<[UInt8], Errno> {
+    public static func readWhole(_ path: String, limit: Int = 1 << 20) -> Result<[UInt8], Errno> {
         let buffer = ReadBuffer()
         switch buffer.read(AT_FDCWD, path, limit: limit) {
         case .success(let n): return .success(Array(buffer.bytes[0..<n]))

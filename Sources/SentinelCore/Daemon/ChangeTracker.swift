@@ -6,6 +6,7 @@ public enum ChangeTracker {
     /// never pids or times, so a persisting fault keeps its key).
     public struct Key: Hashable, Sendable {
         public var target: String, code: FindingCode, summary: String
+        public init(target: String, code: FindingCode, summary: String) { self.target = target; self.code = code; self.summary = summary }
     }
 
     public static func key(_ f: Finding, in target: TargetReport) -> Key {

@@ -1,0 +1,216 @@
+import Foundation
+import Glibc
+import SentinelCore
+import SentinelSystem
+
+/// One cycle: every configured bundle scanned (cached), every configured service inspected live and
+/// POSTed, and — when discovery is on — every other process that maps OpenSSL inspected. Blocking
+/// work: the scheduler runs it on its own thread, never on the API's event loops.
+public final class CycleRunner: Sendable {
+    public let catalog: ELFCatalog
+    let auditor: BundleAuditor
+    let reader: ProcReader
+    let toolVersion: String
+
+    public init(toolVersion: String, procRoot: String = "/proc") {
+        catalog = ELFCatalog()
+        auditor = BundleAuditor(catalog: catalog)
+        reader = ProcReader(catalog: catalog, procRoot: procRoot)
+        self.toolVersion = toolVersion
+    }
+
+    /// nil when `cancelled()` turned true mid-way: a partial cycle is never published.
+    public func run(_ config: DaemonConfig, probe: String?, cancelled: @Sendable () -> Bool = { false }) -> Report? {
+        var targets: [TargetReport] = []
+        let runner = probe.map { PostRunner(probe: $0, timeout: config.postTimeout) }
+        let roots = Dictionary(config.bundles.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+
+        for bundle in config.bundles {
+            if cancelled() { return nil }
+            targets.append(scanBundle(root: bundle.root, name: bundle.name, environment: TargetEnvironment(bundle.environment),
+                                      expectFIPS: bundle.expectFIPS, kind: "bundle"))
+        }
+        var claimed = Set<Int32>()
+        for service in config.services {
+            if cancelled() { return nil }
+            let (target, pids) = audit(service, bundle: service.bundle.flatMap { roots[$0] }, runner: runner, cancelled: cancelled)
+            claimed.formUnion(pids)
+            targets.append(target)
+        }
+        if config.discover.enabled {
+            if cancelled() { return nil }
+            targets += discover(config.discover, skipping: claimed, runner: runner)
+        }
+        if cancelled() { return nil }
+        return Report(command: "daemon", toolVersion: toolVersion, generatedAt: Self.utcTimestamp(), targets: targets)
+    }
+
+    // MARK: bundles
+
+    func scanBundle(root: String, name: String, environment: TargetEnvironment, expectFIPS: Bool, kind: String) -> TargetReport {
+        do {
+            var t = try auditor.audit(root: root, name: name, environment: environment, expectFIPS: expectFIPS)
+            t.kind = kind
+            return t
+        } catch {
+            let f = Finding(code: .bundleUnreadable, target: name, summary: "\(root): \(error)",
+                            evidence: ["root": .string(root)],
+                            fix: ["ls -ld \(root)   # the daemon needs read access (CAP_DAC_READ_SEARCH) to the whole tree"])
+            return TargetReport(name: name, kind: kind, root: root, environment: environment.values, findings: [f])
+        }
+    }
+
+    // MARK: services
+
+    func pids(of service: DaemonConfig.Service) -> (pids: [Int32], problem: String?) {
+        switch service.selector {
+        case .unit(let unit): return (reader.pids(unit: unit), nil)
+        case .exe(let exe): return (reader.pids(executable: exe), nil)
+        case .pidFile(let file):
+            do { return ([try ProcReader.pid(fromFile: file)], nil) } catch { return ([], "\(error)") }
+        }
+    }
+
+    func audit(_ service: DaemonConfig.Service, bundle: DaemonConfig.Bundle?, runner: PostRunner?,
+               cancelled: @Sendable () -> Bool) -> (TargetReport, [Int32]) {
+        let name = service.name
+        let (pids, problem) = pids(of: service)
+        let expectations = ProcessExpectations(expectFIPS: service.expectFIPS, environment: service.expectEnvironment)
+        let snapshots = reader.snapshots(pids: pids.sorted(), onlyOpenSSL: false).filter { snap in
+            // A pid file naming a process that is gone is "not running", not "unreadable".
+            !(snap.failures.count > 0 && kill(snap.pid, 0) != 0 && errno == ESRCH)
+        }
+        var parts: [TargetReport] = []
+        var findings: [Finding] = []
+        var liveEnvironment: TargetEnvironment?
+        if snapshots.isEmpty {
+            findings.append(Finding(code: .serviceNotRunning, target: name,
+                summary: "\(name): no running process (\(Self.describe(service.selector))\(problem.map { ": \($0)" } ?? ""))",
+                evidence: ["selector": .string(Self.describe(service.selector))],
+                fix: [Self.startHint(service.selector)]))
+        }
+        for snap in snapshots {
+            parts.append(ProcessAudit.audit(snap, expectations: expectations, name: name))
+            if liveEnvironment == nil { liveEnvironment = snap.environment }
+        }
+        if let bundle, !cancelled() {
+            // The bundle as this service runs it: under the live environment when it runs.
+            let env = liveEnvironment ?? TargetEnvironment(service.environment.merging(bundle.environment) { a, _ in a })
+            parts.append(scanBundle(root: bundle.root, name: name, environment: env,
+                                    expectFIPS: service.expectFIPS || bundle.expectFIPS, kind: "bundle"))
+        }
+        if service.post, let runner, !cancelled() {
+            parts += post(service, snapshots: snapshots, runner: runner)
+        }
+        var target = Self.merge(name: name, kind: "service", root: bundle?.root ?? snapshots.first?.executable,
+                                environment: liveEnvironment?.values ?? TargetEnvironment(service.environment).values,
+                                findings: findings, parts: parts)
+        target.stats["processes"] = snapshots.count
+        return (target, snapshots.map(\.pid))
+    }
+
+    func post(_ service: DaemonConfig.Service, snapshots: [ProcessSnapshot], runner: PostRunner) -> [TargetReport] {
+        // The POST follows the first process that maps a libcrypto (else the first process at all);
+        // with the service down, its configured environment as the configured user.
+        let snap = snapshots.first { s in s.files.contains { $0.role == .libcrypto } } ?? snapshots.first
+        if let snap, let live = try? PostTarget.read(pid: snap.pid) {
+            let plan = PostPlan.following(live, snapshot: snap, name: service.name, expectFIPS: service.expectFIPS,
+                                          command: service.postCommand)
+            return PostSession.run(plan, runner: runner)
+        }
+        let identity = Self.identity(of: service.user ?? "nobody")
+        let plan = PostPlan(targetName: service.name, environment: service.environment, cwd: "/",
+                            identity: identity, libraries: ["libcrypto.so.3"], expectFIPS: service.expectFIPS,
+                            command: service.postCommand)
+        return PostSession.run(plan, runner: runner)
+    }
+
+    static func identity(of user: String) -> PostRunner.Identity? {
+        if let uid = UInt32(user) { return .init(uid: uid, gid: getpwuid(uid).map { $0.pointee.pw_gid } ?? uid) }
+        guard let pw = getpwnam(user) else { return .init(uid: 65534, gid: 65534) }
+        return .init(uid: pw.pointee.pw_uid, gid: pw.pointee.pw_gid)
+    }
+
+    static func describe(_ s: DaemonConfig.Service.Selector) -> String {
+        switch s {
+        case .unit(let u): return "unit \(CgroupUnit.normalise(u))"
+        case .exe(let e): return "exe \(e)"
+        case .pidFile(let p): return "pid file \(p)"
+        }
+    }
+
+    static func startHint(_ s: DaemonConfig.Service.Selector) -> String {
+        if case .unit(let u) = s { return "systemctl status \(CgroupUnit.normalise(u))   # why it is not running; then systemctl start it" }
+        return "start the service; the next cycle inspects it (a POST under its configured environment ran meanwhile)"
+    }
+
+    // MARK: discovery
+
+    /// Every other process mapping OpenSSL, grouped by systemd unit (else by executable name): one
+    /// target per group, so target names stay stable across restarts of a process.
+    func discover(_ d: DaemonConfig.Discover, skipping claimed: Set<Int32>, runner: PostRunner?) -> [TargetReport] {
+        let me = getpid()
+        let pids = reader.allPIDs().filter { $0 != me && !claimed.contains($0) }
+        let snapshots = reader.snapshots(pids: pids, onlyOpenSSL: true)
+        var groups: [String: [ProcessSnapshot]] = [:]
+        for s in snapshots { groups[Self.groupName(s), default: []].append(s) }
+        let expectations = ProcessExpectations(expectFIPS: d.expectFIPS)
+        return groups.keys.sorted().map { name in
+            let snaps = groups[name]!
+            var parts = snaps.map { ProcessAudit.audit($0, expectations: expectations, name: name) }
+            if d.post, let runner, let snap = snaps.first(where: { s in s.files.contains { $0.role == .libcrypto } }),
+               let live = try? PostTarget.read(pid: snap.pid) {
+                parts += PostSession.run(PostPlan.following(live, snapshot: snap, name: name, expectFIPS: d.expectFIPS), runner: runner)
+            }
+            var t = Self.merge(name: name, kind: "process", root: snaps.first?.executable,
+                               environment: snaps.first?.environment?.values ?? [:], findings: [], parts: parts)
+            t.stats["processes"] = snaps.count
+            return t
+        }
+    }
+
+    /// A URL-path-safe, stable name: the unit, else the executable's file name.
+    static func groupName(_ s: ProcessSnapshot) -> String {
+        let raw = s.unit ?? s.executable.map { exe in
+            let base = exe.hasSuffix(MapsParser.deletedSuffix) ? String(exe.dropLast(MapsParser.deletedSuffix.count)) : exe
+            return base.split(separator: "/").last.map(String.init) ?? base
+        } ?? s.command ?? "pid-\(s.pid)"
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_@:")
+        let cleaned = String(raw.map { allowed.contains($0) ? $0 : "_" })
+        return cleaned.isEmpty || cleaned.allSatisfy({ $0 == "." }) ? "pid-\(s.pid)" : cleaned
+    }
+
+    // MARK: merging
+
+    /// One target from its parts (processes, bundle, POSTs): findings deduplicated by code and
+    /// summary, warnings kept, POST details listed per library.
+    static func merge(name: String, kind: String, root: String?, environment: [String: String], findings: [Finding],
+                      parts: [TargetReport]) -> TargetReport {
+        var seen = Set<ChangeTracker.Key>()
+        var all: [Finding] = []
+        for var f in findings + parts.flatMap(\.findings) {
+            f.target = name
+            if seen.insert(.init(target: name, code: f.code, summary: f.summary)).inserted { all.append(f) }
+        }
+        var warnings: [String] = []
+        for w in parts.flatMap(\.warnings) where !warnings.contains(w) { warnings.append(w) }
+        let posts = parts.filter { $0.kind == "post" }.compactMap(\.post)
+        var stats: [String: Int] = [:]
+        let pids = parts.filter { $0.kind == "process" }.compactMap { $0.stats["pid"] }
+        if let first = pids.min() { stats["pid"] = first }
+        if let bundle = parts.first(where: { $0.kind == "bundle" }) {
+            for (k, v) in bundle.stats { stats["bundle_\(k)"] = v }
+        }
+        return TargetReport(name: name, kind: kind, root: root, environment: environment, stats: stats, findings: all,
+                            warnings: warnings, post: posts.isEmpty ? nil : .array(posts))
+    }
+
+    static func utcTimestamp() -> String {
+        var t = time(nil)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        var buf = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buf, buf.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
