@@ -75,15 +75,3 @@ struct Failure: Error, CustomStringConvertible {
 func timestamp() -> String {
     ISO8601DateFormatter().string(from: Date())
 }
-
-struct NotYet {
-    static func fail(_ name: String) -> Never {
-        warn("'\(name)' is not available yet in this build (see the README's Status section)")
-        Foundation.exit(2)
-    }
-}
-
-struct Daemon: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the long-running health daemon (not available yet).")
-    func run() throws { NotYet.fail("daemon") }
-}

@@ -4,39 +4,6 @@ import SentinelTestSupport
 import Testing
 
 /// A real process started for a test: waits for its first line ("ready"), killed by `stop()` (defer).
-final class LiveProcess {
-    let process = Process()
-    let firstLine: String
-    var pid: Int32 { process.processIdentifier }
-
-    init(_ argv: [String], environment: [String: String] = ["PATH": "/usr/bin:/bin"], as user: String? = nil) throws {
-        let argv = user.map { ["setpriv", "--reuid=\($0)", "--regid=\($0)", "--clear-groups", "--"] } .map { $0 + argv } ?? argv
-        process.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : "/usr/bin/" + argv[0])
-        process.arguments = Array(argv.dropFirst())
-        process.environment = environment
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var data = Data()
-        while !data.contains(0x0a) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            data += chunk
-        }
-        firstLine = String(decoding: data, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
-        guard !firstLine.isEmpty else {
-            stop()
-            throw FixtureError(message: "\(argv) exited before printing a line")
-        }
-    }
-
-    func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-}
-
 extension Fixtures {
     /// scripts/fixtures/processes.sh: the holdlibs program and small stand-in OpenSSL files.
     static func proc() throws -> String {
@@ -106,19 +73,11 @@ func identity(_ path: String) -> String {
         defer { p.stop() }
         #expect(p.firstLine.hasPrefix("ssl: OpenSSL 3.5"))
 
-        let cgroupRoot = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"].first { FileManager.default.fileExists(atPath: $0 + "/cgroup.procs") }
-        let slice = cgroupRoot.map { "\($0)/sentinel-test-\(UUID().uuidString.prefix(8)).slice" }
-        var unit: String?
-        if let slice, (try? FileManager.default.createDirectory(atPath: slice + "/product-api.service", withIntermediateDirectories: true)) != nil,
-           (try? "\(p.pid)\n".write(toFile: slice + "/product-api.service/cgroup.procs", atomically: false, encoding: .utf8)) != nil {
-            unit = "product-api.service"
-        }
+        let fake = FakeUnit("product-api.service")
+        let unit = fake.flatMap { $0.adopt(p.pid) ? $0.name : nil }
         defer {
             p.stop()
-            if let slice {
-                for _ in 0..<50 where rmdir(slice + "/product-api.service") != 0 && errno == EBUSY { usleep(20_000) }
-                rmdir(slice)
-            }
+            fake?.remove()
         }
         try #require(unit != nil, "could not create a cgroup directory for the fake unit")
         let cgroup = try String(contentsOfFile: "/proc/\(p.pid)/cgroup", encoding: .utf8)

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import SentinelCore
+import SentinelDaemon
+
+struct Daemon: ParsableCommand {
+    static let defaultConfig = "/etc/crypto-sentinel/config.yaml"
+
+    static let configuration = CommandConfiguration(
+        abstract: "Run the long-running health daemon (systemd Type=notify; Unix-socket API; journal alerts).",
+        discussion: """
+        Each cycle scans the configured bundles (cached), inspects each service's live processes, reruns the \
+        POST under each service's environment and user, and — on the embedded default, or with discover: — \
+        inspects every other process that maps OpenSSL. Cycles run every interval (with jitter), at once on \
+        POST /v1/scan and when a service starts or stops. Changes (a finding appears or resolves, a target's \
+        state changes) go to the journal, one entry each; the report is served on the socket.
+
+        Configuration: --config PATH, else \(defaultConfig) when it exists, else the embedded default \
+        (every process that maps OpenSSL). Folders: $RUNTIME_DIRECTORY and $STATE_DIRECTORY (systemd's \
+        RuntimeDirectory=/StateDirectory=) or the config keys. Signals: SIGHUP reloads the file (a bad file \
+        keeps the running config), SIGTERM stops after STOPPING=1.
+
+        Examples:
+          crypto-sentinel daemon --check --config /etc/crypto-sentinel/config.yaml
+          RUNTIME_DIRECTORY=/tmp/cs STATE_DIRECTORY=/tmp/cs crypto-sentinel daemon
+          curl --unix-socket /run/crypto-sentinel/api.sock http://localhost/v1/report
+        """)
+
+    @Option(help: ArgumentHelp("The YAML configuration (see config/crypto-sentinel.example.yaml).", valueName: "PATH"))
+    var config: String?
+
+    @Flag(help: "Validate the configuration, print what it audits, and exit (0 valid, 2 invalid).")
+    var check = false
+
+    func run() throws {
+        let env = ProcessInfo.processInfo.environment
+        if check {
+            let (cfg, source): (DaemonConfig, String)
+            do { (cfg, source) = try DaemonMain.loadConfig(path: config ?? Self.defaultConfig, required: config != nil) } catch {
+                warn(error.description)
+                throw ExitCode(2)
+            }
+            print("""
+            configuration: \(source)
+            interval: \(cfg.interval) s (jitter ±\(Int(cfg.jitter * 100))%), POST timeout \(cfg.postTimeout) s
+            socket: \(cfg.resolvedSocketPath(environment: env))\(cfg.socketGroup.map { " (group \($0) may POST /v1/scan)" } ?? "")
+            state: \(cfg.resolvedStateDirectory(environment: env)) (history of \(cfg.historyLimit) changes)
+            bundles: \(cfg.bundles.isEmpty ? "none" : cfg.bundles.map { "\($0.name) (\($0.root))" }.joined(separator: ", "))
+            services: \(cfg.services.isEmpty ? "none" : cfg.services.map(\.name).joined(separator: ", "))
+            discover: \(cfg.discover.enabled ? "every other process that maps OpenSSL" + (cfg.discover.post ? ", with POST" : "") : "off")
+            """)
+            return
+        }
+        let main = DaemonMain(options: .init(configPath: config ?? Self.defaultConfig, configRequired: config != nil,
+                                             toolVersion: toolVersion, environment: env))
+        let done = DispatchSemaphore(value: 0)
+        let failure = LockedBox<String?>(nil)
+        Task {
+            do { try await main.run() } catch { failure.set("\(error)") }
+            done.signal()
+        }
+        done.wait()
+        if let why = failure.get() {
+            warn(why)
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// A value handed from the daemon's task back to the blocked main thread.
+final class LockedBox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
+    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+}

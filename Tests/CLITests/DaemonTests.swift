@@ -1,0 +1,263 @@
+import Foundation
+import Glibc
+import SentinelCore
+import SentinelTestSupport
+import Synchronization
+import Testing
+
+/// `crypto-sentinel daemon` run for real: its own runtime and state folders, a real NOTIFY_SOCKET
+/// listener, the real journald, curl on its real socket, and the real split cx_Freeze service in a
+/// unit-named cgroup as its target.
+final class DaemonUnderTest {
+    let process = Process()
+    let dir: String
+    let notify: NotifyListener
+    var pid: Int32 { process.processIdentifier }
+    var socket: String { dir + "/run/api.sock" }
+    var configPath: String { dir + "/config.yaml" }
+    let stderrPath: String
+
+    /// Starts the daemon with `config` (nil: the embedded default) in `dir` (kept across restarts).
+    init(config: String?, dir: String? = nil, watchdogUSec: Int? = 2_000_000, extraEnv: [String: String] = [:]) throws {
+        self.dir = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-daemon-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: self.dir + "/run", withIntermediateDirectories: true)
+        if let config { try config.write(toFile: configPath, atomically: true, encoding: .utf8) }
+        notify = try NotifyListener(abstract: true)
+        stderrPath = self.dir + "/stderr.log"
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        var env = ["PATH": "/usr/bin:/bin", "RUNTIME_DIRECTORY": self.dir + "/run", "STATE_DIRECTORY": self.dir + "/state",
+                   "NOTIFY_SOCKET": notify.address]
+        if let watchdogUSec { env["WATCHDOG_USEC"] = String(watchdogUSec) }
+        env.merge(extraEnv) { _, b in b }
+        process.executableURL = URL(fileURLWithPath: Sentinel.binary)
+        // No config: the embedded default (no /etc/crypto-sentinel/config.yaml on a test machine).
+        process.arguments = ["daemon"] + (config == nil ? [] : ["--config", configPath])
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        try process.run()
+        notify.accept(pid: process.processIdentifier)
+    }
+
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Waits for a datagram matching `predicate` (datagrams before it are skipped).
+    func waitForNotify(_ seconds: Double = 60, _ predicate: (String) -> Bool) -> String? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let m = notify.receive(), predicate(m) { return m }
+            if !process.isRunning { return nil }
+        }
+        return nil
+    }
+
+    func curl(_ path: String, method: String = "GET") throws -> (code: Int, body: String) {
+        let r = try Sentinel.shell(["curl", "-s", "-X", method, "--max-time", "5", "-w", "\n%{http_code}",
+                                    "--unix-socket", socket, "http://localhost" + path])
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
+    func health() throws -> [String: Any] {
+        let body = try curl("/v1/health").body
+        return (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    func signal(_ sig: Int32) { kill(pid, sig) }
+
+    /// Waits for the exit; returns the status, or nil when it did not exit in time.
+    func waitForExit(_ seconds: Double = 20) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning { kill(pid, SIGKILL); process.waitUntilExit() }
+    }
+
+    func remove() { stop(); try? FileManager.default.removeItem(atPath: dir) }
+}
+
+@Suite(.serialized) struct DaemonTests {
+    static let modules = "/usr/lib/x86_64-linux-gnu/ossl-modules"
+
+    /// The real split service in a unit-named cgroup, run from `bundle`.
+    func startService(_ bundle: String, unit: FakeUnit) throws -> LiveProcess {
+        let p = try LiveProcess([bundle + "/app", "--serve"], environment: ["PATH": "/usr/bin:/bin", "OPENSSL_MODULES": Self.modules])
+        guard unit.adopt(p.pid) else { p.stop(); throw FixtureError(message: "cannot move pid \(p.pid) into \(unit.name)") }
+        return p
+    }
+
+    func report(_ d: DaemonUnderTest) throws -> Report {
+        let (code, body) = try d.curl("/v1/report")
+        guard code == 200 else { throw FixtureError(message: "GET /v1/report: \(code) \(body)") }
+        return try JSONDecoder().decode(Report.self, from: Data(body.utf8))
+    }
+
+    /// Polls the report until `predicate` holds (cycles run on their own: live changes, the interval).
+    func waitForReport(_ d: DaemonUnderTest, seconds: Double = 90, _ predicate: (Report) -> Bool) -> Report? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let r = try? report(d), predicate(r) { return r }
+            usleep(250_000)
+        }
+        return nil
+    }
+
+    @Test func splitServiceIsReportedEverywhereThenResolvesAfterARestartFromTheCanonicalBundle() throws {
+        let journald = try JournaldLease()
+        defer { journald.release() }
+        let work = try Fixtures.copy(try Fixtures.cxfreeze("debian"))
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let unit = try #require(FakeUnit("sentinel-api-\(UUID().uuidString.prefix(6).lowercased()).service"), "no writable cgroup hierarchy")
+        var service = try startService(work, unit: unit)
+        defer { service.stop(); unit.remove() }
+
+        let d = try DaemonUnderTest(config: """
+            interval: 1h
+            bundles:
+              - name: product
+                root: \(work)
+            services:
+              - name: product-api
+                unit: \(unit.name)
+                bundle: product
+                environment: {OPENSSL_MODULES: \(Self.modules)}
+            """)
+        defer { d.remove() }
+
+        // READY=1 once the socket listens and the first cycle is done; STATUS names the worst finding.
+        let ready = try #require(d.waitForNotify { $0.contains("READY=1") }, "no READY=1; stderr: \(d.stderr)")
+        #expect(ready.contains("STATUS=2 targets: 2 failed ("))
+        #expect(ready.contains("split-libcrypto on p"))
+        #expect(d.waitForNotify(5) { $0 == "WATCHDOG=1" } != nil, "WATCHDOG=1 at half of WATCHDOG_USEC")
+
+        // The socket: mode 0660, the report from memory, the target by name.
+        var st = stat()
+        #expect(stat(d.socket, &st) == 0 && st.st_mode & 0o777 == 0o660)
+        let first = try report(d)
+        let api = try #require(first.targets.first { $0.name == "product-api" })
+        #expect(api.state == .failed)
+        #expect(Set(api.findings.map(\.code)).isSuperset(of: [.splitLibcrypto, .processSplitLibcrypto]))
+        #expect(try d.curl("/v1/targets/product-api").body.contains("\"process-split-libcrypto\""))
+        #expect(try d.curl("/metrics").body.contains("crypto_sentinel_target_state{"))
+
+        // `status` reads the same over the socket.
+        let status = try Sentinel.run(["status", "--socket", d.socket])
+        #expect(status.status == 1)
+        #expect(status.stdout.contains("product-api"))
+
+        // The journal: one entry for the new finding, with its fixed MESSAGE_ID and fields.
+        let entries = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "SENTINEL_CODE=process-split-libcrypto"])
+        let entry = try #require(entries.first)
+        #expect(entry["MESSAGE_ID"] as? String == FindingCode.processSplitLibcrypto.messageID)
+        #expect(entry["SENTINEL_TARGET"] as? String == "product-api")
+        #expect(entry["SENTINEL_STATE"] as? String == "new")
+        #expect(entry["PRIORITY"] as? String == "2")
+
+        // Restart the service from the canonicalised bundle: the live watcher notices, a cycle runs,
+        // the findings resolve in the report, in STATUS and in the journal.
+        service.stop()
+        let replaced = try Sentinel.shell(["bash", "-c", "rm -rf '\(work)'/* && cp -a '\(try Fixtures.cxfreeze("canonical"))'/. '\(work)'/"])
+        try #require(replaced.status == 0, "\(replaced.stderr)")
+        service = try startService(work, unit: unit)
+        let healed = waitForReport(d) { r in
+            guard let t = r.targets.first(where: { $0.name == "product-api" }) else { return false }
+            return t.stats["pid"] == Int(service.pid) && !t.findings.contains { $0.code == .processSplitLibcrypto || $0.code == .splitLibcrypto }
+        }
+        try #require(healed != nil, "the report never showed the restarted service without a split; stderr: \(d.stderr)")
+        let resolved = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "SENTINEL_CODE=process-split-libcrypto", "SENTINEL_STATE=resolved"])
+        #expect(resolved.count >= 1)
+        #expect(d.waitForNotify(10) { $0.hasPrefix("STATUS=") && !$0.contains("split-libcrypto") } != nil)
+        // An unchanged picture adds no journal entry: a scan now changes nothing.
+        let before = try JournaldLease.entries(matching: ["_PID=\(d.pid)"], count: 0, timeout: 0).count
+        #expect(try d.curl("/v1/scan", method: "POST").code == 202)
+        _ = d.waitForNotify(30) { $0.hasPrefix("STATUS=") }
+        usleep(500_000)
+        #expect(try JournaldLease.entries(matching: ["_PID=\(d.pid)"], count: 0, timeout: 0).count == before)
+
+        d.signal(SIGTERM)
+        #expect(d.waitForNotify(10) { $0.contains("STOPPING=1") } != nil)
+        #expect(d.waitForExit() == 0)
+    }
+
+    /// A configured service that is down, whose product POST command takes `seconds`: a slow cycle.
+    func slowConfig(_ seconds: String, unit: String = "sentinel-absent-\(UUID().uuidString.prefix(6).lowercased())") -> String {
+        """
+        interval: 1h
+        services:
+          - name: slow
+            unit: \(unit)
+            post_command: [/bin/sleep, "\(seconds)"]
+        """
+    }
+
+    @Test func sighupSwapsAGoodFileKeepsTheOldOnABadOneAndSigtermStopsMidCycle() throws {
+        let journald = try JournaldLease()
+        defer { journald.release() }
+        let d = try DaemonUnderTest(config: slowConfig("0.2"))
+        defer { d.remove() }
+        try #require(d.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1; stderr: \(d.stderr)")
+
+        try "interval: -3s\nbogus_key: 1\n".write(toFile: d.configPath, atomically: true, encoding: .utf8)
+        d.signal(SIGHUP)
+        let reloading = try #require(d.waitForNotify(10) { $0.contains("RELOADING=1") })
+        // RELOADING=1 and MONOTONIC_USEC in one datagram.
+        let usec = reloading.split(separator: "\n").first { $0.hasPrefix("MONOTONIC_USEC=") }.flatMap { UInt64($0.dropFirst(15)) }
+        #expect(usec != nil && usec! > 0)
+        let rejected = try #require(d.waitForNotify(10) { $0.contains("READY=1") })
+        #expect(rejected.contains("config rejected"))
+        #expect(rejected.contains("config.yaml:1"))
+        let logged = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "MESSAGE_ID=\(DaemonMessageID.configRejected)"])
+        #expect((logged.first?["MESSAGE"] as? String)?.contains("NOT reloaded") == true)
+        #expect(try d.health()["ready"] as? Bool == true)
+
+        // A good file: swapped, then a cycle at once — slow this time, so SIGTERM lands mid-cycle.
+        let marker = "7.\(Int.random(in: 100...999))"
+        try slowConfig(marker).write(toFile: d.configPath, atomically: true, encoding: .utf8)
+        d.signal(SIGHUP)
+        #expect(d.waitForNotify(10) { $0.contains("RELOADING=1") } != nil)
+        let swapped = try #require(d.waitForNotify(10) { $0.contains("READY=1") })
+        #expect(swapped.contains("reloaded"))
+        var sleeping = false
+        for _ in 0..<100 where !sleeping {
+            sleeping = (try? Sentinel.shell(["pgrep", "-f", "sleep \(marker)"]))?.status == 0
+            usleep(100_000)
+        }
+        try #require(sleeping, "the reloaded config's slow POST command never started")
+        d.signal(SIGTERM)
+        #expect(d.waitForNotify(10) { $0.contains("STOPPING=1") } != nil)
+        #expect(d.waitForExit(10) == 0)
+        // The cycle's children went with it.
+        #expect((try Sentinel.shell(["pgrep", "-f", "sleep \(marker)"])).status != 0)
+    }
+
+    @Test func afterKill9TheLastReportIsServedUntilTheFirstNewCycleCompletes() throws {
+        let journald = try JournaldLease()
+        defer { journald.release() }
+        let unit = "sentinel-absent-\(UUID().uuidString.prefix(6).lowercased())"
+        let a = try DaemonUnderTest(config: slowConfig("0.1", unit: unit))
+        defer { a.remove() }
+        try #require(a.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1; stderr: \(a.stderr)")
+        let before = try report(a)
+        a.signal(SIGKILL)
+        _ = a.waitForExit()
+
+        // Same state folder, a first cycle slowed by the POST command.
+        let b = try DaemonUnderTest(config: slowConfig("4", unit: unit), dir: a.dir)
+        defer { b.stop() }
+        var restored: Report?
+        for _ in 0..<100 where restored == nil {
+            if let h = try? b.health(), h["report_source"] as? String == "restored" { restored = try? report(b) }
+            usleep(50_000)
+        }
+        let served = try #require(restored, "the restarted daemon did not serve the saved report; stderr: \(b.stderr)")
+        #expect(served.generatedAt == before.generatedAt)
+        #expect(served.targets.map(\.name) == before.targets.map(\.name))
+        try #require(b.waitForNotify { $0.contains("READY=1") } != nil)
+        #expect(try b.health()["report_source"] as? String == "cycle")
+        // The restored report was the base of the first diff: the persisting finding is not re-announced.
+        #expect(try JournaldLease.entries(matching: ["_PID=\(b.pid)", "SENTINEL_CODE=service-not-running", "SENTINEL_STATE=new"], count: 0, timeout: 0).isEmpty)
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import Glibc
+import Testing
+import SentinelCore
+import SentinelSystem
+import SentinelTestSupport
+@testable import SentinelDaemon
+
+/// One cycle on real things: the real split cx_Freeze service (Debian's python3-cryptography beside
+/// the bundle's own libcrypto) running in a unit-named cgroup, its bundle, and the native probe.
+@Suite(.serialized) struct CycleRunnerTests {
+    static func cxfreeze(_ variant: String) throws -> String {
+        try FixtureScripts.build("cxfreeze-bundles.sh", out: FixtureScripts.root + "/cxfreeze")
+        return FixtureScripts.root + "/cxfreeze/" + variant
+    }
+
+    /// Configs go through the real parser, as the daemon reads them.
+    func config(_ yaml: String) throws -> DaemonConfig { try DaemonConfig.parse(yaml, file: "test.yaml") }
+
+    @Test func theSplitServiceFailsWithEveryLayerOfEvidence() throws {
+        let bundle = try Self.cxfreeze("debian")
+        let p = try LiveProcess([bundle + "/app", "--serve"],
+                                environment: ["PATH": "/usr/bin:/bin", "OPENSSL_MODULES": "/usr/lib/x86_64-linux-gnu/ossl-modules"])
+        let unit = try #require(FakeUnit("cycle-api.service"), "no writable cgroup hierarchy for a fake unit")
+        defer { p.stop(); unit.remove() }
+        try #require(unit.adopt(p.pid))
+
+        let config = try config("""
+            bundles:
+              - name: product
+                root: \(bundle)
+            services:
+              - name: product-api
+                unit: cycle-api
+                bundle: product
+                environment: {OPENSSL_MODULES: /usr/lib/x86_64-linux-gnu/ossl-modules}
+            """)
+        let probe = try #require(PostRunner.locateProbe(), "sentinel-probe is built beside the test bundle")
+        let report = try #require(CycleRunner(toolVersion: "test").run(config, probe: probe))
+
+        #expect(report.targets.map(\.name) == ["product", "product-api"])
+        let api = report.targets[1]
+        #expect(api.kind == "service" && api.state == .failed && api.stats["processes"] == 1 && api.stats["pid"] == Int(p.pid))
+        let codes = Set(api.findings.map(\.code))
+        #expect(codes.isSuperset(of: [.processSplitLibcrypto, .splitLibcrypto]))
+        #expect(api.findings.allSatisfy { $0.target == "product-api" })
+        // One POST per libcrypto the service maps: two here.
+        #expect(api.post?.arrayValue?.count == 2)
+        #expect(report.targets[0].findings.contains { $0.code == .splitLibcrypto })
+        #expect(StatusLine.summary(report).hasPrefix("2 targets: 2 failed ("))
+    }
+
+    @Test func aServiceThatIsDownIsReportedAndPOSTedUnderItsConfiguredEnvironment() throws {
+        let config = try config("""
+            services:
+              - name: ghost
+                unit: no-such-unit-\(UUID().uuidString.prefix(6))
+                environment: {OPENSSL_MODULES: /usr/lib/x86_64-linux-gnu/ossl-modules}
+            """)
+        let probe = try #require(PostRunner.locateProbe())
+        let report = try #require(CycleRunner(toolVersion: "test").run(config, probe: probe))
+        let ghost = try #require(report.targets.first)
+        #expect(ghost.findings.map(\.code) == [.serviceNotRunning])
+        #expect(ghost.state == .degraded && ghost.stats["processes"] == 0)
+        // The POST ran as nobody with the configured environment, on the system's libcrypto.
+        let post = try #require(ghost.post?.arrayValue?.first)
+        #expect(post["run_as"]?.stringValue?.hasPrefix("uid 65534") == true)
+    }
+
+    @Test func aMissingBundleRootIsAFindingNotAnError() throws {
+        let config = try config("""
+            bundles:
+              - name: gone
+                root: /nonexistent/\(UUID().uuidString)
+            """)
+        let report = try #require(CycleRunner(toolVersion: "test").run(config, probe: nil))
+        #expect(report.targets.first?.findings.map(\.code) == [.bundleUnreadable])
+        #expect(report.targets.first?.state == .failed)
+    }
+
+    @Test func discoveryGroupsByUnitAndSkipsConfiguredServices() throws {
+        let bundle = try Self.cxfreeze("debian")
+        let p = try LiveProcess([bundle + "/app", "--serve"],
+                                environment: ["PATH": "/usr/bin:/bin", "OPENSSL_MODULES": "/usr/lib/x86_64-linux-gnu/ossl-modules"])
+        let unit = try #require(FakeUnit("discover-me.service"))
+        defer { p.stop(); unit.remove() }
+        try #require(unit.adopt(p.pid))
+        let runner = CycleRunner(toolVersion: "test")
+        let report = try #require(runner.run(.embeddedDefault, probe: nil))
+        let found = try #require(report.targets.first { $0.name == "discover-me.service" })
+        #expect(found.kind == "process" && found.findings.contains { $0.code == .processSplitLibcrypto })
+
+        let second = try #require(runner.run(try config("""
+            discover: {enabled: true}
+            services:
+              - name: mine
+                unit: discover-me
+                post: false
+            """), probe: nil))
+        #expect(second.targets.filter { $0.name == "discover-me.service" }.isEmpty)
+        #expect(second.targets.first?.name == "mine")
+    }
+
+    @Test func aCancelledCycleIsNotPublished() throws {
+        #expect(CycleRunner(toolVersion: "test").run(.embeddedDefault, probe: nil, cancelled: { true }) == nil)
+    }
+}
