@@ -7,7 +7,7 @@ import Glibc
 /// NotifyAccess=main would.
 /// Sender filtering is by the test process itself unless `accept(pid:)` names another (a daemon under test).
 public final class NotifyListener {
-    let fd: Int32
+    public let fd: Int32
     /// The NOTIFY_SOCKET value: a path, or "@name".
     public let address: String
 
