@@ -21,6 +21,7 @@ final class DaemonUnderTest {
     init(config: String?, dir: String? = nil, watchdogUSec: Int? = 2_000_000, extraEnv: [String: String] = [:]) throws {
         self.dir = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-daemon-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: self.dir + "/run", withIntermediateDirectories: true)
+        let configPath = self.dir + "/config.yaml"
         if let config { try config.write(toFile: configPath, atomically: true, encoding: .utf8) }
         notify = try NotifyListener(abstract: true)
         stderrPath = self.dir + "/stderr.log"
