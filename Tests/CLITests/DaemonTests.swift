@@ -201,7 +201,7 @@ final class DaemonUnderTest {
         defer { d.remove() }
         try #require(d.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1; stderr: \(d.stderr)")
 
-        try "interval: -3s\nbogus_key: 1\n".write(toFile: d.configPath, atomically: true, encoding: .utf8)
+        try "interval: -3s\njitter: 0.1\n".write(toFile: d.configPath, atomically: true, encoding: .utf8)
         d.signal(SIGHUP)
         let reloading = try #require(d.waitForNotify(10) { $0.contains("RELOADING=1") })
         // RELOADING=1 and MONOTONIC_USEC in one datagram.

@@ -7,8 +7,12 @@ import SentinelSystem
 /// the interval. Cheap by design: each tick lists /proc and reads maps, cgroup and exe only of pids it
 /// has not seen before. (A library dlopen()ed later by a known process waits for the next cycle.)
 final class LiveWatcher {
-    struct Info { var openssl: Bool; var unit: String?; var exe: (UInt64, UInt64)?; var ours: Bool }
+    struct Info { var openssl: Bool; var unit: String?; var exe: (UInt64, UInt64)?; var ours: Bool; var firstSeen: Int }
     private var known: [Int32: Info] = [:]
+    private var tick = 0
+    /// A young process is read again for a few ticks: it is moved into its unit's cgroup and loads
+    /// OpenSSL only after it becomes visible (systemd forks, then moves, then execs; dlopen comes later).
+    static let settleTicks = 5
     private let procRoot: String
     private var last: Set<String>?
 
@@ -27,8 +31,12 @@ final class LiveWatcher {
         let pids = reader.allPIDs()
         let alive = Set(pids)
         known = known.filter { alive.contains($0.key) }
-        for pid in pids where known[pid] == nil && pid != me {
-            known[pid] = info(pid, reader: reader, me: me)
+        tick += 1
+        for pid in pids where pid != me {
+            if let old = known[pid], tick - old.firstSeen > Self.settleTicks { continue }
+            var fresh = info(pid, reader: reader, me: me)
+            fresh.firstSeen = known[pid]?.firstSeen ?? tick
+            known[pid] = fresh
         }
         var marks = Set<String>()
         for service in config.services {
@@ -54,7 +62,7 @@ final class LiveWatcher {
 
     private func info(_ pid: Int32, reader: ProcReader, me: Int32) -> Info {
         let base = procRoot + "/\(pid)"
-        var info = Info(openssl: false, unit: reader.unit(pid: pid), exe: nil, ours: false)
+        var info = Info(openssl: false, unit: reader.unit(pid: pid), exe: nil, ours: false, firstSeen: tick)
         // Our own POST children map libcrypto too: they must not wake the scheduler.
         if case .success(let stat) = ProcReader.readWhole(base + "/stat"),
            let close = stat.lastIndex(of: UInt8(ascii: ")")) {
