@@ -167,7 +167,8 @@ final class DaemonUnderTest {
             guard let t = r.targets.first(where: { $0.name == "product-api" }) else { return false }
             return t.stats["pid"] == Int(service.pid) && !t.findings.contains { $0.code == .processSplitLibcrypto || $0.code == .splitLibcrypto }
         }
-        try #require(healed != nil, "the report never showed the restarted service without a split; stderr: \(d.stderr)")
+        let last = (try? report(d))?.targets.first { $0.name == "product-api" }
+        try #require(healed != nil, "the report never showed the restarted service (pid \(service.pid)) without a split; last: \(String(describing: last?.stats)) \(last?.findings.map(\.summary) ?? []); health: \((try? d.health()) ?? [:])")
         let resolved = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "SENTINEL_CODE=process-split-libcrypto", "SENTINEL_STATE=resolved"])
         #expect(resolved.count >= 1)
         #expect(d.waitForNotify(10) { $0.hasPrefix("STATUS=") && !$0.contains("split-libcrypto") } != nil)
