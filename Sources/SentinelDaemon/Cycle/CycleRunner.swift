@@ -9,18 +9,22 @@ import SentinelSystem
 public final class CycleRunner: Sendable {
     public let catalog: ELFCatalog
     let auditor: BundleAuditor
-    let reader: ProcReader
+    let procRoot: String
     let toolVersion: String
 
     public init(toolVersion: String, procRoot: String = "/proc") {
         catalog = ELFCatalog()
         auditor = BundleAuditor(catalog: catalog)
-        reader = ProcReader(catalog: catalog, procRoot: procRoot)
+        self.procRoot = procRoot
         self.toolVersion = toolVersion
     }
 
     /// nil when `cancelled()` turned true mid-way: a partial cycle is never published.
     public func run(_ config: DaemonConfig, probe: String?, cancelled: @Sendable () -> Bool = { false }) -> Report? {
+        // A reader's own caches (path lookups, mapped files by inode) hold for one cycle only: between
+        // cycles an inode can be freed and reused by another file. ELF models stay cached in the
+        // catalog, which checks size, mtime and ctime.
+        let reader = ProcReader(catalog: catalog, procRoot: procRoot)
         var targets: [TargetReport] = []
         let runner = probe.map { PostRunner(probe: $0, timeout: config.postTimeout) }
         let roots = Dictionary(config.bundles.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -33,13 +37,14 @@ public final class CycleRunner: Sendable {
         var claimed = Set<Int32>()
         for service in config.services {
             if cancelled() { return nil }
-            let (target, pids) = audit(service, bundle: service.bundle.flatMap { roots[$0] }, runner: runner, cancelled: cancelled)
+            let (target, pids) = audit(service, bundle: service.bundle.flatMap { roots[$0] }, reader: reader, runner: runner,
+                                       cancelled: cancelled)
             claimed.formUnion(pids)
             targets.append(target)
         }
         if config.discover.enabled {
             if cancelled() { return nil }
-            targets += discover(config.discover, skipping: claimed, runner: runner)
+            targets += discover(config.discover, skipping: claimed, reader: reader, runner: runner)
         }
         if cancelled() { return nil }
         return Report(command: "daemon", toolVersion: toolVersion, generatedAt: Self.utcTimestamp(), targets: targets)
@@ -62,7 +67,7 @@ public final class CycleRunner: Sendable {
 
     // MARK: services
 
-    func pids(of service: DaemonConfig.Service) -> (pids: [Int32], problem: String?) {
+    func pids(of service: DaemonConfig.Service, reader: ProcReader) -> (pids: [Int32], problem: String?) {
         switch service.selector {
         case .unit(let unit): return (reader.pids(unit: unit), nil)
         case .exe(let exe): return (reader.pids(executable: exe), nil)
@@ -71,10 +76,10 @@ public final class CycleRunner: Sendable {
         }
     }
 
-    func audit(_ service: DaemonConfig.Service, bundle: DaemonConfig.Bundle?, runner: PostRunner?,
+    func audit(_ service: DaemonConfig.Service, bundle: DaemonConfig.Bundle?, reader: ProcReader, runner: PostRunner?,
                cancelled: @Sendable () -> Bool) -> (TargetReport, [Int32]) {
         let name = service.name
-        let (pids, problem) = pids(of: service)
+        let (pids, problem) = pids(of: service, reader: reader)
         let expectations = ProcessExpectations(expectFIPS: service.expectFIPS, environment: service.expectEnvironment)
         let snapshots = reader.snapshots(pids: pids.sorted(), onlyOpenSSL: false).filter { snap in
             // A pid file naming a process that is gone is "not running", not "unreadable".
@@ -148,7 +153,7 @@ public final class CycleRunner: Sendable {
 
     /// Every other process mapping OpenSSL, grouped by systemd unit (else by executable name): one
     /// target per group, so target names stay stable across restarts of a process.
-    func discover(_ d: DaemonConfig.Discover, skipping claimed: Set<Int32>, runner: PostRunner?) -> [TargetReport] {
+    func discover(_ d: DaemonConfig.Discover, skipping claimed: Set<Int32>, reader: ProcReader, runner: PostRunner?) -> [TargetReport] {
         let me = getpid()
         let pids = reader.allPIDs().filter { $0 != me && !claimed.contains($0) }
         let snapshots = reader.snapshots(pids: pids, onlyOpenSSL: true)
