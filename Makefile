@@ -13,7 +13,7 @@ CATALOGDIR ?= /usr/lib/systemd/catalog
 CONFDIR ?= /etc/crypto-sentinel
 DOCDIR ?= $(PREFIX)/share/doc/crypto-sentinel
 
-.PHONY: setup build release fixtures demo test bench install install-files clean
+.PHONY: setup build release fixtures demo demo-scan test bench install install-files clean
 
 ## setup: install the Debian packages the build, the tests and the demo need (root, or sudo).
 setup:
@@ -39,8 +39,15 @@ fixtures:
 	scripts/fixtures/post-libs.sh $(FIXTURES)/post
 	scripts/fixtures/fips-provider.sh $(FIPS_CACHE) >/dev/null
 
-## demo: freeze a real cx_Freeze service with Debian's python3-cryptography and scan it.
+## demo: the daemon on its embedded default next to a demo service (the real split cx_Freeze bundle,
+## frozen on the spot with Debian's python3-cryptography): `crypto-sentinel status`, the socket and the
+## journal alert, then everything it started is stopped (KEEP=1 leaves the daemon and service running).
 demo: setup release
+	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
+	scripts/demo-daemon.sh $(FIXTURES) .build/release
+
+## demo-scan: the release gate alone: scan the real split bundle.
+demo-scan: setup release
 	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
 	@echo; echo "\$$ crypto-sentinel scan $(FIXTURES)/cxfreeze/debian"; \
 	.build/release/crypto-sentinel scan $(FIXTURES)/cxfreeze/debian; \
