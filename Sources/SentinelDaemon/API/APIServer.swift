@@ -64,6 +64,9 @@ public final class APIServer: Sendable {
         var socketFile: (path: String, dev: UInt64, ino: UInt64)?
     }
     private let running = Mutex<Running?>(nil)
+    /// maxConnections, lowered at start so the open-file limit is never what refuses a client: at EMFILE
+    /// the kernel queue fills while accept fails, and nobody (not even /v1/health) gets in.
+    private let connectionLimit = Atomic<Int>(0)
 
     public init(board: StateBoard, metrics: DaemonMetrics, scanGroup: gid_t?, limits: APILimits = .init(),
                 requestScan: @escaping @Sendable () -> ScanRequestOutcome) {
@@ -81,10 +84,24 @@ public final class APIServer: Sendable {
     /// Open client connections (for tests and the hostile-client checks).
     public var connectionCount: Int { connections.count }
 
+    /// The connection bound in force (APILimits.maxConnections, or less under a low RLIMIT_NOFILE).
+    public var maxConnections: Int { connectionLimit.load(ordering: .relaxed) }
+
+    /// Keeps `reserve` descriptors for everything else the daemon opens (probes, journal, state files).
+    static func connectionLimit(configured: Int, reserve: Int = 64) -> Int {
+        var rl = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return configured }
+        // RLIM_INFINITY is all ones: clamping makes it Int.max.
+        return max(1, min(configured, Int(clamping: rl.rlim_cur) - reserve))
+    }
+
     /// Adopts a socket-activated fd bound to `socketPath` (or the only one passed), else binds the path
     /// with mode 0660 and `group`. Returns once the socket accepts connections.
     public func start(socketPath: String, group: gid_t?) async throws {
         guard running.withLock({ $0 == nil }) else { throw APIServerError("the API server is already running") }
+        // 0 stays 0: refusing everyone is a valid (test) configuration.
+        connectionLimit.store(limits.maxConnections == 0 ? 0 : Self.connectionLimit(configured: limits.maxConnections),
+                              ordering: .relaxed)
         let elg = MultiThreadedEventLoopGroup(numberOfThreads: limits.threads)
         let bootstrap = ServerBootstrap(group: elg)
             .serverChannelOption(.backlog, value: 256)
@@ -189,7 +206,7 @@ public final class APIServer: Sendable {
     private func initialize(_ channel: Channel) -> EventLoopFuture<Void> {
         let record = ConnectionRecord(channel: channel)
         let admitted: Bool
-        switch connections.admit(record, limit: limits.maxConnections) {
+        switch connections.admit(record, limit: connectionLimit.load(ordering: .relaxed)) {
         case .admitted(let shed):
             admitted = true
             shed?.channel.close(promise: nil)
