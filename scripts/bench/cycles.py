@@ -1,6 +1,6 @@
 """Drives daemon cycles for scripts/bench-daemon.sh: POST /v1/scan, then wait for GET /v1/health's
 "cycles" to grow, CYCLES times, over one keep-alive connection to the daemon's Unix socket. At each
-checkpoint it reads VmRSS/VmHWM from /proc/PID/status and utime/stime/cutime/cstime from /proc/PID/stat,
+checkpoint it reads VmRSS/VmHWM/RssAnon/RssFile from /proc/PID/status and utime/stime/cutime/cstime from /proc/PID/stat,
 and prints one JSON line. Usage: cycles.py SOCKET PID CYCLES [CHECKPOINT...]
 `cycles.py --get SOCKET PATH` prints one GET's body instead (it must answer 200).
 """
@@ -29,14 +29,15 @@ def sample(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 status[key] = int(value.split()[0])
     with open(f"/proc/{pid}/stat") as f:
         # the fields after ") " are fixed; the command name before it may hold spaces
         fields = f.read().rsplit(") ", 1)[1].split()
     hz = os.sysconf("SC_CLK_TCK")
     utime, stime, cutime, cstime = (int(x) / hz for x in fields[11:15])
-    return {"rss_kib": status["VmRSS"], "hwm_kib": status["VmHWM"], "utime": utime, "stime": stime,
+    return {"rss_kib": status["VmRSS"], "hwm_kib": status["VmHWM"], "anon_kib": status["RssAnon"],
+            "file_kib": status["RssFile"], "utime": utime, "stime": stime,
             "cutime": cutime, "cstime": cstime}
 
 
