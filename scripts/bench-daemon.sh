@@ -4,6 +4,7 @@
 #     same load on nginx serving the same bytes as a static file on a Unix socket: p50/p90/p99, rps and
 #     the daemon/nginx ratios (targets: p99 <= 2 ms, rps >= 0.5x nginx). Load: scripts/bench/uds-load.c.
 #     Then both again with the clients sharing a fixed $RATE (1,000) req/s (open loop; RATE=0 skips it).
+#     The daemon is loaded twice each time: idle, and while POST /v1/scan keeps cycles running.
 #   - RSS (VmRSS, VmHWM, RssAnon, RssFile) after READY=1, after the load, and along $CYCLES (1,000) cycles driven by
 #     POST /v1/scan (target: <= 20 MiB, no growth); CPU time per cycle from /proc/PID/stat.
 # The daemon audits the real split cx_Freeze service (fixtures), started here, through a private config
@@ -157,40 +158,55 @@ for _ in $(seq 50); do [ -S "$TMP/nginx.sock" ] && break; sleep 0.1; done
 
 echo "== GET /v1/report over a Unix socket, $CONNS keep-alive clients, ${DURATION} s per row after ${WARMUP} s warm-up, body $body bytes"
 # Closed loop (each client asks again at once: the targets' load) and open loop (RATE req/s over the
-# same clients: the latency of a server that is not saturated); nginx first, then the daemon, each time.
+# same clients: the latency of a server that is not saturated); nginx, then the daemon idle, then the
+# daemon while POST /v1/scan keeps cycles running back to back (a query must not wait for a cycle).
+health_cycles() { python3 scripts/bench/cycles.py --get "$SOCK" /v1/health | python3 -c 'import json,sys; print(json.load(sys.stdin)["cycles"])'; }
 for mode in closed open; do
   [ "$mode" = open ] && [ "$RATE" = 0 ] && continue
   rate=(); [ "$mode" = open ] && rate=(-r "$RATE")
   load "$TMP/nginx.sock" /v1/report "${rate[@]}" > "$TMP/nginx-$mode.json"
-  if [ -z "$daemon_error" ]; then load "$SOCK" /v1/report "${rate[@]}" > "$TMP/daemon-$mode.json"
-  else echo '{}' > "$TMP/daemon-$mode.json"; fi
+  if [ -n "$daemon_error" ]; then continue; fi
+  load "$SOCK" /v1/report "${rate[@]}" > "$TMP/daemon-$mode.json"
+  c0=$(health_cycles)
+  python3 scripts/bench/cycles.py "$SOCK" "$DPID" 100000000 > /dev/null &
+  busy=$!; PIDS+=("$busy")
+  load "$SOCK" /v1/report "${rate[@]}" > "$TMP/busy-$mode.json"
+  kill "$busy"; wait "$busy" 2>/dev/null || true
+  echo "$(( $(health_cycles) - c0 ))" > "$TMP/busy-$mode.cycles"
 done
 python3 - "$TMP" "$RATE" <<'PY'
 import json, os, sys
 tmp, rate = sys.argv[1], sys.argv[2]
-row = "  {:<24} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8}"
+row = "  {:<34} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8}"
 ok = lambda b: "met" if b else "NOT met"
+load = lambda name: json.load(open(f"{tmp}/{name}.json")) if os.path.exists(f"{tmp}/{name}.json") else None
 for mode, title in (("closed", "as fast as they go"), ("open", f"{rate} req/s in all, latency from the scheduled send")):
-    if not os.path.exists(f"{tmp}/nginx-{mode}.json"):
+    n = load(f"nginx-{mode}")
+    if not n:
         continue
-    n, d = (json.load(open(f"{tmp}/{who}-{mode}.json")) for who in ("nginx", "daemon"))
+    d, b = load(f"daemon-{mode}"), load(f"busy-{mode}")
     print(f"  {mode} loop: {title}")
     print(row.format("", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"))
-    for name, r in (("nginx (static file)", n), ("crypto-sentinel daemon", d)):
+    busy_name = "daemon, cycles back to back"
+    if b:
+        busy_name = f"daemon, {open(f'{tmp}/busy-{mode}.cycles').read().strip()} cycles meanwhile"
+    for name, r in (("nginx (static file)", n), ("crypto-sentinel daemon, idle", d), (busy_name, b)):
         if not r:
             continue
         print(row.format(name, r["requests"], r["errors"], f'{r["rps"]:.0f}', f'{r["p50_ms"]:.3f}',
                          f'{r["p90_ms"]:.3f}', f'{r["p99_ms"]:.3f}', f'{r["max_ms"]:.3f}'))
         if r["errors"]:
-            print(f'  {"":<24} errors: {r["non_200"]} non-200, {r["timeouts"]} timeouts, {r["connection_errors"]} connection errors')
+            print(f'  {"":<34} errors: {r["non_200"]} non-200, {r["timeouts"]} timeouts, {r["connection_errors"]} connection errors')
         if r["server_closes"]:
-            print(f'  {"":<24} the server closed {r["server_closes"]} connections between requests (reopened, not errors)')
-    if d and n["rps"] and n["p50_ms"] and n["p99_ms"]:
-        rps, p50, p99 = d["rps"] / n["rps"], d["p50_ms"] / n["p50_ms"], d["p99_ms"] / n["p99_ms"]
-        print(f'  daemon/nginx: p50 {p50:.2f}x, p99 {p99:.2f}x, req/s {rps:.2f}x')
-        if mode == "closed":
-            print(f'  targets: p99 <= 2 ms {ok(d["p99_ms"] <= 2)} ({d["p99_ms"]:.3f} ms); '
-                  f'req/s >= 0.5x nginx {ok(rps >= 0.5)} ({rps:.2f}x)')
+            print(f'  {"":<34} the server closed {r["server_closes"]} connections between requests (reopened, not errors)')
+    for label, r in (("idle", d), ("cycling", b)):
+        if r and n["rps"] and n["p50_ms"] and n["p99_ms"]:
+            print(f'  daemon {label}/nginx: p50 {r["p50_ms"] / n["p50_ms"]:.2f}x, p99 {r["p99_ms"] / n["p99_ms"]:.2f}x, '
+                  f'req/s {r["rps"] / n["rps"]:.2f}x')
+    if d and mode == "closed":
+        rps = d["rps"] / n["rps"]
+        print(f'  targets (idle daemon): p99 <= 2 ms {ok(d["p99_ms"] <= 2)} ({d["p99_ms"]:.3f} ms); '
+              f'req/s >= 0.5x nginx {ok(rps >= 0.5)} ({rps:.2f}x)')
 PY
 
 if [ -n "$daemon_error" ]; then
