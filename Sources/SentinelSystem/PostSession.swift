@@ -68,8 +68,8 @@ public enum PostSession {
             if let t = plan.process, plan.changedOnDisk.contains(lib) {
                 if scratch == nil {
                     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-post-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-                    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                             attributes: [.posixPermissions: 0o755])
+                    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                    chmod(dir, 0o755)  // despite UMask=0077 in the unit: the service user must reach the copy
                     scratch = dir
                 }
                 let copy = t.copyOfMapping(lib, into: scratch!)

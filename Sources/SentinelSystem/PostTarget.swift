@@ -37,7 +37,9 @@ public struct PostTarget: Sendable {
         let stripped = mapsPathname.hasSuffix(" (deleted)") ? String(mapsPathname.dropLast(" (deleted)".count)) : mapsPathname
         let base = String(stripped.split(separator: "/").last ?? "libcrypto.so")
         let copy = dir + "/" + base
-        guard FileManager.default.createFile(atPath: copy, contents: data, attributes: [.posixPermissions: 0o644]) else { return nil }
+        guard FileManager.default.createFile(atPath: copy, contents: data) else { return nil }
+        // Explicitly: the unit's UMask=0077 would leave it unreadable to the service user running the POST.
+        chmod(copy, 0o644)
         return copy
     }
 

@@ -263,3 +263,81 @@ final class DaemonUnderTest {
         #expect(try JournaldLease.entries(matching: ["_PID=\(b.pid)", "SENTINEL_CODE=service-not-running", "SENTINEL_STATE=new"], count: 0, timeout: 0).isEmpty)
     }
 }
+
+/// Start-up, activation and the watchdog, on the real binary.
+@Suite(.serialized) struct DaemonStartTests {
+    @Test func aBadConfigStopsTheStartWithFileLineAndKey() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "interval: 5m\nservices:\n  - name: api\n    unit: api\n    colour: blue\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        let r = try Sentinel.shell(["env", "RUNTIME_DIRECTORY=\(dir)", "STATE_DIRECTORY=\(dir)", Sentinel.binary, "daemon", "--config", dir + "/c.yaml"])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("\(dir)/c.yaml:5:5: services[0].colour: unknown key"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/api.sock"))
+        let check = try Sentinel.run(["daemon", "--check", "--config", dir + "/c.yaml"])
+        #expect(check.status == 2)
+        let missing = try Sentinel.run(["daemon", "--check", "--config", dir + "/absent.yaml"])
+        #expect(missing.status == 2 && missing.stderr.contains("absent.yaml: cannot read"))
+        try "services:\n  - name: api\n    unit: api\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        let good = try Sentinel.run(["daemon", "--check", "--config", dir + "/c.yaml"])
+        #expect(good.status == 0 && good.stdout.contains("services: api") && good.stdout.contains("discover: off"))
+    }
+
+    /// systemd-socket-activate binds the socket and execs the daemon on the first connection, with
+    /// LISTEN_FDS/LISTEN_PID, as crypto-sentinel.socket does: the daemon adopts the socket.
+    @Test func socketActivationAdoptsTheListeningSocket() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sock = dir + "/activated.sock"
+        try "interval: 1h\nservices:\n  - name: api\n    unit: sentinel-absent-unit\n    post: false\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        // posix_spawn, not Foundation's Process: the activator closes its inherited descriptors when it
+        // execs the daemon, which Process takes for an exit and then blocks in wait4() on it, stalling
+        // every other child of this test process (curl below).
+        let argv = ["/usr/bin/systemd-socket-activate", "-l", sock, "-E", "RUNTIME_DIRECTORY=\(dir)/run",
+                    "-E", "STATE_DIRECTORY=\(dir)/state", "-E", "PATH=/usr/bin:/bin",
+                    Sentinel.binary, "daemon", "--config", dir + "/c.yaml"]
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd: Int32 in 0...2 { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", O_RDWR, 0) }
+        var pid: pid_t = 0
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        try #require(posix_spawn(&pid, argv[0], &actions, nil, cargs, environ) == 0)
+        var reaped = false
+        defer { if !reaped { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0) } }
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: sock) { usleep(20_000) }
+        // The first connection starts the daemon, which answers it on the adopted socket.
+        let r = try Sentinel.shell(["curl", "-s", "--max-time", "10", "--unix-socket", sock, "http://localhost/v1/health"])
+        #expect(r.stdout.contains("\"status\":\"ok\""))
+        // It did not bind a socket of its own.
+        #expect(!FileManager.default.fileExists(atPath: dir + "/run/api.sock"))
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        reaped = true
+        #expect(status == 0, "the daemon (exec'd by the activator, same pid) exits 0 on SIGTERM")
+    }
+
+    /// A cycle step that hangs (the product's POST command, here 4 s) never stops WATCHDOG=1.
+    @Test func theWatchdogKeepsComingDuringASlowCycle() throws {
+        let d = try DaemonUnderTest(config: """
+            interval: 1h
+            services:
+              - name: slow
+                unit: sentinel-absent-unit
+                post_command: [/bin/sleep, "4"]
+            """, watchdogUSec: 1_000_000)
+        defer { d.remove() }
+        var pings = 0
+        let ready = d.waitForNotify(30) { m in
+            if m == "WATCHDOG=1" { pings += 1 }
+            return m.contains("READY=1")
+        }
+        #expect(ready != nil)
+        // Every half of WATCHDOG_USEC (0.5 s) through a 4 s cycle.
+        #expect(pings >= 6, "only \(pings) WATCHDOG=1 before READY=1")
+        d.signal(SIGTERM)
+        #expect(d.waitForExit() == 0)
+    }
+}

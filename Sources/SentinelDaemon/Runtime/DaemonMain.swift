@@ -44,7 +44,7 @@ public final class DaemonMain: Sendable {
             throw StartupError(description: "\(path): cannot read: \(String(cString: strerror(errno)))")
         }
         do {
-            return (try DaemonConfig.parse(String(decoding: data, as: UTF8.self), file: path), path)
+            return (try DaemonConfig.parse(bytes: [UInt8](data), file: path), path)
         } catch {
             throw StartupError(description: error.description)
         }
@@ -88,9 +88,9 @@ public final class DaemonMain: Sendable {
             scheduler.requestScan() ? .started : .alreadyPending
         }
         do { try await server.start(socketPath: socketPath, group: try Self.groupID(config.socketGroup)) } catch {
-            throw StartupError(description: "\(socketPath): \(error)")
+            throw StartupError(description: "\(error)")  // the server's errors name the socket path
         }
-        journal.log(priority: 6, message: "crypto-sentinel \(options.toolVersion) started: config \(source), socket \(socketPath)\(server.isSocketActivated ? " (socket-activated)" : ""), state \(store.directory)",
+        journal.log(priority: 6, message: "crypto-sentinel \(options.toolVersion) started: config \(source), socket \(server.isSocketActivated ? "inherited from systemd (LISTEN_FDS)" : socketPath), state \(store.directory)",
                     messageID: DaemonMessageID.started)
         notifier.status("first cycle running (config: \(source))")
 
