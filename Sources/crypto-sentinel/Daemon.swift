@@ -1,7 +1,6 @@
 import ArgumentParser
 import Dispatch
 import Foundation
-import Glibc
 import SentinelCore
 import SentinelDaemon
 
@@ -53,11 +52,6 @@ struct Daemon: ParsableCommand {
             """)
             return
         }
-        // A launcher (systemd-socket-activate, a shell wrapper) may exec us with signals blocked; the
-        // mask is inherited by every thread started from here on, so SIGTERM/SIGHUP would never arrive.
-        var none = sigset_t()
-        sigemptyset(&none)
-        pthread_sigmask(SIG_SETMASK, &none, nil)
         let main = DaemonMain(options: .init(configPath: config ?? Self.defaultConfig, configRequired: config != nil,
                                              toolVersion: toolVersion, environment: env))
         let done = DispatchSemaphore(value: 0)

@@ -1,10 +1,26 @@
+import Dispatch
 import Synchronization
 
 /// A one-slot doorbell between the scheduler and whoever wants a cycle now (POST /v1/scan, the live
 /// watcher, a reload, shutdown). Rings while nobody waits are remembered, and many rings make one.
+///
+/// The timeout is one reusable dispatch timer, rescheduled per wait, not a Task.sleep cancelled by each
+/// ring: a cancelled sleep's memory is kept until its deadline (swiftlang/swift#60441), so with a 1 h
+/// interval and frequent scan requests the daemon grew by ~700 bytes per ring.
 final class Wakeup: Sendable {
     private struct State { var pending = false; var waiter: CheckedContinuation<Void, Never>? }
     private let state = Mutex(State())
+    /// Dispatch sources may be rescheduled from any thread; the type is just not marked Sendable.
+    nonisolated(unsafe) private let timer: any DispatchSourceTimer
+
+    init() {
+        timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
+        timer.schedule(deadline: .distantFuture)
+        timer.activate()
+        timer.setEventHandler { [weak self] in self?.ring() }
+    }
+
+    deinit { timer.cancel() }
 
     /// Returns true when this ring was not already pending.
     @discardableResult func ring() -> Bool {
@@ -21,18 +37,8 @@ final class Wakeup: Sendable {
 
     /// Waits for a ring or the timeout, whichever comes first; consumes the ring.
     func wait(timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                // Cancellation (the ring came first) must not ring again.
-                if (try? await Task.sleep(for: timeout)) != nil { self.ring() }
-            }
-            group.addTask { await self.next() }
-            await group.next()
-            group.cancelAll()
-        }
-    }
-
-    private func next() async {
+        let c = timeout.components
+        timer.schedule(deadline: .now() + .nanoseconds(Int(min(c.seconds, 86_400 * 365)) * 1_000_000_000 + Int(c.attoseconds / 1_000_000_000)))
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow: Bool = state.withLock { s in
                 if s.pending { s.pending = false; return true }
@@ -41,5 +47,7 @@ final class Wakeup: Sendable {
             }
             if resumeNow { c.resume() }
         }
+        // The timer may still fire for this wait; a stray ring only makes the next cycle come early.
+        timer.schedule(deadline: .distantFuture)
     }
 }
