@@ -71,7 +71,3 @@ struct Failure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
-
-func timestamp() -> String {
-    ISO8601DateFormatter().string(from: Date())
-}

@@ -140,7 +140,7 @@ struct Inspect: ParsableCommand {
             targets.append(target)
         }
         targets += bundles.values.sorted { $0.name < $1.name }
-        let doc = Report(command: "inspect", toolVersion: toolVersion, generatedAt: timestamp(), targets: targets)
+        let doc = Report(command: "inspect", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
         throw ExitCode(emitInParallel(doc, options: report))
     }
 

@@ -45,17 +45,6 @@ struct Post: ParsableCommand {
     @Option(name: .customLong("command"), parsing: .remaining, help: ArgumentHelp("The product's own POST program and its arguments (must come last); runs under the same environment, cwd, user and timeout.", valueName: "PROG ARGS"))
     var command: [String] = []
 
-    /// ISO 8601 UTC with strftime: ISO8601DateFormatter loads ICU and time zone data, a few ms that
-    /// count when the whole POST takes 10 ms.
-    static func utcTimestamp() -> String {
-        var t = time(nil)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        var buf = [CChar](repeating: 0, count: 32)
-        let n = strftime(&buf, buf.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
     func validate() throws {
         for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--env takes KEY=VALUE, got '\(pair)'")
@@ -112,7 +101,7 @@ struct Post: ParsableCommand {
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
         // end quietly on a closed stdout, as every other command does.
         signal(SIGPIPE, SIG_DFL)
-        let doc = Report(command: "post", toolVersion: toolVersion, generatedAt: Self.utcTimestamp(), targets: targets)
+        let doc = Report(command: "post", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
         throw ExitCode(emit(doc, options: report))
     }
 }

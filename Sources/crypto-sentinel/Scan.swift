@@ -75,7 +75,7 @@ struct Scan: ParsableCommand {
             warn("\(error)")
             throw ExitCode(2)
         }
-        let doc = Report(command: "scan", toolVersion: toolVersion, generatedAt: timestamp(), targets: [result])
+        let doc = Report(command: "scan", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: [result])
         throw ExitCode(emit(doc, options: report))
     }
 }

@@ -47,7 +47,7 @@ public final class CycleRunner: Sendable {
             targets += discover(config.discover, skipping: claimed, reader: reader, runner: runner)
         }
         if cancelled() { return nil }
-        return Report(command: "daemon", toolVersion: toolVersion, generatedAt: Self.utcTimestamp(), targets: targets)
+        return Report(command: "daemon", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
     }
 
     // MARK: bundles
@@ -208,14 +208,5 @@ public final class CycleRunner: Sendable {
         }
         return TargetReport(name: name, kind: kind, root: root, environment: environment, stats: stats, findings: all,
                             warnings: warnings, post: posts.isEmpty ? nil : .array(posts))
-    }
-
-    static func utcTimestamp() -> String {
-        var t = time(nil)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        var buf = [CChar](repeating: 0, count: 32)
-        let n = strftime(&buf, buf.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
