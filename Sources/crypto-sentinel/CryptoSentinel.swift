@@ -65,9 +65,3 @@ func emit(_ report: Report, options: ReportOptions) -> Int32 {
 func warn(_ line: String) {
     FileHandle.standardError.write(Data("crypto-sentinel: \(line)\n".utf8))
 }
-
-/// A one-line error on stderr and exit status 2.
-struct Failure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import SentinelCore
 import SentinelDaemon
+import Synchronization
 
 struct Daemon: ParsableCommand {
     static let defaultConfig = "/etc/crypto-sentinel/config.yaml"
@@ -55,24 +56,20 @@ struct Daemon: ParsableCommand {
         let main = DaemonMain(options: .init(configPath: config ?? Self.defaultConfig, configRequired: config != nil,
                                              toolVersion: toolVersion, environment: env))
         let done = DispatchSemaphore(value: 0)
-        let failure = LockedBox<String?>(nil)
+        let failure = StartFailure()
         Task {
-            do { try await main.run() } catch { failure.set("\(error)") }
+            do { try await main.run() } catch { failure.reason.withLock { $0 = "\(error)" } }
             done.signal()
         }
         done.wait()
-        if let why = failure.get() {
+        if let why = failure.reason.withLock({ $0 }) {
             warn(why)
             throw ExitCode(2)
         }
     }
 }
 
-/// A value handed from the daemon's task back to the blocked main thread.
-final class LockedBox<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ v: T) { value = v }
-    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
-    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+/// The start-up failure handed from the daemon's task back to the blocked main thread.
+final class StartFailure: Sendable {
+    let reason = Mutex<String?>(nil)
 }

@@ -74,8 +74,6 @@ public final class Scheduler: Sendable {
         wakeup.ring()
     }
 
-    public var changeHistory: [Alert] { history.withLock { $0 } }
-
     /// The cycle loop; returns after stop().
     public func run() async {
         let watcher = Task.detached { [self] in await self.watchLive() }

@@ -33,8 +33,6 @@ final class Wakeup: Sendable {
         return fresh
     }
 
-    var isPending: Bool { state.withLock { $0.pending } }
-
     /// Waits for a ring or the timeout, whichever comes first; consumes the ring.
     func wait(timeout: Duration) async {
         let c = timeout.components
