@@ -29,9 +29,10 @@ public struct PostRunner: Sendable {
         self.probe = probe; self.timeout = timeout; self.outputCap = outputCap
     }
 
-    /// The probe beside the running executable, or $SENTINEL_PROBE.
+    /// The probe beside the running executable, or $SENTINEL_PROBE; nil when the one chosen is not
+    /// executable (a wrong $SENTINEL_PROBE is reported at start, not as a spawn failure per POST).
     public static func locateProbe() -> String? {
-        if let p = ProcessInfo.processInfo.environment["SENTINEL_PROBE"], !p.isEmpty { return p }
+        if let p = ProcessInfo.processInfo.environment["SENTINEL_PROBE"], !p.isEmpty { return access(p, X_OK) == 0 ? p : nil }
         guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
         let candidate = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
         return access(candidate, X_OK) == 0 ? candidate : nil

@@ -54,7 +54,11 @@ struct Post: ParsableCommand {
 
     func run() throws {
         guard let probe = PostRunner.locateProbe() else {
-            warn("sentinel-probe not found beside the executable (install it there or set SENTINEL_PROBE)")
+            if let named = ProcessInfo.processInfo.environment["SENTINEL_PROBE"], !named.isEmpty {
+                warn("SENTINEL_PROBE=\(named) is not an executable file")
+            } else {
+                warn("sentinel-probe not found beside the executable (install it there or set SENTINEL_PROBE)")
+            }
             throw ExitCode(2)
         }
         var plan = PostPlan(targetName: name ?? "post", environment: [:], libraries: libcrypto, expectFIPS: expectFIPS,

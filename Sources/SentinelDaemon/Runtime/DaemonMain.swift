@@ -63,7 +63,9 @@ public final class DaemonMain: Sendable {
         let env = options.environment
         let probe = PostRunner.locateProbe()
         if probe == nil {
-            journal.log(priority: 4, message: "sentinel-probe not found beside the executable (or $SENTINEL_PROBE): POSTs are skipped, inspection and scans go on")
+            let named = env["SENTINEL_PROBE"].flatMap { $0.isEmpty ? nil : $0 }
+            let why = named.map { "SENTINEL_PROBE=\($0) is not an executable file" } ?? "sentinel-probe not found beside the executable (or $SENTINEL_PROBE)"
+            journal.log(priority: 4, message: why + ": POSTs are skipped, inspection and scans go on")
         }
         let store = StateStore(directory: config.resolvedStateDirectory(environment: env), historyLimit: config.historyLimit)
         let journal = self.journal, notifier = self.notifier, metrics = self.metrics
