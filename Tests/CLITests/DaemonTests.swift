@@ -18,26 +18,31 @@ final class DaemonUnderTest {
     let stderrPath: String
 
     /// Starts the daemon with `config` (nil: the embedded default) in `dir` (kept across restarts).
-    init(config: String?, dir: String? = nil, watchdogUSec: Int? = 2_000_000, extraEnv: [String: String] = [:]) throws {
+    /// `notify: false` leaves NOTIFY_SOCKET unset; `wrapper` runs before the binary and must exec it
+    /// (e.g. `unshare -m sh -c '...; exec "$@"' sh`), so the pid stays the daemon's.
+    init(config: String?, dir: String? = nil, watchdogUSec: Int? = 2_000_000, extraEnv: [String: String] = [:],
+         notify: Bool = true, wrapper: [String] = []) throws {
         self.dir = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-daemon-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: self.dir + "/run", withIntermediateDirectories: true)
         let configPath = self.dir + "/config.yaml"
         if let config { try config.write(toFile: configPath, atomically: true, encoding: .utf8) }
-        notify = try NotifyListener(abstract: true)
+        self.notify = try NotifyListener(abstract: true)
         stderrPath = self.dir + "/stderr.log"
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
         var env = ["PATH": "/usr/bin:/bin", "RUNTIME_DIRECTORY": self.dir + "/run", "STATE_DIRECTORY": self.dir + "/state",
-                   "NOTIFY_SOCKET": notify.address]
+                   "NOTIFY_SOCKET": self.notify.address]
+        if !notify { env["NOTIFY_SOCKET"] = nil }
         if let watchdogUSec { env["WATCHDOG_USEC"] = String(watchdogUSec) }
         env.merge(extraEnv) { _, b in b }
-        process.executableURL = URL(fileURLWithPath: Sentinel.binary)
+        let argv = [Sentinel.binary, "daemon"] + (config == nil ? [] : ["--config", configPath])
         // No config: the embedded default (no /etc/crypto-sentinel/config.yaml on a test machine).
-        process.arguments = ["daemon"] + (config == nil ? [] : ["--config", configPath])
+        process.executableURL = URL(fileURLWithPath: wrapper.first ?? Sentinel.binary)
+        process.arguments = Array((wrapper + argv).dropFirst())
         process.environment = env
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         try process.run()
-        notify.accept(pid: process.processIdentifier)
+        self.notify.accept(pid: process.processIdentifier)
     }
 
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
