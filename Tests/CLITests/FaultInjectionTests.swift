@@ -158,4 +158,86 @@ import Testing
         #expect(try scanNow(d))
         #expect(d.process.isRunning)
     }
+
+    @Test func aTargetExitingMidCycleEndsAsServiceNotRunningWithItsAlert() throws {
+        let unit = try #require(FakeUnit("sentinel-exit-\(UUID().uuidString.prefix(6).lowercased()).service"), "no writable cgroup hierarchy")
+        let target = try LiveProcess(["/bin/sh", "-c", "echo up; exec sleep 1000"])
+        defer { target.stop(); unit.remove() }
+        try #require(unit.adopt(target.pid))
+        // The product's POST command (2 s) keeps the cycle open while the target goes away.
+        let marker = "2.\(Int.random(in: 100...999))"
+        let d = try DaemonUnderTest(config: """
+            interval: 1h
+            services:
+              - name: leaving
+                unit: \(unit.name)
+                post_command: [/bin/sleep, "\(marker)"]
+            """, wrapper: Self.privateNamespace())
+        defer { d.remove() }
+        try #require(waitFor(30) { (try? Sentinel.shell(["pgrep", "-f", "sleep \(marker)"]))?.status == 0 }, "the cycle never started; stderr: \(d.stderr)")
+        target.stop()
+        try #require(d.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1 after the target left mid-cycle; stderr: \(d.stderr)")
+        // The exit is seen (live watcher or the next cycle): a finding, and its alert.
+        _ = try? d.curl("/v1/scan", method: "POST")
+        let gone = waitFor(60) {
+            (try? report(d))?.targets.first { $0.name == "leaving" }?.findings.contains { $0.code == .serviceNotRunning } == true
+        }
+        #expect(gone, "report: \(String(describing: try? d.curl("/v1/targets/leaving").body))")
+        #expect(waitFor(10) { d.stderr.contains("service-not-running") && d.stderr.contains("leaving") }, "\(d.stderr)")
+        #expect(d.process.isRunning)
+    }
+
+    @Test func bundleFilesReplacedDuringScansNeverStopTheDaemonAndTheLastScanSeesTheFinalFiles() throws {
+        let work = try Fixtures.copy(try Fixtures.cxfreeze("debian"))
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let d = try DaemonUnderTest(config: """
+            interval: 1h
+            bundles:
+              - name: product
+                root: \(work)
+            """, wrapper: Self.privateNamespace())
+        defer { d.remove() }
+        try #require(d.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1; stderr: \(d.stderr)")
+        func codes() throws -> Set<String> {
+            Set(try #require(try report(d).targets.first { $0.name == "product" }).findings.map(\.code.rawValue))
+        }
+        let before = try codes()
+        #expect(before.contains(FindingCode.splitLibcrypto.rawValue))
+
+        // Every shared object replaced over and over (a fresh copy renamed over it, and libcrypto also
+        // rewritten in place, so a scan may read a torn file) while scans run.
+        let churn = Process()
+        churn.executableURL = URL(fileURLWithPath: "/bin/bash")
+        churn.arguments = ["-c", """
+            cd "$0/lib"; while :; do
+              for f in *.so*; do cp -p "$f" "$0.swap" && mv -f "$0.swap" "$f"; done
+              for f in libcrypto*; do cp -p "$f" "$0.orig"; cat "$0.orig" > "$f"; done
+            done
+            """, work]
+        churn.standardOutput = FileHandle.nullDevice
+        churn.standardError = FileHandle.nullDevice
+        try churn.run()
+        var completed = 0
+        var seen: [Set<String>: Int] = [:]
+        for _ in 0..<8 {
+            if try scanNow(d) { completed += 1 }
+            if let c = try? codes() { seen[c, default: 0] += 1 }
+        }
+        print("bundle churn: findings per scan \(seen.map { ($0.key.sorted(), $0.value) })")
+        kill(churn.processIdentifier, SIGKILL)
+        churn.waitUntilExit()
+        // An interrupted in-place rewrite is finished from the saved original.
+        if FileManager.default.fileExists(atPath: work + ".orig") {
+            let lib = try FileManager.default.contentsOfDirectory(atPath: work + "/lib").filter { $0.hasPrefix("libcrypto") }
+            for f in lib { _ = try Sentinel.shell(["cp", "-p", work + ".orig", work + "/lib/" + f]) }
+        }
+        try? FileManager.default.removeItem(atPath: work + ".orig")
+        try? FileManager.default.removeItem(atPath: work + ".swap")
+
+        #expect(completed == 8, "every scan during the churn completes")
+        #expect(d.process.isRunning)
+        // Files at rest again: the next scan reports what the first did.
+        #expect(try scanNow(d))
+        #expect(try codes() == before, "stderr: \(d.stderr.suffix(2000))")
+    }
 }
