@@ -29,6 +29,9 @@ import Testing
     static func privateNamespace(_ setup: String = "") -> [String] {
         let script = """
             set -e
+            # Created (empty) on the host if absent, so a journald started in here writes only to its tmpfs;
+            # /var/log/journal is left alone (journald uses it only if it exists).
+            mkdir -p /run/systemd/journal /run/log/journal
             for d in /run/systemd/journal /run/log/journal /var/log/journal; do
               if [ -d "$d" ]; then mount -t tmpfs -o size=4m,mode=0755 tmpfs "$d"; fi
             done
