@@ -28,7 +28,7 @@ final class DaemonUnderTest {
         if let config { try config.write(toFile: configPath, atomically: true, encoding: .utf8) }
         self.notify = try NotifyListener(abstract: true)
         stderrPath = self.dir + "/stderr.log"
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         var env = ["PATH": "/usr/bin:/bin", "RUNTIME_DIRECTORY": self.dir + "/run", "STATE_DIRECTORY": self.dir + "/state",
                    "NOTIFY_SOCKET": self.notify.address]
         if !notify { env["NOTIFY_SOCKET"] = nil }
