@@ -114,9 +114,7 @@ public enum TreeWalker {
             }
             var names: [String] = []
             while let ent = readdir(dir) {
-                let name = withUnsafePointer(to: ent.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
+                let name = String(cString: directoryEntryName(ent))
                 if name != "." && name != ".." { names.append(name) }
             }
             closedir(dir)

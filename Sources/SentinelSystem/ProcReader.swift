@@ -37,15 +37,17 @@ public final class ProcReader: Sendable {
         defer { closedir(dir) }
         var pids: [Int32] = []
         while let entry = readdir(dir) {
-            let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> Int32? in
+            let pid = { () -> Int32? in
+                var p = directoryEntryName(entry)
                 var v: Int32 = 0
-                for b in raw {
-                    if b == 0 { break }
+                while p.pointee != 0 {
+                    let b = UInt8(bitPattern: p.pointee)
                     guard b >= 0x30, b <= 0x39 else { return nil }
                     v = v &* 10 &+ Int32(b - 0x30)
+                    p += 1
                 }
                 return v > 0 ? v : nil
-            }
+            }()
             if let pid { pids.append(pid) }
         }
         return pids.sorted()

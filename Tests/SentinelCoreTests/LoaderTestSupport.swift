@@ -138,9 +138,7 @@ final class TestFileSystem: LoaderFileSystem {
         defer { closedir(dir) }
         var names: Set<String> = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
+            let name = String(cString: directoryEntryName(entry))
             if name != "." && name != ".." { names.insert(name) }
         }
         return names
