@@ -13,7 +13,7 @@ CATALOGDIR ?= /usr/lib/systemd/catalog
 CONFDIR ?= /etc/crypto-sentinel
 DOCDIR ?= $(PREFIX)/share/doc/crypto-sentinel
 
-.PHONY: setup build release fixtures demo demo-scan test bench install install-files clean
+.PHONY: setup build release fixtures demo demo-scan test fuzz bench install install-files clean
 
 ## setup: install the Debian packages the build, the tests and the demo need (root, or sudo).
 setup:
@@ -59,6 +59,11 @@ demo-scan: setup release
 ## test: the whole suite (what .ci/run runs).
 test: setup fixtures
 	SENTINEL_FIXTURES=$(FIXTURES) swift test $(SWIFT_BUILD_FLAGS)
+
+## fuzz: libFuzzer + ASan on the six input parsers, FUZZ_SECONDS each (default 60); non-zero on a crash.
+FUZZ_SECONDS ?= 60
+fuzz: setup fixtures
+	SENTINEL_FIXTURES=$(FIXTURES) scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## bench: figures next to scanelf, libtree, grep over /proc/*/maps and nginx (the daemon API), in the same run.
 bench: setup release fixtures

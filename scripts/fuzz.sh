@@ -4,7 +4,8 @@
 #
 # SwiftPM renames an executable's entry point, so libFuzzer's main cannot come through it: the library
 # modules (SentinelCore, SentinelSystem, Yams) are compiled by SwiftPM with coverage + ASan on their own
-# scratch path, and each fuzz/<target>.swift is linked against their objects by swiftc.
+# scratch path, and each fuzz/<target>.swift is linked against their objects by swiftc. Release mode:
+# a -Onone + ASan build ran 10-60x fewer executions per second (ld.so.cache: 98/s against 6,000/s).
 # Seeds come from this machine's real files at run time (fuzz/corpus/ holds only small text seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +17,10 @@ TARGETS=${FUZZ_TARGETS:-"elf ldsocache maps environ config http"}
 mkdir -p "$OUT/bin" "$OUT/logs"
 
 t0=$(date +%s)
-swift build --scratch-path "$SCRATCH" --target SentinelSystem \
+swift build -c release --scratch-path "$SCRATCH" --target SentinelSystem \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing -Xcc -fsanitize=fuzzer-no-link,address >"$OUT/logs/build.log" 2>&1 \
     || { tail -20 "$OUT/logs/build.log"; echo "fuzz: library build failed (log: $OUT/logs/build.log)" >&2; exit 2; }
-B=$(swift build --scratch-path "$SCRATCH" --show-bin-path)
+B=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
 objs() { for m in "$@"; do ls "$B/$m.build"/*.o; done; }
 CORE_OBJS=$(objs SentinelCore Yams; ls "$B"/CYaml.build/src/*.o)
 SYS_OBJS=$(objs SentinelSystem)
@@ -32,7 +33,7 @@ build_target() {
         ldsocache|maps|config) extra=($CORE_OBJS) ;;
         http) extra=(Sources/SentinelDaemon/API/HTTPRequestParser.swift) ;;
     esac
-    swiftc -swift-version 6 -sanitize=fuzzer,address -parse-as-library -g -I "$B/Modules" "${MAPS[@]}" \
+    swiftc -swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -g -I "$B/Modules" "${MAPS[@]}" \
         -module-name "fuzz_$t" "fuzz/$t.swift" "${extra[@]}" -o "$OUT/bin/fuzz-$t"
 }
 for t in $TARGETS; do
