@@ -58,10 +58,8 @@ final class DaemonUnderTest {
     }
 
     func curl(_ path: String, method: String = "GET") throws -> (code: Int, body: String) {
-        let r = try Sentinel.shell(["curl", "-s", "-X", method, "--max-time", "5", "-w", "\n%{http_code}",
-                                    "--unix-socket", socket, "http://localhost" + path])
-        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        let r = try Curl.request(socket: socket, path, ["-X", method, "--max-time", "5"])
+        return (r.status, r.body)
     }
 
     func health() throws -> [String: Any] {

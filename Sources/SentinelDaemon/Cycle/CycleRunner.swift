@@ -118,15 +118,23 @@ public final class CycleRunner: Sendable {
         // The POST follows the first process that maps a libcrypto (else the first process at all);
         // with the service down, its configured environment as the configured user.
         let snap = snapshots.first { s in s.files.contains { $0.role == .libcrypto } } ?? snapshots.first
-        if let snap, let live = try? PostTarget.read(pid: snap.pid) {
-            let plan = PostPlan.following(live, snapshot: snap, name: service.name, expectFIPS: service.expectFIPS,
-                                          command: service.postCommand)
-            return PostSession.run(plan, runner: runner)
+        if let snap, let run = Self.postFollowing(snap, name: service.name, expectFIPS: service.expectFIPS,
+                                                  command: service.postCommand, runner: runner) {
+            return run
         }
         let identity = Self.identity(of: service.user ?? "nobody")
         let plan = PostPlan(targetName: service.name, environment: service.environment, cwd: "/",
                             identity: identity, libraries: ["libcrypto.so.3"], expectFIPS: service.expectFIPS,
                             command: service.postCommand)
+        return PostSession.run(plan, runner: runner)
+    }
+
+    /// The POST of a running process (its environment, cwd, user and mapped libcrypto files); nil when
+    /// the process is gone or unreadable.
+    static func postFollowing(_ snap: ProcessSnapshot, name: String, expectFIPS: Bool, command: [String] = [],
+                              runner: PostRunner) -> [TargetReport]? {
+        guard let live = try? PostTarget.read(pid: snap.pid) else { return nil }
+        let plan = PostPlan.following(live, snapshot: snap, name: name, expectFIPS: expectFIPS, command: command)
         return PostSession.run(plan, runner: runner)
     }
 
@@ -163,9 +171,8 @@ public final class CycleRunner: Sendable {
         return groups.keys.sorted().map { name in
             let snaps = groups[name]!
             var parts = snaps.map { ProcessAudit.audit($0, expectations: expectations, name: name) }
-            if d.post, let runner, let snap = snaps.first(where: { s in s.files.contains { $0.role == .libcrypto } }),
-               let live = try? PostTarget.read(pid: snap.pid) {
-                parts += PostSession.run(PostPlan.following(live, snapshot: snap, name: name, expectFIPS: d.expectFIPS), runner: runner)
+            if d.post, let runner, let snap = snaps.first(where: { s in s.files.contains { $0.role == .libcrypto } }) {
+                parts += Self.postFollowing(snap, name: name, expectFIPS: d.expectFIPS, runner: runner) ?? []
             }
             var t = Self.merge(name: name, kind: "process", root: snaps.first?.executable,
                                environment: snaps.first?.environment?.values ?? [:], findings: [], parts: parts)
