@@ -20,8 +20,9 @@ let package = Package(
     targets: [
         // libelf (elfutils) through pkg-config: `apt-get install libelf-dev`.
         .systemLibrary(name: "CLibElf", pkgConfig: "libelf", providers: [.apt(["libelf-dev"])]),
-        // libsystemd through pkg-config: sd_notify, sd_journal_sendv, sd_listen_fds.
-        .systemLibrary(name: "CLibSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // libsystemd's headers (libsystemd-dev): sd_notify, sd_journal_sendv, sd_listen_fds. Not linked: the
+        // shim dlopen()s libsystemd.so.0 on first use (see shim.h), so only the daemon loads it.
+        .systemLibrary(name: "CLibSystemd", providers: [.apt(["libsystemd-dev"])]),
         // Pure core: ELF model, loader resolution, findings, report, daemon config and change tracking.
         // No I/O side effects (Yams only parses text it is given).
         .target(name: "SentinelCore", dependencies: [.product(name: "Yams", package: "Yams")]),

@@ -140,13 +140,13 @@ public final class APIServer: Sendable {
 
     /// The fd systemd passed for this path; or the single one passed when the unit names another path.
     static func activatedSocket(path: String) -> CInt? {
-        let n = sd_listen_fds(0)
+        let n = sentinel_sd_listen_fds(0)
         guard n > 0 else { return nil }
         let stream = CInt(SOCK_STREAM.rawValue)
         var candidate: CInt?
         for fd in SD_LISTEN_FDS_START..<(SD_LISTEN_FDS_START + n) {
-            if sd_is_socket_unix(fd, stream, 1, path, 0) > 0 { candidate = fd; break }
-            if n == 1, sd_is_socket_unix(fd, stream, 1, nil, 0) > 0 { candidate = fd }
+            if sentinel_sd_is_socket_unix(fd, stream, 1, path, 0) > 0 { candidate = fd; break }
+            if n == 1, sentinel_sd_is_socket_unix(fd, stream, 1, nil, 0) > 0 { candidate = fd }
         }
         guard let fd = candidate else { return nil }
         // Children (probes, POST commands) must not believe the socket is theirs.

@@ -133,7 +133,7 @@ public final class JournalWriter: Sendable {
         }
         let rc = buffer.withUnsafeMutableBytes { raw -> Int32 in
             var iov = ranges.map { iovec(iov_base: raw.baseAddress! + $0.lowerBound, iov_len: $0.count) }
-            return iov.withUnsafeMutableBufferPointer { sd_journal_sendv($0.baseAddress, Int32($0.count)) }
+            return iov.withUnsafeMutableBufferPointer { sentinel_sd_journal_sendv($0.baseAddress, Int32($0.count)) }
         }
         return rc >= 0
     }

@@ -19,7 +19,7 @@ public struct ServiceNotifier: Sendable {
     @discardableResult
     public func send(_ assignments: [String]) -> Bool {
         // unset_environment = 0: the daemon notifies for its whole life, not once.
-        sd_notify(0, assignments.joined(separator: "\n")) > 0
+        sentinel_sd_notify(0, assignments.joined(separator: "\n")) > 0
     }
 
     public func ready(status: String) {
@@ -48,7 +48,7 @@ public struct ServiceNotifier: Sendable {
     /// sd_watchdog_enabled checks), else nil. Pinging at half the timeout leaves room for one late ping.
     public static func watchdogInterval() -> Duration? {
         var usec: UInt64 = 0
-        guard sd_watchdog_enabled(0, &usec) > 0, usec > 0 else { return nil }
+        guard sentinel_sd_watchdog_enabled(0, &usec) > 0, usec > 0 else { return nil }
         return .microseconds(Int64(clamping: usec / 2))
     }
 
