@@ -9,6 +9,7 @@ struct Daemon: ParsableCommand {
     static let defaultConfig = "/etc/crypto-sentinel/config.yaml"
 
     static let configuration = CommandConfiguration(
+        commandName: "daemon",
         abstract: "Run the long-running health daemon (systemd Type=notify; Unix-socket API; journal alerts).",
         discussion: """
         Each cycle scans the configured bundles (cached), inspects each service's live processes, reruns the \

@@ -8,6 +8,7 @@ import Synchronization
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "inspect",
         abstract: "Audit live processes: split libcrypto, deleted libraries, static copies, FIPS, environment.",
         discussion: """
         Reads /proc/<pid>/maps, status, environ (only \(TargetEnvironment.keptKeys.joined(separator: ", "))), \

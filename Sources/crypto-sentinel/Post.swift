@@ -6,6 +6,7 @@ import SentinelSystem
 
 struct Post: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "post",
         abstract: "Rerun the FIPS POST in a fresh child under a service's exact environment, cwd and user.",
         discussion: """
         Spawns the native probe (sentinel-probe, installed beside crypto-sentinel, or $SENTINEL_PROBE) once per \

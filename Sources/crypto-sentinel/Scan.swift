@@ -5,6 +5,7 @@ import SentinelSystem
 
 struct Scan: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "scan",
         abstract: "Audit a bundle tree's OpenSSL linkage (a release gate for CI; runs no code of the bundle).",
         discussion: """
         Reads every ELF file under ROOT with libelf, resolves each DT_NEEDED entry as glibc's loader would \

@@ -6,6 +6,7 @@ struct Status: ParsableCommand {
     static let defaultSocket = "/run/crypto-sentinel/api.sock"
 
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "Query a running daemon over its socket.",
         discussion: """
         Asks the daemon (crypto-sentinel daemon) for its health and last report over its Unix socket and \
