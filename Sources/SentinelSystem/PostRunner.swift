@@ -31,10 +31,16 @@ public struct PostRunner: Sendable {
 
     /// The probe beside the running executable, or $SENTINEL_PROBE; nil when the one chosen is not
     /// executable (a wrong $SENTINEL_PROBE is reported at start, not as a spawn failure per POST).
+    /// getenv and readlink rather than ProcessInfo/FileManager/URL: this runs before every POST spawn,
+    /// and Foundation's first use of each costs more than the lookup itself.
     public static func locateProbe() -> String? {
-        if let p = ProcessInfo.processInfo.environment["SENTINEL_PROBE"], !p.isEmpty { return access(p, X_OK) == 0 ? p : nil }
-        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
-        let candidate = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
+        if let p = getenv("SENTINEL_PROBE").map({ String(cString: $0) }), !p.isEmpty { return access(p, X_OK) == 0 ? p : nil }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buf, Int(PATH_MAX))
+        guard n > 0 else { return nil }
+        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let slash = exe.lastIndex(of: "/") else { return nil }
+        let candidate = String(exe[...slash]) + "sentinel-probe"
         return access(candidate, X_OK) == 0 ? candidate : nil
     }
 
@@ -89,10 +95,22 @@ public struct PostRunner: Sendable {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    /// The last `lines` lines (of the last 8 KiB), ASCII whitespace trimmed. Cut on bytes, decoded once:
+    /// it runs after every child, and String's Character views (and Foundation's trimmingCharacters)
+    /// cost more on first use than the cut itself.
     static func tail(_ bytes: [UInt8], lines: Int) -> String {
-        let text = String(decoding: bytes.suffix(8192), as: UTF8.self)
-        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1)
-            .joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+        let window = bytes.suffix(8192)
+        var start = window.startIndex
+        var newlines = 0
+        for i in window.indices.reversed() where window[i] == UInt8(ascii: "\n") {
+            newlines += 1
+            if newlines > lines { start = i + 1; break }
+        }
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (0x09...0x0d).contains(b) }
+        var kept = window[start...]
+        while let b = kept.first, isSpace(b) { kept.removeFirst() }
+        while let b = kept.last, isSpace(b) { kept.removeLast() }
+        return String(decoding: kept, as: UTF8.self)
     }
 
     func spawn(mode: [String], environment: [String: String], cwd: String?, identity: Identity?, mergeOutput: Bool = false) -> Raw {
@@ -167,6 +185,7 @@ public struct PostRunner: Sendable {
         var buf = [UInt8](repeating: 0, count: 65536)
         var status: Int32 = 0
         var reaped = false
+        var exitPoll: UInt32 = 20
         while true {
             let now = Self.monotonicNanos()
             if now >= deadline { timedOut = true; break }
@@ -174,7 +193,8 @@ public struct PostRunner: Sendable {
                 // Both pipes closed: wait for the exit itself (still bounded by the deadline).
                 let w = waitpid(pid, &status, WNOHANG)
                 if w == pid { reaped = true; break }
-                usleep(200); continue
+                // The pipes close a moment before the exit is reported: poll soon, then back off.
+                usleep(exitPoll); exitPoll = min(exitPoll * 2, 1000); continue
             }
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             if inFD >= 0 { fds.append(pollfd(fd: inFD, events: Int16(POLLOUT), revents: 0)) }

@@ -96,7 +96,11 @@ public enum PostAnalysis {
         let all = doc["checks"]?.arrayValue ?? []
         func check(_ name: String) -> JSONValue { all.first { $0["name"]?.stringValue == name } ?? .null }
         func errors(_ c: JSONValue) -> [String] {
-            (c["errors"]?.arrayValue ?? []).compactMap(\.stringValue).map { String($0.reversed().drop { $0 == " " }.reversed()) }
+            (c["errors"]?.arrayValue ?? []).compactMap(\.stringValue).map { line in
+                var s = line
+                while s.utf8.last == UInt8(ascii: " ") { s.removeLast() }  // trailing blanks only
+                return s
+            }
         }
         func status(_ c: JSONValue) -> String { c["status"]?.stringValue ?? "missing" }
 
