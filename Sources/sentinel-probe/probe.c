@@ -15,7 +15,9 @@
  * privileges (setgroups([gid]), setgid, setuid, checked), sets PR_SET_NO_NEW_PRIVS and rlimits,
  * chdirs, then re-executes itself (fexecve) as stage 2 with the service's environment: ld.so then
  * applies LD_LIBRARY_PATH / LD_PRELOAD exactly as for the service, as the service's user, never as
- * root. Stage 2 is the POST; nothing of OpenSSL is loaded before it.
+ * root. When that environment holds nothing ld.so or libc's start-up reads (no LD_*, GLIBC_TUNABLES,
+ * MALLOC_*), a new image would start exactly as stage 1 did, so stage 2 runs in place with the
+ * environment swapped in. Stage 2 is the POST; nothing of OpenSSL is loaded before it.
  */
 #define _GNU_SOURCE
 #define OPENSSL_SUPPRESS_DEPRECATED 1
@@ -26,6 +28,7 @@
 #include <grp.h>
 #include <link.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -216,11 +219,28 @@ static long count_in_dir(const char *dir) {
     }
     closedir(d); return n;
 }
-static void trust_entry(const char *k, const char *path, int is_dir) {
-    key(k); puts_("{"); kstr("path", path);
-    struct stat st; int exists = path && stat(path, &st) == 0;
-    kbool("exists", exists);
-    if (exists) kint("certificates", is_dir ? count_in_dir(path) : count_in_file(path));
+/* The trust paths are only files and folders: they are counted on a second thread while the FIPS
+ * self-tests keep the main thread busy (the certificate bundle alone is ~200 KB to search), and
+ * printed in their place in the check order. The paths themselves are taken on the main thread. */
+struct trust_entry { const char *key; char path[PATH_MAX]; int null_path, is_dir, exists; long certificates; };
+static struct trust_entry trust[4]; static int trust_count;
+static void trust_add(const char *k, const char *path, int is_dir) {
+    struct trust_entry *e = &trust[trust_count++];
+    e->key = k; e->is_dir = is_dir; e->null_path = !path; snprintf(e->path, sizeof e->path, "%s", path ? path : "");
+}
+static void *trust_count_all(void *arg) {
+    (void)arg;
+    for (int k = 0; k < trust_count; k++) {
+        struct trust_entry *e = &trust[k]; struct stat st;
+        e->exists = !e->null_path && stat(e->path, &st) == 0;
+        if (e->exists) e->certificates = e->is_dir ? count_in_dir(e->path) : count_in_file(e->path);
+    }
+    return NULL;
+}
+static void trust_print(const struct trust_entry *e) {
+    key(e->key); puts_("{"); kstr("path", e->null_path ? NULL : e->path);
+    kbool("exists", e->exists);
+    if (e->exists) kint("certificates", e->certificates);
     close_("}");
 }
 
@@ -241,6 +261,14 @@ static int drop(long uid, long gid, const char *cwd) {
     struct rlimit core = {0, 0}; setrlimit(RLIMIT_CORE, &core);
     struct rlimit cpu = {60, 60}; setrlimit(RLIMIT_CPU, &cpu);
     struct rlimit fsz = {16 << 20, 16 << 20}; setrlimit(RLIMIT_FSIZE, &fsz);
+    return 0;
+}
+
+/* Variables the dynamic loader or libc read before main() (rtld's LD_*, GLIBC_TUNABLES and the
+ * tunables' MALLOC_* aliases): with any of them set, stage 2 must be a new image started with them. */
+static int loader_reads(char **env) {
+    for (char **e = env; *e; e++)
+        if (!strncmp(*e, "LD_", 3) || !strncmp(*e, "GLIBC_TUNABLES=", 15) || !strncmp(*e, "MALLOC_", 7)) return 1;
     return 0;
 }
 
@@ -295,13 +323,21 @@ int main(int argc, char **argv) {
             fprintf(stderr, "sentinel-probe: cannot run %s: %s\n", argv[i], strerror(errno));
             return 127;
         }
-        char *args[8]; int a = 0;
-        args[a++] = argv[0]; args[a++] = "--stage2";
-        if (dropped == -2) { args[a++] = "--cwd-error"; args[a++] = (char *)drop_error; }
-        args[a++] = "--"; args[a++] = argv[i]; args[a] = NULL;
-        if (self >= 0) fexecve(self, args, env);
-        fprintf(stderr, "sentinel-probe: cannot re-execute itself: %s\n", strerror(errno));
-        return 125;
+        if (loader_reads(env)) {
+            char *args[8]; int a = 0;
+            args[a++] = argv[0]; args[a++] = "--stage2";
+            if (dropped == -2) { args[a++] = "--cwd-error"; args[a++] = (char *)drop_error; }
+            args[a++] = "--"; args[a++] = argv[i]; args[a] = NULL;
+            if (self >= 0) fexecve(self, args, env);
+            fprintf(stderr, "sentinel-probe: cannot re-execute itself: %s\n", strerror(errno));
+            return 125;
+        }
+        /* Nothing in the environment that ld.so or libc's start-up reads: a new image would start
+         * exactly as this one did, so stage 2 runs in place (one exec and one loader run fewer) with
+         * the service's environment swapped in; OpenSSL reads it with getenv, after this point. */
+        if (self >= 0) close(self);
+        environ = env;
+        if (dropped == -2) cwd_error = drop_error;
     }
     const char *requested = argv[i];
     double t0 = now_ms();
@@ -328,6 +364,24 @@ int main(int argc, char **argv) {
     close_("}");
 
     OPENSSL_FUNCTIONS(SYM)
+
+    /* trust paths: compiled-in cert file/dir, SSL_CERT_FILE / SSL_CERT_DIR */
+    pthread_t trust_thread; int trust_thread_ok;
+    {
+        if (p_X509_get_default_cert_file) trust_add("compiled_file", p_X509_get_default_cert_file(), 0);
+        if (p_X509_get_default_cert_dir) trust_add("compiled_dir", p_X509_get_default_cert_dir(), 1);
+        const char *fe = p_X509_get_default_cert_file_env ? p_X509_get_default_cert_file_env() : "SSL_CERT_FILE";
+        const char *de = p_X509_get_default_cert_dir_env ? p_X509_get_default_cert_dir_env() : "SSL_CERT_DIR";
+        if (getenv(fe)) trust_add("env_file", getenv(fe), 0);
+        if (getenv(de)) {
+            /* SSL_CERT_DIR may be a list; report the first entry that exists (or the first) */
+            char list[PATH_MAX * 2]; snprintf(list, sizeof list, "%s", getenv(de));
+            char *save = NULL, *first = strtok_r(list, ":", &save), *pick = first;
+            for (char *d = first; d; d = strtok_r(NULL, ":", &save)) { struct stat st; if (stat(d, &st) == 0) { pick = d; break; } }
+            trust_add("env_dir", pick ? pick : "", 1);
+        }
+        trust_thread_ok = pthread_create(&trust_thread, NULL, trust_count_all, NULL) == 0;
+    }
 
     key("api"); puts_("{");
     for (size_t k = 0; k < sizeof newer_api / sizeof newer_api[0]; k++) {
@@ -495,23 +549,11 @@ int main(int argc, char **argv) {
     }
     kint("ms", (long long)(now_ms() - t)); close_("}");
 
-    /* trust paths */
+    /* trust paths (counted on the trust thread) */
     stage("trust");
+    if (trust_thread_ok) pthread_join(trust_thread, NULL); else trust_count_all(NULL);
     puts_("{"); kstr("name", "trust"); kstr("status", "info");
-    if (p_X509_get_default_cert_file) trust_entry("compiled_file", p_X509_get_default_cert_file(), 0);
-    if (p_X509_get_default_cert_dir) trust_entry("compiled_dir", p_X509_get_default_cert_dir(), 1);
-    {
-        const char *fe = p_X509_get_default_cert_file_env ? p_X509_get_default_cert_file_env() : "SSL_CERT_FILE";
-        const char *de = p_X509_get_default_cert_dir_env ? p_X509_get_default_cert_dir_env() : "SSL_CERT_DIR";
-        if (getenv(fe)) trust_entry("env_file", getenv(fe), 0);
-        if (getenv(de)) {
-            /* SSL_CERT_DIR may be a list; report the first entry that exists (or the first) */
-            char list[PATH_MAX * 2]; snprintf(list, sizeof list, "%s", getenv(de));
-            char *save = NULL, *first = strtok_r(list, ":", &save), *pick = first;
-            for (char *d = first; d; d = strtok_r(NULL, ":", &save)) { struct stat st; if (stat(d, &st) == 0) { pick = d; break; } }
-            trust_entry("env_dir", pick ? pick : "", 1);
-        }
-    }
+    for (int k = 0; k < trust_count; k++) trust_print(&trust[k]);
     close_("}");
 
     /* our own mappings: exactly one libcrypto, and where fips.so came from */
