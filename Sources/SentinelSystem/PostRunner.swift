@@ -50,7 +50,13 @@ public struct PostRunner: Sendable {
     }
 
     public func runProbe(library: String, environment: [String: String], cwd: String?, identity: Identity?) -> PostRun {
-        let r = spawn(mode: [library], environment: environment, cwd: cwd, identity: identity)
+        let key = Prestart(probe: probe, timeout: timeout, outputCap: outputCap, library: library,
+                           environment: Self.childEnvironment(environment), cwd: cwd, identity: identity)
+        let early = Self.prestarted.withLock { list -> Child? in
+            guard let i = list.firstIndex(where: { $0.key == key }) else { return nil }
+            return list.remove(at: i).child
+        }
+        let r = early.map(finish) ?? spawn(mode: [library], environment: environment, cwd: cwd, identity: identity)
         let outcome: PostOutcome
         switch r.end {
         case .timedOut: outcome = .timedOut(seconds: timeout)
@@ -74,6 +80,41 @@ public struct PostRunner: Sendable {
         case .exited(let status): outcome = .exited(status: status, result: nil)
         }
         return (outcome, Self.tail(r.stdout + r.stderr, lines: 20), r.elapsedMs)
+    }
+
+    /// What a probe child was started with: a child started ahead of its POST (`prestart`) is used
+    /// only by a `runProbe` that would start exactly this one.
+    struct Prestart: Hashable, Sendable {
+        var probe: String, timeout: Double, outputCap: Int, library: String
+        var environment: [String: String], cwd: String?, identity: Identity?
+    }
+    static let prestarted = Mutex([(key: Prestart, child: Child)]())
+
+    /// Starts the probe child for `library` now; the `runProbe` with the same probe, timeout, library,
+    /// environment, cwd and identity takes it over (reads, times and reaps it) instead of spawning.
+    /// Lets a caller begin the POST (~100 ms of FIPS self-tests) before it has finished its own
+    /// set-up; whatever it then asks for exactly decides whether the child is used.
+    public func prestart(library: String, environment: [String: String], cwd: String?, identity: Identity?) {
+        guard case .running(let child) = start(mode: [library], environment: environment, cwd: cwd, identity: identity) else { return }
+        let key = Prestart(probe: probe, timeout: timeout, outputCap: outputCap, library: library,
+                           environment: Self.childEnvironment(environment), cwd: cwd, identity: identity)
+        Self.prestarted.withLock { $0.append((key, child)) }
+    }
+
+    /// Kills and reaps every prestarted child nobody took over (a usage error, a different plan).
+    public static func discardPrestarted() {
+        let children = prestarted.withLock { list -> [Child] in
+            let taken = list.map(\.child)
+            list.removeAll()
+            return taken
+        }
+        for child in children {
+            kill(-child.pid, SIGKILL)
+            for fd in [child.outFD, child.errFD, child.inFD] where fd >= 0 { close(fd) }
+            var status: Int32 = 0
+            while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
+            running.withLock { _ = $0.remove(child.pid) }
+        }
     }
 
     static let spawnLock = NSLock()
@@ -113,7 +154,21 @@ public struct PostRunner: Sendable {
         return String(decoding: kept, as: UTF8.self)
     }
 
+    /// A child spawned and fed its environment on stdin from `finish`'s loop.
+    struct Child: Sendable {
+        var pid: pid_t, outFD: Int32, errFD: Int32, inFD: Int32
+        var pendingIn: ArraySlice<UInt8>, start: UInt64
+    }
+    enum Started { case running(Child), failed(Raw) }
+
     func spawn(mode: [String], environment: [String: String], cwd: String?, identity: Identity?, mergeOutput: Bool = false) -> Raw {
+        switch start(mode: mode, environment: environment, cwd: cwd, identity: identity, mergeOutput: mergeOutput) {
+        case .running(let child): return finish(child)
+        case .failed(let raw): return raw
+        }
+    }
+
+    func start(mode: [String], environment: [String: String], cwd: String?, identity: Identity?, mergeOutput: Bool = false) -> Started {
         var args = [probe]
         if let identity { args += ["--uid", String(identity.uid), "--gid", String(identity.gid)] }
         if let cwd { args += ["--cwd", cwd] }
@@ -134,7 +189,7 @@ public struct PostRunner: Sendable {
         defer { if locked { Self.spawnLock.unlock() } }
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0], inPipe: [Int32] = [0, 0]
         guard pipe(&outPipe) == 0, pipe(&errPipe) == 0, pipe(&inPipe) == 0 else {
-            return Raw(end: .exited(127), stdout: [], stderr: Array("pipe: \(String(cString: strerror(errno)))".utf8), overCap: false, elapsedMs: 0)
+            return .failed(Raw(end: .exited(127), stdout: [], stderr: Array("pipe: \(String(cString: strerror(errno)))".utf8), overCap: false, elapsedMs: 0))
         }
         for fd in outPipe + errPipe + inPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         _ = fcntl(inPipe[1], F_SETFL, O_NONBLOCK)
@@ -170,17 +225,32 @@ public struct PostRunner: Sendable {
         close(outPipe[1]); close(errPipe[1]); close(inPipe[0])
         if rc == 0 { Self.running.withLock { _ = $0.insert(pid) } }
         Self.spawnLock.unlock(); locked = false
-        var pendingIn = envBlock[...]
         var inFD: Int32 = inPipe[1]
-        if pendingIn.isEmpty { close(inFD); inFD = -1 }
+        if envBlock.isEmpty { close(inFD); inFD = -1 }
         guard rc == 0 else {
             if inFD >= 0 { close(inFD) }
             close(outPipe[0]); close(errPipe[0])
-            return Raw(end: .exited(127), stdout: [], stderr: Array("cannot run \(probe): \(String(cString: strerror(rc)))".utf8), overCap: false, elapsedMs: 0)
+            return .failed(Raw(end: .exited(127), stdout: [], stderr: Array("cannot run \(probe): \(String(cString: strerror(rc)))".utf8), overCap: false, elapsedMs: 0))
         }
+        var pendingIn = envBlock[...]
+        if inFD >= 0 {
+            // Most environments fit in the pipe: written now, the child need not wait for finish() to
+            // feed it (a prestarted child's finish() comes later).
+            let wrote = pendingIn.withUnsafeBytes { write(inFD, $0.baseAddress, $0.count) }
+            if wrote > 0 { pendingIn = pendingIn.dropFirst(wrote) }
+            if pendingIn.isEmpty { close(inFD); inFD = -1 }
+        }
+        return .running(Child(pid: pid, outFD: outPipe[0], errFD: errPipe[0], inFD: inFD, pendingIn: pendingIn, start: start))
+    }
+
+    /// Feeds, reads, times out and reaps a started child.
+    func finish(_ child: Child) -> Raw {
+        let pid = child.pid, start = child.start
+        var pendingIn = child.pendingIn
+        var inFD = child.inFD
         let deadline = start + UInt64(timeout * 1e9)
         var out: [UInt8] = [], err: [UInt8] = []
-        var open = [outPipe[0], errPipe[0]]
+        var open = [child.outFD, child.errFD]
         var overCap = false, timedOut = false
         var buf = [UInt8](repeating: 0, count: 65536)
         var status: Int32 = 0
@@ -210,7 +280,7 @@ public struct PostRunner: Sendable {
                 }
                 let got = read(f.fd, &buf, buf.count)
                 if got <= 0 { close(f.fd); open.removeAll { $0 == f.fd }; continue }
-                if f.fd == outPipe[0] { out += buf[0..<got] } else { err += buf[0..<got]; if err.count > 65536 { err.removeFirst(err.count - 65536) } }
+                if f.fd == child.outFD { out += buf[0..<got] } else { err += buf[0..<got]; if err.count > 65536 { err.removeFirst(err.count - 65536) } }
                 if out.count > outputCap { overCap = true }
             }
             if overCap { break }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SentinelCore
+import SentinelSystem
 
 let toolVersion = "0.1.0"
 
@@ -23,12 +24,15 @@ struct CryptoSentinel: ParsableCommand {
 
     /// ArgumentParser exits 64 on usage errors; PRODUCT.md's contract is 2.
     static func main() {
+        EarlyPost.start(CommandLine.arguments)
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch let exit as ExitCode {
+            PostRunner.discardPrestarted()
             Foundation.exit(exit.rawValue)
         } catch {
+            PostRunner.discardPrestarted()
             let code = exitCode(for: error)
             if code == .success { self.exit(withError: error) }  // --help, --version
             FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))

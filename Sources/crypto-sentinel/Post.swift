@@ -103,10 +103,50 @@ struct Post: ParsableCommand {
             plan.identity = nil
         }
         let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))
+        PostRunner.discardPrestarted()
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
         // end quietly on a closed stdout, as every other command does.
         signal(SIGPIPE, SIG_DFL)
         let doc = Report(command: "post", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
         throw ExitCode(emit(doc, options: report))
+    }
+}
+
+/// On a simple `post` command line (only --env, --libcrypto, --timeout, --expect-fips, --format,
+/// --fail-on, --name) the probe children are started before ArgumentParser runs: parsing and
+/// validating costs a static Swift binary ~2 ms of runtime metadata and conformance lookups, which
+/// the children spend on their FIPS self-tests instead. Nothing is decided here: Post.run builds
+/// its plan from the parsed options as always, the runner uses a prestarted child only when it is
+/// exactly the one the plan asks for (probe, timeout, library, environment, cwd, user), and every
+/// other one is killed (a usage error, --help, a different plan).
+enum EarlyPost {
+    static func start(_ arguments: [String]) {
+        guard arguments.count >= 2, arguments[1] == "post" else { return }
+        var environment: [String: String] = [:], libraries: [String] = [], timeout = 10.0
+        var i = 2
+        while i < arguments.count {
+            let option = arguments[i]
+            if option == "--expect-fips" { i += 1; continue }
+            guard ["--env", "--libcrypto", "--timeout", "--format", "--fail-on", "--name"].contains(option),
+                  i + 1 < arguments.count, !arguments[i + 1].hasPrefix("-") else { return }
+            let value = arguments[i + 1]
+            switch option {
+            case "--env":
+                guard let eq = value.firstIndex(of: "="), eq != value.startIndex else { return }
+                environment[String(value[..<eq])] = String(value[value.index(after: eq)...])
+            case "--libcrypto": libraries.append(value)
+            case "--timeout":
+                guard let t = Double(value), t > 0 else { return }
+                timeout = t
+            default: break
+            }
+            i += 2
+        }
+        guard let probe = PostRunner.locateProbe() else { return }
+        let runner = PostRunner(probe: probe, timeout: timeout)
+        var seen = Set<String>()
+        for library in libraries.isEmpty ? ["libcrypto.so.3"] : libraries where seen.insert(library).inserted {
+            runner.prestart(library: library, environment: environment, cwd: nil, identity: nil)
+        }
     }
 }
