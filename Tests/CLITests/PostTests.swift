@@ -285,6 +285,18 @@ import Testing
         #expect(paths == [lib], "the renamed libcrypto is recognised by content, not by name: \(paths)")
     }
 
+    /// On a simple command line the probe children start before ArgumentParser parses it: a line it
+    /// then rejects must not leave one behind (the hanging fixture would run until its timeout).
+    @Test func aRejectedCommandLineLeavesNoPrestartedProbe() throws {
+        let lib = try Fixtures.postLib("hang")
+        for bad in [["--format", "yaml"], ["--fail-on", "never"], ["--timeout", "30", "--expect-fips", "--name", "x", "--format", "xml"]] {
+            let r = try Sentinel.run(["post", "--libcrypto", lib] + bad)
+            #expect(r.status == 2, "\(bad): \(r.stderr)")
+            let left = try Sentinel.shell(["pgrep", "-f", "sentinel-probe.*\(lib)"])
+            #expect(left.stdout.isEmpty, "\(bad): a prestarted probe survived: \(left.stdout)")
+        }
+    }
+
     @Test func usageErrorsExit2() throws {
         let missing = try Sentinel.run(["post", "--libcrypto", "/nonexistent/libcrypto.so.3"])
         #expect(missing.status == 2)
