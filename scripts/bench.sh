@@ -5,7 +5,8 @@
 #   - crypto-sentinel scan (fresh process) vs `scanelf -qR -n -r -S` and `libtree` over the tree's ELF files
 #   - an unchanged tree rescanned in the same process (the stat-keyed cache) vs the first scan
 #   - POST: `crypto-sentinel post` (and the bare probe) vs `openssl list -providers && openssl dgst -sha256`
-#     under the same environment (Debian 13's fips.so in Debian 12's libcrypto, and plain system OpenSSL)
+#     under the same environment (Debian 13's fips.so in Debian 12's libcrypto, and plain system OpenSSL),
+#     interleaved; BASE_BIN=another build joins the same rounds
 #   - daemon: GET /v1/report under 64 clients next to nginx, RSS over 1,000 cycles, CPU per cycle
 #     (scripts/bench-daemon.sh)
 # SECTIONS="post" (or scan, inspect, daemon; space-separated) runs only those parts.
@@ -62,27 +63,25 @@ if [[ " $SECTIONS " == *" inspect "* ]]; then
 fi
 
 # POST latency: one probe process (config, providers, FIPS self-test, SHA-256, MD5, DRBG, trust) next
-# to the two openssl commands a person would run, under the same environment, in the same run.
+# to the two openssl commands a person would run, under the same environment, in the same run. The
+# commands are interleaved round by round (scripts/bench/interleave.py): each ratio is taken within
+# one round, so load from other work on the machine falls on all of them alike. BASE_BIN=another
+# crypto-sentinel build (its sentinel-probe beside it) joins the same rounds: before/after in one run.
 if [[ " $SECTIONS " == *" post "* ]]; then
   scripts/fixtures/fips-lab.sh "$TMP/lab"
   for CASE in fips system; do
     if [ $CASE = fips ]; then ENVV=(OPENSSL_CONF="$TMP/lab/openssl-fips.cnf" OPENSSL_MODULES="$TMP/lab/modules"); FLAG=--expect-fips
     else ENVV=(); FLAG=; fi
     POSTENV=(); for kv in "${ENVV[@]}"; do POSTENV+=(--env "$kv"); done
-    echo "== POST, $CASE OpenSSL (${ENVV[*]:-system defaults})"
-    env -i PATH=/usr/bin:/bin "${ENVV[@]}" hyperfine -N -i -w 2 -r $((RUNS * 4)) \
-      --export-json "$TMP/post.json" \
-      "$BIN post ${POSTENV[*]} $FLAG --format json" \
-      "$PROBE libcrypto.so.3" \
-      "sh -c 'openssl list -providers >/dev/null && openssl dgst -sha256 </dev/null >/dev/null'" >/dev/null 2>&1
-    python3 - "$TMP/post.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["results"]
-post, probe, ossl = (x["median"] for x in r)
-print(f"  openssl list -providers && openssl dgst -sha256   {ossl*1000:7.1f} ms   (1.00x)")
-print(f"  crypto-sentinel post (CLI + probe child)          {post*1000:7.1f} ms   ({post/ossl:.2f}x; target <= 1.0x)")
-print(f"  sentinel-probe alone (the POST child)             {probe*1000:7.1f} ms   ({probe/ossl:.2f}x)")
-PY
+    echo "== POST, $CASE OpenSSL (${ENVV[*]:-system defaults}); medians of $((RUNS * 4)) interleaved rounds, target: post <= 1.0x"
+    CMDS=("openssl list -providers && openssl dgst -sha256=sh -c 'openssl list -providers >/dev/null && openssl dgst -sha256 </dev/null >/dev/null'"
+          "crypto-sentinel post (CLI + probe child)=$BIN post ${POSTENV[*]} $FLAG --format json"
+          "sentinel-probe alone (the POST child)=$PROBE libcrypto.so.3")
+    if [ -n "${BASE_BIN:-}" ]; then
+      CMDS+=("BASE_BIN post=$BASE_BIN post ${POSTENV[*]} $FLAG --format json"
+             "BASE_BIN's sentinel-probe alone=$(dirname "$BASE_BIN")/sentinel-probe libcrypto.so.3")
+    fi
+    env -i PATH=/usr/bin:/bin "${ENVV[@]}" python3 scripts/bench/interleave.py $((RUNS * 4)) "${CMDS[@]}"
   done
 fi
 
