@@ -289,10 +289,12 @@ import Testing
     /// then rejects must not leave one behind (the hanging fixture would run until its timeout).
     @Test func aRejectedCommandLineLeavesNoPrestartedProbe() throws {
         let lib = try Fixtures.postLib("hang")
+        // This build's probe only: other checkouts' tests may run the same fixture at the same time.
+        let probe = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
         for bad in [["--format", "yaml"], ["--fail-on", "never"], ["--timeout", "30", "--expect-fips", "--name", "x", "--format", "xml"]] {
             let r = try Sentinel.run(["post", "--libcrypto", lib] + bad)
             #expect(r.status == 2, "\(bad): \(r.stderr)")
-            let left = try Sentinel.shell(["pgrep", "-f", "sentinel-probe.*\(lib)"])
+            let left = try Sentinel.shell(["pgrep", "-f", "^\(probe) .*\(lib)"])
             #expect(left.stdout.isEmpty, "\(bad): a prestarted probe survived: \(left.stdout)")
         }
     }
