@@ -74,6 +74,30 @@ public final class ProcReader: Sendable {
         }
     }
 
+    /// When `pid` started (/proc/<pid>/stat field 22, clock ticks after boot); nil when it is gone.
+    public static func startTime(pid: Int32, procRoot: String = "/proc") -> UInt64? {
+        guard case .success(let bytes) = readWhole(procRoot + "/\(pid)/stat", limit: 4096) else { return nil }
+        return bytes.withUnsafeBytes { startTime(stat: $0) }
+    }
+
+    /// Field 22 of a /proc/<pid>/stat text. The command (field 2) may hold spaces and ')': fields are
+    /// counted after its last ')'.
+    public static func startTime(stat: UnsafeRawBufferPointer) -> UInt64? {
+        guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        var field = 2, value: UInt64 = 0, digits = 0
+        for b in stat[(close + 1)...] {
+            if b == UInt8(ascii: " ") {
+                if field == 22 { break }
+                field += 1
+            } else if field == 22 {
+                guard b >= 0x30, b <= 0x39, digits < 19 else { return nil }  // 19 digits cannot overflow
+                value = value * 10 + UInt64(b - 0x30)
+                digits += 1
+            }
+        }
+        return field == 22 && digits > 0 ? value : nil
+    }
+
     public enum PidFileError: Error, CustomStringConvertible {
         case unreadable(String, String), malformed(String)
         public var description: String {
@@ -171,6 +195,9 @@ public final class ProcReader: Sendable {
         switch Self.readLink(dir, "cwd") {
         case .value(let v): snap.cwd = v
         case .error(let e): errors.append(("cwd", e))
+        }
+        if case .success(let n) = buffer.read(dir, "stat") {
+            snap.startTime = Self.startTime(stat: UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]))
         }
         if case .success(let n) = buffer.read(dir, "cgroup") {
             snap.unit = CgroupUnit.unit(cgroupFile: UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]))

@@ -190,6 +190,129 @@ import Testing
         #expect(d.process.isRunning)
     }
 
+    /// Field 22 of /proc/PID/stat (clock ticks after boot): with the pid, it names one process.
+    static func startTime(_ pid: Int32) -> UInt64? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
+              let close = data.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = data[(close + 2)...].split(separator: UInt8(ascii: " "))
+        return fields.count > 19 ? UInt64(String(decoding: fields[19], as: UTF8.self)) : nil
+    }
+
+    /// Starts `argv` as pid `pid` (free now): the kernel hands out ns_last_pid + 1 next, so write
+    /// pid - 1 there and spawn. Any other fork on the machine in between takes it first: retried.
+    static func spawn(reusing pid: Int32, _ argv: [String]) throws -> LiveProcess? {
+        for _ in 0..<200 {
+            guard kill(pid, 0) != 0 && errno == ESRCH else { usleep(20_000); continue }  // someone else holds it now
+            try "\(pid - 1)".write(toFile: "/proc/sys/kernel/ns_last_pid", atomically: false, encoding: .utf8)
+            let p = try LiveProcess(argv)
+            if p.pid == pid { return p }
+            p.stop()
+        }
+        return nil
+    }
+
+    /// Lines of the daemon's stderr (its alerts: no journald in its namespace) for one target.
+    static func alerts(_ d: DaemonUnderTest, _ target: String) -> [String] {
+        d.stderr.split(separator: "\n").map(String.init).filter { $0.contains(" \(target) ") }
+    }
+
+    @Test func aPidReusedBetweenCyclesIsANewProcessNotTheOldOne() throws {
+        let fx = try Fixtures.proc()
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // A private copy of the fixture program: `exe:` matches only processes of this test.
+        let exe = dir + "/svc"
+        try FileManager.default.copyItem(atPath: fx + "/holdlibs", toPath: exe)
+        let split = [exe, fx + "/fake/a/libcrypto.so.3", fx + "/fake/b/libcrypto.so.3"]
+        var old: LiveProcess? = try LiveProcess(split)
+        defer { old?.stop() }
+        let pid = old!.pid
+        let oldStart = try #require(Self.startTime(pid))
+        let pidFile = dir + "/svc.pid"
+        try "\(pid)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+
+        let d = try DaemonUnderTest(config: """
+            interval: 1h
+            services:
+              - name: by-pidfile
+                pid_file: \(pidFile)
+                post: false
+              - name: by-exe
+                exe: \(exe)
+                post: false
+            """, wrapper: Self.privateNamespace())
+        defer { d.remove() }
+        try #require(d.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1; stderr: \(d.stderr)")
+        var r = try report(d)
+        for name in ["by-pidfile", "by-exe"] {
+            let t = try #require(r.targets.first { $0.name == name })
+            #expect(t.findings.map(\.code) == [.processSplitLibcrypto], "\(name): \(t.findings.map(\.summary))")
+            #expect(t.stats["pid"] == Int(pid))
+        }
+        let cyclesBefore = cycles(d)
+
+        // The process dies and another one is started with its pid: the same program (a restart of the
+        // `exe:` service) holding one libcrypto only. The pid file is left as it was: stale.
+        old?.stop()
+        old = nil
+        let reused = try #require(try Self.spawn(reusing: pid, [exe, fx + "/fake/a/libcrypto.so.3"]), "pid \(pid) was never handed out again")
+        defer { reused.stop() }
+        try #require(reused.pid == pid)
+        let newStart = try #require(Self.startTime(pid))
+        try #require(newStart != oldStart, "the same pid, another process")
+
+        // No POST /v1/scan: the live watcher must see that pid \(pid) is another process and run a cycle.
+        let reusedAt = Date()
+        let seen = waitFor(20) {
+            guard let r = try? report(d), cycles(d) > cyclesBefore else { return false }
+            return r.targets.first { $0.name == "by-exe" }?.findings.isEmpty == true
+        }
+        print("pid reuse: pid \(pid) (start \(oldStart) -> \(newStart)) seen by a cycle after \(String(format: "%.1f", Date().timeIntervalSince(reusedAt))) s")
+        r = try report(d)
+        #expect(seen, "no cycle after the pid was reused (cycles \(cycles(d)) vs \(cyclesBefore)): \(r.targets.map { ($0.name, $0.findings.map(\.code)) })")
+        // by-exe: the new process runs its executable, so it is the service, audited afresh; nothing of
+        // the old one (two mapped libcrypto files) sticks to it.
+        let byExe = try #require(r.targets.first { $0.name == "by-exe" })
+        #expect(byExe.findings.isEmpty, "\(byExe.findings.map(\.summary))")
+        #expect(byExe.state == .healthy && byExe.stats["pid"] == Int(pid) && byExe.stats["processes"] == 1)
+        // by-pidfile: the file names a process that is gone; the pid's new owner is not the service.
+        let byFile = try #require(r.targets.first { $0.name == "by-pidfile" })
+        let down = try #require(byFile.findings.first { $0.code == .serviceNotRunning }, "\(byFile.findings.map(\.summary))")
+        #expect(byFile.findings.map(\.code) == [.serviceNotRunning])
+        #expect(down.summary.contains("stale"), "\(down.summary)")
+        #expect(down.evidence["pid"] == .int(Int64(pid)), "\(down.evidence)")
+        #expect(byFile.stats["processes"] == 0)
+
+        // Every change was alerted once (stderr: no journald in the daemon's namespace).
+        #expect(waitFor(5) { Self.alerts(d, "by-pidfile").contains { $0.contains("service-not-running") && $0.contains(" new:") } }, "\(d.stderr)")
+        let exeAlerts = Self.alerts(d, "by-exe")
+        #expect(exeAlerts.filter { $0.contains("process-split-libcrypto") && $0.contains(" new:") }.count == 1, "\(exeAlerts)")
+        #expect(exeAlerts.filter { $0.contains("process-split-libcrypto") && $0.contains(" resolved:") }.count == 1, "\(exeAlerts)")
+        let fileAlerts = Self.alerts(d, "by-pidfile")
+        #expect(fileAlerts.filter { $0.contains("process-split-libcrypto") && $0.contains(" resolved:") }.count == 1, "\(fileAlerts)")
+        #expect(fileAlerts.filter { $0.contains("service-not-running by-pidfile new:") }.count == 1, "\(fileAlerts)")
+        #expect(fileAlerts.contains { $0.contains("by-pidfile degraded:") && $0.contains("(was failed)") }, "\(fileAlerts)")
+        #expect(exeAlerts.contains { $0.contains("by-exe healthy:") && $0.contains("(was failed)") }, "\(exeAlerts)")
+        print("pid reuse alerts:\n" + (fileAlerts + exeAlerts).joined(separator: "\n"))
+
+        // A cycle with nothing changed stays quiet and keeps the picture: the stale file stays stale.
+        let linesBefore = d.stderr.split(separator: "\n").count
+        #expect(try scanNow(d))
+        r = try report(d)
+        #expect(r.targets.first { $0.name == "by-pidfile" }?.findings.map(\.code) == [.serviceNotRunning])
+        #expect(d.stderr.split(separator: "\n").count == linesBefore, "\(d.stderr)")
+
+        // The service rewrites its pid file (the same pid, now truly its own): trusted again.
+        try "\(pid)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        #expect(try scanNow(d))
+        r = try report(d)
+        #expect(r.targets.first { $0.name == "by-pidfile" }?.findings.isEmpty == true,
+                "\(String(describing: r.targets.first { $0.name == "by-pidfile" }?.findings.map(\.summary)))")
+        #expect(waitFor(5) { Self.alerts(d, "by-pidfile").contains { $0.contains("service-not-running") && $0.contains(" resolved:") } }, "\(d.stderr)")
+        #expect(try d.health()["ready"] as? Bool == true)
+        #expect(d.process.isRunning && kill(d.pid, 0) == 0)
+    }
+
     @Test func bundleFilesReplacedDuringScansNeverStopTheDaemonAndTheLastScanSeesTheFinalFiles() throws {
         let work = try Fixtures.copy(try Fixtures.cxfreeze("debian"))
         defer { try? FileManager.default.removeItem(atPath: work) }
@@ -243,4 +366,111 @@ import Testing
         #expect(try scanNow(d))
         #expect(try codes() == before, "stderr: \(d.stderr.suffix(2000))")
     }
+
+    /// scripts/make-big-bundle.sh's 20,000-file tree (the bench's), built once under the fixtures folder.
+    static func bigBundle() throws -> String {
+        let out = Fixtures.root + "/big-bundle"
+        let r = try Sentinel.shell(["flock", out + ".lock", "bash", FixtureScripts.packageRoot + "/scripts/make-big-bundle.sh",
+                                    try Fixtures.cxfreeze("debian"), out, "20000"])
+        guard r.status == 0 else { throw FixtureError(message: "make-big-bundle.sh failed: \(r.stderr)") }
+        return out
+    }
+
+    @Test func aBigBundleWithUnreadablePartsAndSymlinkLoopsIsReportedNotHung() throws {
+        let big = try Self.bigBundle()
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-big-\(UUID().uuidString.prefix(8))").path
+        // Hard links: 20,000 files in a second, and the shared fixture's own modes are never changed
+        // (every file made unreadable below is a fresh copy, every folder a fresh inode of this tree).
+        try #require(try Sentinel.shell(["cp", "-al", big, work]).status == 0)
+        defer { _ = try? Sentinel.shell(["chmod", "-R", "u+rwx", work]); try? FileManager.default.removeItem(atPath: work) }
+        let lib = work + "/lib"
+        let libcrypto = try #require(try FileManager.default.contentsOfDirectory(atPath: lib + "/site/pkg007")
+            .first { $0.hasPrefix("libcrypto") }, "no libcrypto copy in pkg007")
+        let setup = """
+            set -e
+            cd "$0"
+            chmod 000 lib/site/pkg042                       # a folder (and its ELF copies) out of reach
+            chmod 100 lib/python/mod3                       # a folder that can be crossed but not listed
+            f=lib/site/pkg007/\(libcrypto); cp --remove-destination "$f" "$f.tmp"; mv -f "$f.tmp" "$f"; chmod 000 "$f"
+            ln -s loop-b lib/loop-a; ln -s loop-a lib/loop-b  # a -> b -> a
+            ln -s self.so lib/self.so                        # a self loop
+            ln -s ../.. lib/site/up                          # a folder link to an ancestor
+            ln -s ../../lib lib/python/mod1/again
+            """
+        try #require(try Sentinel.shell(["sh", "-c", setup, work]).status == 0)
+
+        // The daemon as root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH: modes bind it like any user.
+        let d = try DaemonUnderTest(config: """
+            interval: 1h
+            bundles:
+              - name: big
+                root: \(work)
+            """, wrapper: Self.privateNamespace() + ["/usr/bin/setpriv", "--inh-caps=-all",
+                                                     "--bounding-set=-dac_override,-dac_read_search", "--"])
+        defer { d.remove() }
+        let started = Date()
+        try #require(d.waitForNotify(50) { $0.contains("READY=1") } != nil, "no READY=1 (first cycle) in 50 s; stderr: \(d.stderr)")
+        let firstCycle = Date().timeIntervalSince(started)
+        let caps = (try? String(contentsOfFile: "/proc/\(d.pid)/status", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("CapEff:") } ?? "?"
+        var r = try report(d)
+        let t = try #require(r.targets.first { $0.name == "big" })
+        print("20k bundle, unreadable parts: first cycle \(String(format: "%.1f", firstCycle)) s (\(cycleMS(d)) ms in the cycle), \(caps), \(t.stats), \(t.warnings.count) warnings")
+
+        // Each unreadable part and each loop is named; nothing silently skipped.
+        let expected = ["lib/site/pkg042: cannot read directory: Permission denied",
+                        "lib/python/mod3: cannot read directory: Permission denied",
+                        "lib/site/pkg007/\(libcrypto): cannot open: Permission denied",
+                        "lib/loop-a: symlink loop", "lib/loop-b: symlink loop", "lib/self.so: symlink loop"]
+        for w in expected { #expect(t.warnings.contains(w), "missing warning \(w): \(t.warnings)") }
+        // A clear finding for the part that could not be read (the loops are not: nothing loads through them).
+        let unreadable = try #require(t.findings.first { $0.code == .bundleUnreadable }, "\(t.findings.map(\.summary))")
+        let paths = unreadable.evidence["paths"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(Set(paths) == ["lib/site/pkg042", "lib/python/mod3", "lib/site/pkg007/\(libcrypto)"], "\(unreadable.evidence)")
+        #expect(!paths.contains { $0.contains("loop") || $0.contains("self") })
+        // The readable part's real findings are still there.
+        let codes = Set(t.findings.map(\.code))
+        #expect(codes.isSuperset(of: [.splitLibcrypto, .mangledOpenSSLName, .duplicateOpenSSLCopy]), "\(codes)")
+        #expect((t.stats["bundle_files"] ?? t.stats["files"] ?? 0) > 19_000, "\(t.stats)")
+        #expect(waitFor(5) { d.stderr.contains("bundle-unreadable big new:") }, "its alert: \(d.stderr.suffix(3000))")
+        print(d.stderr.split(separator: "\n").filter { $0.contains("bundle-unreadable") }.joined(separator: "\n"))
+
+        var idle = 0.0
+        for _ in 0..<5 {
+            let t0 = Date()
+            _ = try d.health()
+            idle = max(idle, Date().timeIntervalSince(t0))
+        }
+        // A second cycle: bounded, the API answers while it runs, the same picture, no repeated alert.
+        let linesBefore = d.stderr.split(separator: "\n").count
+        let before = cycles(d)
+        #expect(try d.curl("/v1/scan", method: "POST").code == 202)
+        var slowest = 0.0
+        for _ in 0..<10 {
+            let t0 = Date()
+            #expect(try d.health()["status"] as? String == "ok")
+            slowest = max(slowest, Date().timeIntervalSince(t0))
+            usleep(50_000)
+        }
+        #expect(slowest < 1, "/v1/health answers while the 20,000 files are walked")
+        #expect(waitFor(50) { cycles(d) > before }, "the second cycle did not complete")
+        print("20k bundle: second cycle \(cycleMS(d)) ms; health (curl started for each) slowest \(Int(slowest * 1000)) ms during it, \(Int(idle * 1000)) ms idle")
+        r = try report(d)
+        #expect(Set(try #require(r.targets.first { $0.name == "big" }).findings.map(\.code)) == codes)
+        #expect(d.stderr.split(separator: "\n").count == linesBefore, "\(d.stderr.suffix(2000))")
+
+        // Readable again: the finding resolves (alerted), the copies behind it are now counted.
+        _ = try Sentinel.shell(["chmod", "755", work + "/lib/site/pkg042", work + "/lib/python/mod3"])
+        _ = try Sentinel.shell(["chmod", "644", work + "/lib/site/pkg007/" + libcrypto])
+        #expect(try scanNow(d))
+        r = try report(d)
+        let fixed = try #require(r.targets.first { $0.name == "big" })
+        #expect(!fixed.findings.contains { $0.code == .bundleUnreadable }, "\(fixed.findings.map(\.summary))")
+        #expect(!fixed.warnings.contains { $0.contains("Permission denied") }, "\(fixed.warnings)")
+        #expect(waitFor(5) { d.stderr.contains("bundle-unreadable big resolved") }, "\(d.stderr.suffix(2000))")
+        #expect(try d.health()["ready"] as? Bool == true)
+        #expect(d.process.isRunning && kill(d.pid, 0) == 0)
+    }
+
+    func cycleMS(_ d: DaemonUnderTest) -> Int { ((try? d.health())?["last_cycle_ms"] as? Int) ?? -1 }
 }

@@ -101,6 +101,50 @@ import SentinelTestSupport
         #expect(second.targets.first?.name == "mine")
     }
 
+    /// A pid file is bound to the process its pid named when first read: the same pid with another
+    /// start time (a /proc tree written by the test, so the reuse is exact) is stale until the file changes.
+    @Test func aPidFileWhosePidChangedOwnerIsStaleUntilRewritten() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-pidfile-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/proc/4242", withIntermediateDirectories: true)
+        func process(start: Int, comm: String) throws {
+            try "4242 (\(comm)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \(start) 2228224 128 0\n"
+                .write(toFile: dir + "/proc/4242/stat", atomically: true, encoding: .utf8)
+            try "\(comm)\n".write(toFile: dir + "/proc/4242/comm", atomically: true, encoding: .utf8)
+        }
+        let file = dir + "/svc.pid"
+        try "4242\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let runner = CycleRunner(toolVersion: "test", procRoot: dir + "/proc")
+        try process(start: 1000, comm: "svc")
+        #expect(runner.stalePidFile(file, pid: 4242) == nil, "first read: bound to start 1000")
+        #expect(runner.stalePidFile(file, pid: 4242) == nil, "the same process")
+        try process(start: 2000, comm: "intruder")
+        let stale = try #require(runner.stalePidFile(file, pid: 4242))
+        #expect(stale.problem.hasPrefix("stale"))
+        #expect(stale.evidence["now_running"] == "intruder" && stale.evidence["start_ticks_named"] == 1000)
+        #expect(runner.stalePidFile(file, pid: 4242) != nil, "still stale next cycle")
+        try "4242\n".write(toFile: file, atomically: true, encoding: .utf8)  // rewritten by its service
+        #expect(runner.stalePidFile(file, pid: 4242) == nil)
+        // Nothing at the pid when first read: whatever takes it later is not what the file named.
+        try FileManager.default.removeItem(atPath: dir + "/proc/4242/stat")
+        try "4242\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(runner.stalePidFile(file, pid: 4242) == nil)
+        try process(start: 3000, comm: "later")
+        #expect(runner.stalePidFile(file, pid: 4242)?.evidence["start_ticks_named"] == nil)
+        #expect(runner.stalePidFile(file, pid: 4242) != nil)
+    }
+
+    @Test func deniedPartsOfABundleAreOneFindingLoopsAndCorruptFilesStayWarnings() throws {
+        let warnings = ["lib/locked: cannot read directory: Permission denied", "lib/a.so: cannot open: Permission denied",
+                        "lib/x: Permission denied", "lib/loop: symlink loop", "lib/bad.so: truncated ELF header",
+                        "lib/gone.so: vanished during the scan", "lib/mod: cannot read directory: Operation not permitted"]
+        let f = try #require(CycleRunner.unreadableParts(warnings, root: "/opt/p", name: "p"))
+        #expect(f.code == .bundleUnreadable && f.severity == .error && f.target == "p")
+        #expect(f.evidence["paths"]?.arrayValue?.compactMap(\.stringValue) == ["lib/locked", "lib/a.so", "lib/x", "lib/mod"])
+        #expect(f.evidence["count"] == 4 && !f.summary.contains("4"))
+        #expect(CycleRunner.unreadableParts(["lib/loop: symlink loop", "lib/bad.so: not an ELF"], root: "/opt/p", name: "p") == nil)
+    }
+
     @Test func aCancelledCycleIsNotPublished() throws {
         #expect(CycleRunner(toolVersion: "test").run(.embeddedDefault, probe: nil, cancelled: { true }) == nil)
     }

@@ -53,6 +53,24 @@ import Testing
         #expect(ProcReader().snapshots(pids: [p.processIdentifier], onlyOpenSSL: true).isEmpty)
     }
 
+    @Test func startTimeIsField22AfterTheLastParenthesis() throws {
+        // The command may hold spaces and ')': fields are counted after the last one.
+        let line = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 2228224 128 18446744073709551615 0\n"
+        #expect(Array(line.utf8).withUnsafeBytes { ProcReader.startTime(stat: $0) } == 987654)
+        for bad in ["", "4242 (x", "4242 (x) S 1 2", "4242 (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98x7 1",
+                    "4242 (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 99999999999999999999 1"] {
+            #expect(Array(bad.utf8).withUnsafeBytes { ProcReader.startTime(stat: $0) } == nil, "\(bad)")
+        }
+        // A real process: the snapshot carries the same start time as a direct read, and its own.
+        let p = try sleeper()
+        defer { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        let start = try #require(ProcReader.startTime(pid: p.processIdentifier))
+        #expect(ProcReader().snapshot(pid: p.processIdentifier).startTime == start)
+        #expect(ProcReader.startTime(pid: getpid()).map { $0 <= start } == true, "started before its child")
+        kill(p.processIdentifier, SIGKILL); p.waitUntilExit()
+        #expect(ProcReader.startTime(pid: p.processIdentifier) == nil)
+    }
+
     @Test func pidFiles() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-\(UUID().uuidString).pid").path
         defer { try? FileManager.default.removeItem(atPath: path) }

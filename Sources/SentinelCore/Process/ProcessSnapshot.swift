@@ -1,6 +1,9 @@
 /// What the inspector read about one running process: the input of `ProcessAudit`.
 public struct ProcessSnapshot: Sendable {
     public var pid: Int32
+    /// /proc/<pid>/stat field 22 (clock ticks after boot); with the pid it names one process, since a
+    /// pid is handed out again once its process is gone. nil when it could not be read.
+    public var startTime: UInt64?
     /// /proc/<pid>/status Name (the comm, at most 15 bytes).
     public var command: String?
     /// /proc/<pid>/exe's target (may end in " (deleted)").
@@ -18,8 +21,8 @@ public struct ProcessSnapshot: Sendable {
 
     public init(pid: Int32, command: String? = nil, executable: String? = nil, unit: String? = nil,
                 credentials: ProcessCredentials? = nil, cwd: String? = nil, environment: TargetEnvironment? = nil,
-                files: [MappedObject] = [], failures: [ReadFailure] = []) {
-        self.pid = pid; self.command = command; self.executable = executable; self.unit = unit
+                files: [MappedObject] = [], failures: [ReadFailure] = [], startTime: UInt64? = nil) {
+        self.pid = pid; self.startTime = startTime; self.command = command; self.executable = executable; self.unit = unit
         self.credentials = credentials; self.cwd = cwd; self.environment = environment; self.files = files
         self.failures = failures
     }

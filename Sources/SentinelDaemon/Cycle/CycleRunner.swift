@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import SentinelCore
 import SentinelSystem
+import Synchronization
 
 /// One cycle: every configured bundle scanned (cached), every configured service inspected live and
 /// POSTed, and — when discovery is on — every other process that maps OpenSSL inspected. Blocking
@@ -11,6 +12,16 @@ public final class CycleRunner: Sendable {
     let auditor: BundleAuditor
     let procRoot: String
     let toolVersion: String
+    /// What each configured pid file named when first read in its current form (see `stalePidFile`).
+    private let pidFiles = Mutex<[String: PidFileBinding]>([:])
+
+    struct PidFileBinding: Sendable, Equatable {
+        /// The file's device, inode, size, mtime and ctime: a rewrite (even of the same pid) changes it.
+        var stamp: [Int64]
+        var pid: Int32
+        /// The start time of the process at `pid` then; nil when none ran there.
+        var start: UInt64?
+    }
 
     public init(toolVersion: String, procRoot: String = "/proc") {
         catalog = ELFCatalog()
@@ -56,6 +67,10 @@ public final class CycleRunner: Sendable {
         do {
             var t = try auditor.audit(root: root, name: name, environment: environment, expectFIPS: expectFIPS)
             t.kind = kind
+            if let f = Self.unreadableParts(t.warnings, root: root, name: name) {
+                t.findings.append(f)
+                t.state = TargetState(findings: t.findings)
+            }
             return t
         } catch {
             let f = Finding(code: .bundleUnreadable, target: name, summary: "\(root): \(error)",
@@ -65,21 +80,68 @@ public final class CycleRunner: Sendable {
         }
     }
 
+    /// Folders and files of the tree the daemon was denied (a warning line each) hide whatever they
+    /// hold: one `bundle-unreadable` finding names them, so the journal says so once, not only the
+    /// report's warnings. Symlink loops, corrupt and vanished files stay warnings: nothing loads from them.
+    static func unreadableParts(_ warnings: [String], root: String, name: String) -> Finding? {
+        let reasons = [EACCES, EPERM].map { String(cString: strerror($0)) }
+        let suffixes = reasons.flatMap { [": cannot read directory: \($0)", ": cannot open: \($0)", ": \($0)"] }
+        let paths = warnings.compactMap { w in suffixes.first { w.hasSuffix($0) }.map { String(w.dropLast($0.count)) } }
+        guard let first = paths.first else { return nil }
+        // No count in the summary: it is the finding's identity across cycles.
+        return Finding(code: .bundleUnreadable, target: name,
+                       summary: "\(root): part of the tree could not be read (permission denied), so its linkage is unknown, not clean",
+                       evidence: ["root": .string(root), "count": .int(Int64(paths.count)), "paths": JSONValue(Array(paths.prefix(50)))],
+                       fix: ["ls -ld \(root)/\(first)   # the daemon needs read access (CAP_DAC_READ_SEARCH) to the whole tree"])
+    }
+
     // MARK: services
 
-    func pids(of service: DaemonConfig.Service, reader: ProcReader) -> (pids: [Int32], problem: String?) {
+    func pids(of service: DaemonConfig.Service, reader: ProcReader) -> (pids: [Int32], problem: String?, evidence: [String: JSONValue]) {
         switch service.selector {
-        case .unit(let unit): return (reader.pids(unit: unit), nil)
-        case .exe(let exe): return (reader.pids(executable: exe), nil)
+        case .unit(let unit): return (reader.pids(unit: unit), nil, [:])
+        case .exe(let exe): return (reader.pids(executable: exe), nil, [:])
         case .pidFile(let file):
-            do { return ([try ProcReader.pid(fromFile: file)], nil) } catch { return ([], "\(error)") }
+            do {
+                let pid = try ProcReader.pid(fromFile: file)
+                if let stale = stalePidFile(file, pid: pid) { return ([], stale.problem, stale.evidence) }
+                return ([pid], nil, [:])
+            } catch { return ([], "\(error)", [:]) }
         }
+    }
+
+    /// A pid file left behind by a process that exited names a pid the kernel may hand to any other
+    /// process: that one is not the service. Told apart by the start time (/proc/PID/stat field 22):
+    /// while the file is unchanged, the process at its pid must be the one seen when it was first read.
+    /// (Not by comparing the file's mtime with the start time: a clock stepped forward after boot would
+    /// make every pid file look older than its process.) A file already stale when the daemon first
+    /// reads it cannot be told from a valid one.
+    func stalePidFile(_ file: String, pid: Int32) -> (problem: String, evidence: [String: JSONValue])? {
+        var st = stat()
+        guard stat(file, &st) == 0 else { return nil }
+        let stamp = [Int64(st.st_dev), Int64(bitPattern: UInt64(st.st_ino)), Int64(st.st_size),
+                     Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec), Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec)]
+        let start = ProcReader.startTime(pid: pid, procRoot: procRoot)
+        let was = pidFiles.withLock { seen -> PidFileBinding? in
+            if let was = seen[file], was.stamp == stamp, was.pid == pid { return was }
+            seen[file] = PidFileBinding(stamp: stamp, pid: pid, start: start)
+            return nil
+        }
+        // Unchanged file, same process (or none: then the service is simply not running).
+        guard let was, let start, was.start != start else { return nil }
+        var evidence: [String: JSONValue] = ["pid_file": .string(file), "pid": .int(Int64(pid)), "start_ticks_now": .int(Int64(start))]
+        if let before = was.start { evidence["start_ticks_named"] = .int(Int64(before)) }
+        if case .success(let comm) = ProcReader.readWhole(procRoot + "/\(pid)/comm", limit: 64) {
+            evidence["now_running"] = .string(String(decoding: comm, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        // No pid in the summary: it is the finding's identity across cycles.
+        return ("stale, its pid now belongs to another process, started after the one the file named", evidence)
     }
 
     func audit(_ service: DaemonConfig.Service, bundle: DaemonConfig.Bundle?, reader: ProcReader, runner: PostRunner?,
                cancelled: @Sendable () -> Bool) -> (TargetReport, [Int32]) {
         let name = service.name
-        let (pids, problem) = pids(of: service, reader: reader)
+        let (pids, problem, problemEvidence) = pids(of: service, reader: reader)
         let expectations = ProcessExpectations(expectFIPS: service.expectFIPS, environment: service.expectEnvironment)
         let snapshots = reader.snapshots(pids: pids.sorted(), onlyOpenSSL: false).filter { snap in
             // A pid file naming a process that is gone is "not running", not "unreadable".
@@ -91,7 +153,7 @@ public final class CycleRunner: Sendable {
         if snapshots.isEmpty {
             findings.append(Finding(code: .serviceNotRunning, target: name,
                 summary: "\(name): no running process (\(Self.describe(service.selector))\(problem.map { ": \($0)" } ?? ""))",
-                evidence: ["selector": .string(Self.describe(service.selector))],
+                evidence: .object(problemEvidence.merging(["selector": .string(Self.describe(service.selector))]) { a, _ in a }),
                 fix: [Self.startHint(service.selector)]))
         }
         for snap in snapshots {
@@ -134,6 +196,9 @@ public final class CycleRunner: Sendable {
     static func postFollowing(_ snap: ProcessSnapshot, name: String, expectFIPS: Bool, command: [String] = [],
                               runner: PostRunner) -> [TargetReport]? {
         guard let live = try? PostTarget.read(pid: snap.pid) else { return nil }
+        // PostTarget reads /proc/PID by path, after the snapshot: if the pid now names another process,
+        // what was read is that process's, not the audited one's.
+        if let start = snap.startTime, ProcReader.startTime(pid: snap.pid) != start { return nil }
         let plan = PostPlan.following(live, snapshot: snap, name: name, expectFIPS: expectFIPS, command: command)
         return PostSession.run(plan, runner: runner)
     }

@@ -6,8 +6,14 @@ import SentinelSystem
 /// that maps OpenSSL appeared or exited — so the scheduler runs a cycle at once instead of waiting for
 /// the interval. Cheap by design: each tick lists /proc and reads maps, cgroup and exe only of pids it
 /// has not seen before. (A library dlopen()ed later by a known process waits for the next cycle.)
+/// A process is its pid *and* its start time: a pid handed out again between two ticks is a new
+/// process, read afresh, and changes the fingerprint even when it runs the same executable.
 final class LiveWatcher {
-    struct Info { var openssl: Bool; var unit: String?; var exe: (UInt64, UInt64)?; var ours: Bool; var firstSeen: Int }
+    struct Info {
+        var start: UInt64?; var openssl: Bool; var unit: String?; var exe: (UInt64, UInt64)?; var ours: Bool; var firstSeen: Int
+        /// What the fingerprint holds for this process.
+        func mark(_ pid: Int32) -> String { "\(pid)@\(start.map(String.init) ?? "?")" }
+    }
     private var known: [Int32: Info] = [:]
     private var tick = 0
     /// A young process is read again for a few ticks: it is moved into its unit's cgroup and loads
@@ -33,9 +39,13 @@ final class LiveWatcher {
         known = known.filter { alive.contains($0.key) }
         tick += 1
         for pid in pids where pid != me {
-            if let old = known[pid], tick - old.firstSeen > Self.settleTicks { continue }
-            var fresh = info(pid, reader: reader, me: me)
-            fresh.firstSeen = known[pid]?.firstSeen ?? tick
+            // One small read per process and tick: the start time tells a reused pid from the old process.
+            let stat = ProcReader.readWhole(procRoot + "/\(pid)/stat", limit: 4096)
+            let start = (try? stat.get())?.withUnsafeBytes { ProcReader.startTime(stat: $0) }
+            let same = known[pid].map { $0.start == start } ?? false
+            if same, let old = known[pid], tick - old.firstSeen > Self.settleTicks { continue }
+            var fresh = info(pid, statFile: stat, start: start, reader: reader, me: me)
+            fresh.firstSeen = same ? known[pid]!.firstSeen : tick
             known[pid] = fresh
         }
         var marks = Set<String>()
@@ -43,28 +53,28 @@ final class LiveWatcher {
             switch service.selector {
             case .unit(let unit):
                 let u = CgroupUnit.normalise(unit)
-                for (pid, i) in known where i.unit == u { marks.insert("\(service.name):\(pid)") }
+                for (pid, i) in known where i.unit == u { marks.insert("\(service.name):" + i.mark(pid)) }
             case .exe(let path):
                 var st = stat()
                 guard stat(path, &st) == 0 else { continue }
                 for (pid, i) in known where i.exe.map({ $0 == (UInt64(st.st_dev), UInt64(st.st_ino)) }) == true {
-                    marks.insert("\(service.name):\(pid)")
+                    marks.insert("\(service.name):" + i.mark(pid))
                 }
             case .pidFile(let file):
-                if let pid = try? ProcReader.pid(fromFile: file), alive.contains(pid) { marks.insert("\(service.name):\(pid)") }
+                if let pid = try? ProcReader.pid(fromFile: file), let i = known[pid] { marks.insert("\(service.name):" + i.mark(pid)) }
             }
         }
         if config.discover.enabled {
-            for (pid, i) in known where i.openssl && !i.ours { marks.insert("p:\(pid)") }
+            for (pid, i) in known where i.openssl && !i.ours { marks.insert("p:" + i.mark(pid)) }
         }
         return marks
     }
 
-    private func info(_ pid: Int32, reader: ProcReader, me: Int32) -> Info {
+    private func info(_ pid: Int32, statFile: Result<[UInt8], ProcReader.Errno>, start: UInt64?, reader: ProcReader, me: Int32) -> Info {
         let base = procRoot + "/\(pid)"
-        var info = Info(openssl: false, unit: reader.unit(pid: pid), exe: nil, ours: false, firstSeen: tick)
+        var info = Info(start: start, openssl: false, unit: reader.unit(pid: pid), exe: nil, ours: false, firstSeen: tick)
         // Our own POST children map libcrypto too: they must not wake the scheduler.
-        if case .success(let stat) = ProcReader.readWhole(base + "/stat"),
+        if case .success(let stat) = statFile,
            let close = stat.lastIndex(of: UInt8(ascii: ")")) {
             let fields = stat[(close + 2)...].split(separator: UInt8(ascii: " "))
             if fields.count > 1, let ppid = Int32(String(decoding: fields[1], as: UTF8.self)) { info.ours = ppid == me }
