@@ -75,9 +75,16 @@ public final class ProcReader: Sendable {
     }
 
     /// When `pid` started (/proc/<pid>/stat field 22, clock ticks after boot); nil when it is gone.
+    /// Cheap enough for the live watcher's every tick: one read into a stack buffer (the line is at
+    /// most ~1.1 KiB: a 15-byte comm and 50 numbers), no heap buffer.
     public static func startTime(pid: Int32, procRoot: String = "/proc") -> UInt64? {
-        guard case .success(let bytes) = readWhole(procRoot + "/\(pid)/stat", limit: 4096) else { return nil }
-        return bytes.withUnsafeBytes { startTime(stat: $0) }
+        let fd = open(procRoot + "/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return withUnsafeTemporaryAllocation(byteCount: 2048, alignment: 8) { buffer in
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            return n > 0 ? startTime(stat: UnsafeRawBufferPointer(rebasing: buffer[0..<n])) : nil
+        }
     }
 
     /// Field 22 of a /proc/<pid>/stat text. The command (field 2) may hold spaces and ')': fields are

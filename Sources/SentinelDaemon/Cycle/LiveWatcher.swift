@@ -40,11 +40,10 @@ final class LiveWatcher {
         tick += 1
         for pid in pids where pid != me {
             // One small read per process and tick: the start time tells a reused pid from the old process.
-            let stat = ProcReader.readWhole(procRoot + "/\(pid)/stat", limit: 4096)
-            let start = (try? stat.get())?.withUnsafeBytes { ProcReader.startTime(stat: $0) }
+            let start = ProcReader.startTime(pid: pid, procRoot: procRoot)
             let same = known[pid].map { $0.start == start } ?? false
             if same, let old = known[pid], tick - old.firstSeen > Self.settleTicks { continue }
-            var fresh = info(pid, statFile: stat, start: start, reader: reader, me: me)
+            var fresh = info(pid, start: start, reader: reader, me: me)
             fresh.firstSeen = same ? known[pid]!.firstSeen : tick
             known[pid] = fresh
         }
@@ -70,11 +69,11 @@ final class LiveWatcher {
         return marks
     }
 
-    private func info(_ pid: Int32, statFile: Result<[UInt8], ProcReader.Errno>, start: UInt64?, reader: ProcReader, me: Int32) -> Info {
+    private func info(_ pid: Int32, start: UInt64?, reader: ProcReader, me: Int32) -> Info {
         let base = procRoot + "/\(pid)"
         var info = Info(start: start, openssl: false, unit: reader.unit(pid: pid), exe: nil, ours: false, firstSeen: tick)
         // Our own POST children map libcrypto too: they must not wake the scheduler.
-        if case .success(let stat) = statFile,
+        if case .success(let stat) = ProcReader.readWhole(base + "/stat"),
            let close = stat.lastIndex(of: UInt8(ascii: ")")) {
             let fields = stat[(close + 2)...].split(separator: UInt8(ascii: " "))
             if fields.count > 1, let ppid = Int32(String(decoding: fields[1], as: UTF8.self)) { info.ours = ppid == me }
