@@ -116,7 +116,8 @@ public enum JournalCatalog {
             return ["Start the service (systemctl start <unit>) or see why it stopped (systemctl status <unit>,",
                     "journalctl -u <unit>); remove it from the configuration if it is retired."]
         case .bundleUnreadable:
-            return ["Check that the configured root exists (ls -ld <bundle root>) and that the daemon may read it:",
+            return ["Check that the configured root exists (ls -ld <bundle root>) and that the daemon may read it and",
+                    "every path in the evidence (SENTINEL_EV_PATHS: the folders and files it was denied):",
                     "the unit runs with ProtectHome=yes (bundles under /home need ProtectHome=read-only in a drop-in)",
                     "and CAP_DAC_READ_SEARCH; fix the path in /etc/crypto-sentinel/config.yaml if it moved."]
         case .postConfigError:

@@ -99,7 +99,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
         case .serviceNotRunning:
             return "a configured service with no running process is not serving; its POST ran under the configured environment instead of the live one"
         case .bundleUnreadable:
-            return "a configured bundle whose root cannot be read cannot be audited: its linkage is unknown, not clean"
+            return "a configured bundle whose root, or part of whose tree, cannot be read cannot be audited there: its linkage is unknown, not clean"
         case .postConfigError:
             return "services load OpenSSL config with errors ignored, so a broken include silently runs them without FIPS"
         case .postFIPSNotActive:
