@@ -11,12 +11,13 @@ mapfile -t elfs < <(find "$SRC/lib" -maxdepth 1 -name '*.so*' -type f)
 n=$(find "$OUT" -type f | wc -l)
 for i in $(seq -w 1 100); do
   d="$OUT/lib/site/pkg$i"; mkdir -p "$d"
-  for f in "${elfs[@]}"; do cp "$f" "$d/"; done
+  cp "${elfs[@]}" "$d/"
 done
 n=$(find "$OUT" -type f | wc -l)
 i=0
+# One mkdir per folder of 200, not per file: forks dominated the run (about 2 min, now seconds).
 while [ "$n" -lt "$TOTAL" ]; do
-  d="$OUT/lib/python/mod$((i / 200))"; mkdir -p "$d"
+  if [ $((i % 200)) -eq 0 ]; then d="$OUT/lib/python/mod$((i / 200))"; mkdir -p "$d"; fi
   printf 'VALUE = %d\n' "$i" > "$d/m$i.py"; i=$((i + 1)); n=$((n + 1))
 done
 touch "$OUT/.done-$TOTAL"
