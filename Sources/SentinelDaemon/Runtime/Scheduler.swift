@@ -76,8 +76,14 @@ public final class Scheduler: Sendable {
 
     /// The cycle loop; returns after stop().
     public func run() async {
-        let watcher = Task.detached { [self] in await self.watchLive() }
-        defer { watcher.cancel() }
+        // The watcher's first picture is taken before the first cycle reads anything: a change in
+        // between (a service's pid handed to another process, a service started) must show as a
+        // change, not become the baseline the next ticks compare against.
+        var watcher: Task<Void, Never>?
+        await withCheckedContinuation { (baseline: CheckedContinuation<Void, Never>) in
+            watcher = Task.detached { [self] in await self.watchLive(baselineTaken: baseline) }
+        }
+        defer { watcher?.cancel() }
         while !stopping.load(ordering: .relaxed) {
             let started = ContinuousClock.now
             let cfg = currentConfig
@@ -131,11 +137,13 @@ public final class Scheduler: Sendable {
         if problem == nil, let before { hooks.log(5, "state saved again (was: \(before))") }
     }
 
-    func watchLive() async {
+    func watchLive(baselineTaken: CheckedContinuation<Void, Never>) async {
         let watcher = LiveWatcher()
+        _ = watcher.changed(currentConfig)
+        baselineTaken.resume()
         while !Task.isCancelled && !stopping.load(ordering: .relaxed) {
-            if watcher.changed(currentConfig) { wakeup.ring() }
             try? await Task.sleep(for: watchEvery)
+            if watcher.changed(currentConfig) { wakeup.ring() }
         }
     }
 
