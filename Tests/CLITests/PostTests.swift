@@ -134,7 +134,9 @@ import Testing
         #expect(r.status == 1)
         let f = try #require(r.findings(.postTimeout).first)
         #expect(f.evidence["stage"]?.stringValue == "identity")
-        let left = try Sentinel.shell(["pgrep", "-f", "sentinel-probe.*\(lib)"])
+        // Only probes of this build: other checkouts on the machine run the same fixture library.
+        let probe = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().path + "/sentinel-probe"
+        let left = try Sentinel.shell(["pgrep", "-f", "^\(probe) .*\(lib)"])
         #expect(left.stdout.isEmpty, "a probe survived: \(left.stdout)")
 
         // Several libcrypto run side by side: a hanging one neither delays nor spoils a good one.
