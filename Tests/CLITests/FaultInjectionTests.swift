@@ -285,6 +285,9 @@ import Testing
 
         // Every change was alerted once (stderr: no journald in the daemon's namespace).
         #expect(waitFor(5) { Self.alerts(d, "by-pidfile").contains { $0.contains("service-not-running") && $0.contains(" new:") } }, "\(d.stderr)")
+        // The cycle's last alert (targets in config order, a target's state after its findings): the
+        // lines are written one by one, so count them only once it is there.
+        #expect(waitFor(5) { Self.alerts(d, "by-exe").contains { $0.contains("by-exe healthy:") } }, "\(d.stderr)")
         let exeAlerts = Self.alerts(d, "by-exe")
         #expect(exeAlerts.filter { $0.contains("process-split-libcrypto") && $0.contains(" new:") }.count == 1, "\(exeAlerts)")
         #expect(exeAlerts.filter { $0.contains("process-split-libcrypto") && $0.contains(" resolved:") }.count == 1, "\(exeAlerts)")
@@ -433,6 +436,8 @@ import Testing
         #expect(codes.isSuperset(of: [.splitLibcrypto, .mangledOpenSSLName, .duplicateOpenSSLCopy]), "\(codes)")
         #expect((t.stats["bundle_files"] ?? t.stats["files"] ?? 0) > 19_000, "\(t.stats)")
         #expect(waitFor(5) { d.stderr.contains("bundle-unreadable big new:") }, "its alert: \(d.stderr.suffix(3000))")
+        // The cycle's last alert, the target's state after its findings' (lines are written one by one).
+        #expect(waitFor(5) { d.stderr.contains("target-state big failed:") }, "\(d.stderr.suffix(3000))")
         print(d.stderr.split(separator: "\n").filter { $0.contains("bundle-unreadable") }.joined(separator: "\n"))
 
         var idle = 0.0
