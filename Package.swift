@@ -70,7 +70,7 @@ let package = Package(
         // `serve` (the API alone on a fixed report, for scripts/bench/uds-load.c before or beside the daemon).
         .executableTarget(name: "sentinel-bench", dependencies: ["SentinelCore", "SentinelSystem", "SentinelDaemon"]),
         // Helpers the test targets share.
-        .target(name: "SentinelTestSupport", path: "Tests/SentinelTestSupport"),
+        .target(name: "SentinelTestSupport", dependencies: ["SentinelCore"], path: "Tests/SentinelTestSupport"),
         .testTarget(name: "SentinelCoreTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
         .testTarget(name: "SentinelSystemTests", dependencies: ["SentinelCore", "SentinelSystem", "SentinelTestSupport"]),
         .testTarget(

@@ -1,6 +1,5 @@
 import Foundation
 import SentinelCore
-import Synchronization
 
 /// What the API serves, swapped whole after each cycle: queries read memory and never wait for a cycle.
 public struct Published: Sendable {
@@ -37,7 +36,7 @@ public struct Published: Sendable {
 
 /// The daemon's published state behind one lock; the cycle publishes, the API reads.
 public final class StateBoard: Sendable {
-    private let published = Mutex(Published.empty)
+    private let published = Locked(Published.empty)
 
     public init() {}
 

@@ -1,7 +1,6 @@
 import Dispatch
 import Foundation
 import SentinelCore
-import Synchronization
 
 /// Wires the adapters to the pure audit: walk, read through the catalog, resolve on the host.
 /// Keeps the last result per tree and reuses it while nothing it looked at has changed (every file
@@ -9,7 +8,7 @@ import Synchronization
 /// environment), so the daemon's scheduled rescan of an unchanged bundle costs stat() calls only.
 public final class BundleAuditor: Sendable {
     public let catalog: ELFCatalog
-    private let results = Mutex<[String: CachedAudit]>([:])
+    private let results = Locked<[String: CachedAudit]>([:])
 
     struct CachedAudit: Sendable {
         var key: AuditKey
@@ -50,7 +49,7 @@ public final class BundleAuditor: Sendable {
         // The loader simulation is the expensive part: one share of the roots per core, each with its
         // own resolver and memo (neither is shared across threads).
         let parts = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
-        let partials = Mutex<[(BundleAudit.Linkage, [String])]>([])
+        let partials = Locked<[(BundleAudit.Linkage, [String])]>([])
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             let fileSystem = DiskFileSystem(catalog: catalog)
             let partial = makeAudit(fileSystem).resolveLinkage(part: part, of: parts)

@@ -1,7 +1,6 @@
 import Dispatch
 import Glibc
 import SentinelCore
-import Synchronization
 
 /// What a file's stat says; the cache key that tells an unchanged file from a changed one.
 public struct FileStamp: Sendable, Hashable {
@@ -29,9 +28,9 @@ public enum CatalogEntry: Sendable {
 /// A cache of ELF models keyed by (device, inode) and validated by size, mtime and ctime, so an
 /// unchanged tree is rescanned with stat() alone. Shared by scans in one process (the daemon).
 public final class ELFCatalog: Sendable {
-    private let entries = Mutex<[FileIdentity: (FileStamp, CatalogEntry)]>([:])
+    private let entries = Locked<[FileIdentity: (FileStamp, CatalogEntry)]>([:])
     /// Byte-comparison results for pairs of unchanged files (duplicate copies are compared once).
-    private let comparisons = Mutex<[[FileStamp]: Bool]>([:])
+    private let comparisons = Locked<[[FileStamp]: Bool]>([:])
     public init() {}
 
     public func contentsEqual(_ a: (path: String, stamp: FileStamp), _ b: (path: String, stamp: FileStamp)) -> Bool {
@@ -190,7 +189,7 @@ public struct BundleScanner: Sendable {
             }
         }
         let firsts = order.map { byIdentity[$0]!.first }
-        let results = Mutex<[CatalogEntry?]>(Array(repeating: nil, count: firsts.count))
+        let results = Locked<[CatalogEntry?]>(Array(repeating: nil, count: firsts.count))
         let catalog = self.catalog
         DispatchQueue.concurrentPerform(iterations: firsts.count) { i in
             let r = catalog.entry(path: firsts[i].path, stamp: firsts[i].stamp)

@@ -1,7 +1,6 @@
 import Foundation
 import Glibc
 import SentinelCore
-import Synchronization
 
 /// Spawns the native probe (or the product's own POST command) in a fresh child: exactly the given
 /// environment (minus NOTIFY_SOCKET / WATCHDOG_*), the service's cwd, uid and gid with supplementary
@@ -119,7 +118,7 @@ public struct PostRunner: Sendable {
 
     static let spawnLock = NSLock()
     /// Children now running (each leads its own session): a daemon stopping mid-cycle kills them all.
-    static let running = Mutex(Set<pid_t>())
+    static let running = Locked(Set<pid_t>())
 
     /// SIGKILL to every running POST child's process group (daemon shutdown mid-cycle).
     public static func killRunning() {

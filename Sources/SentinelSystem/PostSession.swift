@@ -1,7 +1,6 @@
 import Foundation
 import Glibc
 import SentinelCore
-import Synchronization
 
 /// One POST of a target: every libcrypto it maps or resolves, each in a fresh probe child, plus the
 /// product's own POST command. Shared by `crypto-sentinel post` and the daemon's cycle.
@@ -85,7 +84,7 @@ public enum PostSession {
         }
         // One child per libcrypto, side by side when there are several (the split bundle's two POSTs
         // take the time of one on a multi-core machine). Each child is still its own fresh process.
-        let runs = Mutex([PostRun?](repeating: nil, count: jobs.count))
+        let runs = Locked([PostRun?](repeating: nil, count: jobs.count))
         let threads = jobs.indices.dropFirst().map { i in
             Thread { [probeLib = jobs[i].probeLib] in
                 let run = runner.runProbe(library: probeLib, environment: plan.environment, cwd: plan.cwd, identity: plan.identity)

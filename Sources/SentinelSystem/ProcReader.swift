@@ -1,7 +1,6 @@
 import Dispatch
 import Glibc
 import SentinelCore
-import Synchronization
 
 /// Reads running processes from /proc (hostile, racy input) into `ProcessSnapshot`s. Every file is
 /// opened relative to one /proc/<pid> directory descriptor, so a pid reused between reads cannot mix
@@ -12,10 +11,10 @@ public final class ProcReader: Sendable {
     public let catalog: ELFCatalog
     public let procRoot: String
     private let ownMountNamespace: String?
-    private let classified = Mutex<[FileIdentity: Classified]>([:])
-    private let pathLookups = Mutex<[String: DiskState.Lookup]>([:])
+    private let classified = Locked<[FileIdentity: Classified]>([:])
+    private let pathLookups = Locked<[String: DiskState.Lookup]>([:])
     /// Mapped files already judged in this run, by identity (with the pathname they were judged under).
-    private let known = Mutex<[FileIdentity: MappedObject]>([:])
+    private let known = Locked<[FileIdentity: MappedObject]>([:])
 
     struct Classified: Sendable {
         var object: ELFObject?
@@ -133,7 +132,7 @@ public final class ProcReader: Sendable {
     /// whose maps are out of reach is kept (it may map OpenSSL: reported as unreadable).
     public func snapshots(pids: [Int32], onlyOpenSSL: Bool, secureExecution: Bool = false) -> [ProcessSnapshot] {
         let workers = max(1, min(pids.count / 16, System.cores))
-        let results = Mutex<[[ProcessSnapshot]]>(Array(repeating: [], count: workers))
+        let results = Locked<[[ProcessSnapshot]]>(Array(repeating: [], count: workers))
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let buffer = ReadBuffer()
             var mine: [ProcessSnapshot] = []

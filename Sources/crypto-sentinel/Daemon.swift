@@ -3,7 +3,6 @@ import Dispatch
 import Foundation
 import SentinelCore
 import SentinelDaemon
-import Synchronization
 
 struct Daemon: ParsableCommand {
     static let defaultConfig = "/etc/crypto-sentinel/config.yaml"
@@ -72,5 +71,5 @@ struct Daemon: ParsableCommand {
 
 /// The start-up failure handed from the daemon's task back to the blocked main thread.
 final class StartFailure: Sendable {
-    let reason = Mutex<String?>(nil)
+    let reason = Locked<String?>(nil)
 }

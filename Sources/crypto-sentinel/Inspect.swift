@@ -4,7 +4,6 @@ import Foundation
 import Glibc
 import SentinelCore
 import SentinelSystem
-import Synchronization
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -109,7 +108,7 @@ struct Inspect: ParsableCommand {
         let auditor = BundleAuditor(catalog: reader.catalog)
         // Audits are independent and pure: one share per core (it matters with a thousand processes).
         let taken = snapshots
-        let audited = Mutex<[TargetReport?]>(Array(repeating: nil, count: snapshots.count))
+        let audited = Locked<[TargetReport?]>(Array(repeating: nil, count: snapshots.count))
         let cores = max(1, min(ProcessInfo.processInfo.activeProcessorCount, snapshots.count / 32))
         DispatchQueue.concurrentPerform(iterations: cores) { part in
             var mine: [(Int, TargetReport)] = []
@@ -177,7 +176,7 @@ func emitInParallel(_ report: Report, options: ReportOptions) -> Int32 {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return encoder
     }
-    let parts = Mutex<[Data]>(Array(repeating: Data(), count: targets.count))
+    let parts = Locked<[Data]>(Array(repeating: Data(), count: targets.count))
     let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
     DispatchQueue.concurrentPerform(iterations: cores) { part in
         let encoder = makeEncoder()

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SentinelCore
 import SentinelTestSupport
 import Synchronization
 import Testing
@@ -41,12 +42,12 @@ import Testing
     }
 
     final class LoadResults: Sendable {
-        let latencies = Mutex<[Double]>([])
-        let probeStatuses = Mutex<[Int]>([])
+        let latencies = Locked<[Double]>([])
+        let probeStatuses = Locked<[Int]>([])
         /// Per client: "shed" (closed without an answer), "408", "200", "503", "open", or "connect failed".
-        let outcomes = Mutex<[String: Int]>([:])
+        let outcomes = Locked<[String: Int]>([:])
         let done = Atomic<Bool>(false)
-        let error = Mutex<String?>(nil)
+        let error = Locked<String?>(nil)
     }
 
     @Test func aThousandConnectionsHalfNeverFinishingTheirHeadersNeitherSlowHealthNorStopTheWatchdog() throws {

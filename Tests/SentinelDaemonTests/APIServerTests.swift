@@ -4,7 +4,6 @@ import NIOCore
 import SentinelCore
 import SentinelTestSupport
 import ServiceLifecycle
-import Synchronization
 import Testing
 @testable import SentinelDaemon
 
@@ -71,7 +70,7 @@ struct TestAPI {
 
 /// How often the server asked for a scan.
 final class ScanCounter: Sendable {
-    let count = Mutex(0)
+    let count = Locked(0)
 }
 
 /// Serialised: the socket-activation test sets LISTEN_FDS/LISTEN_PID for the whole process.

@@ -2,13 +2,12 @@ import Foundation
 import Glibc
 import SentinelCore
 import SentinelTestSupport
-import Synchronization
 import Testing
 @testable import SentinelSystem
 
 /// Lines a fallback closure received (the writer calls it from any thread).
 final class FallbackLines: Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = Locked<[String]>([])
     var all: [String] { lines.withLock { $0 } }
     var sink: @Sendable (String) -> Void { { line in self.lines.withLock { $0.append(line) } } }
 }
@@ -24,7 +23,7 @@ func withoutJournald<T: Sendable>(staleSocket: Bool = false, _ body: @escaping @
     typealias Unshare = @convention(c) (Int32) -> Int32
     guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "unshare") else { throw FixtureError("no unshare in libc") }
     let unshareCall = unsafeBitCast(symbol, to: Unshare.self)
-    let result = Mutex<Result<T, FixtureError>?>(nil)
+    let result = Locked<Result<T, FixtureError>?>(nil)
     let done = DispatchSemaphore(value: 0)
     let thread = Thread {
         defer { done.signal() }

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 import SentinelCore
 @testable import SentinelSystem
@@ -68,7 +67,7 @@ struct PostRunnerTests {
         let probe = try Self.script("\(marker) & \(marker) & wait")
         let start = Date()
         let done = Date().addingTimeInterval(0.4)
-        let seen = Mutex(false)
+        let seen = Locked(false)
         let t = Thread {
             while Date() < done { if (try? Self.pgrep(marker))?.isEmpty == false { seen.withLock { $0 = true }; return }; usleep(20_000) }
         }

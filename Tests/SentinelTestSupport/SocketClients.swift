@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import SentinelCore
 
 /// A finished child process.
 public struct ProcessOutput: Sendable {
@@ -21,7 +21,7 @@ public enum Subprocess {
         p.standardError = err
         p.standardInput = FileHandle.nullDevice
         try p.run()
-        let errData = Mutex(Data())
+        let errData = Locked(Data())
         let reader = Thread { errData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
         reader.start()
         let outData = out.fileHandleForReading.readDataToEndOfFile()

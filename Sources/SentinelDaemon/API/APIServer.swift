@@ -63,7 +63,7 @@ public final class APIServer: Sendable {
         /// The socket file we created (nil when systemd passed the socket): removed on stop if still ours.
         var socketFile: (path: String, dev: UInt64, ino: UInt64)?
     }
-    private let running = Mutex<Running?>(nil)
+    private let running = Locked<Running?>(nil)
     /// maxConnections, lowered at start so the open-file limit is never what refuses a client: at EMFILE
     /// the kernel queue fills while accept fails, and nobody (not even /v1/health) gets in.
     private let connectionLimit = Atomic<Int>(0)

@@ -1,4 +1,5 @@
 import NIOCore
+import SentinelCore
 import Synchronization
 
 /// One client connection as the admission control sees it. The phase and its start time are atomics
@@ -26,7 +27,7 @@ final class ConnectionRecord: Sendable {
 /// The open connections, bounded: a new client may shed the oldest idle or slow one.
 final class ConnectionTable: Sendable {
     enum Admission { case admitted(shed: ConnectionRecord?), refused }
-    private let records = Mutex<[ObjectIdentifier: ConnectionRecord]>([:])
+    private let records = Locked<[ObjectIdentifier: ConnectionRecord]>([:])
 
     var count: Int { records.withLock { $0.count } }
     func all() -> [ConnectionRecord] { records.withLock { Array($0.values) } }

@@ -1,6 +1,5 @@
 import Prometheus
 import SentinelCore
-import Synchronization
 
 /// The daemon's Prometheus series, in a registry owned by this instance (never the global
 /// MetricsSystem: tests create several daemons in one process).
@@ -18,7 +17,7 @@ public final class DaemonMetrics: Sendable {
         var findings: [FindingKey: Gauge] = [:]
     }
     private struct FindingKey: Hashable, Sendable { var code: String; var severity: String }
-    private let series = Mutex(Series())
+    private let series = Locked(Series())
 
     public init() {
         cycles = registry.makeCounter(descriptor: Self.name("cycles", "total", "Audit cycles completed since the daemon started."))

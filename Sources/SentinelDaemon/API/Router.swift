@@ -1,5 +1,4 @@
 import SentinelCore
-import Synchronization
 
 /// One answer: status, type and ready bytes (the StateBoard's arrays are shared, never copied here).
 struct APIResponse {
@@ -49,7 +48,7 @@ final class Router: Sendable {
         var cycles: Int, source: String, lastCycleAt: String?, lastCycleSeconds: Double?, statusLine: String, ready: Bool
     }
     /// Published.healthJSON encodes on every call; the API encodes once per published state.
-    private let health = Mutex<(key: HealthKey, body: [UInt8])?>(nil)
+    private let health = Locked<(key: HealthKey, body: [UInt8])?>(nil)
 
     init(board: StateBoard, metrics: DaemonMetrics) {
         self.board = board

@@ -25,19 +25,19 @@ public final class Scheduler: Sendable {
     let runner: CycleRunner
     let probe: String?
     let hooks: Hooks
-    let config: Mutex<DaemonConfig>
+    let config: Locked<DaemonConfig>
     let wakeup = Wakeup()
     let stopping = Atomic<Bool>(false)
-    let previous = Mutex<Report?>(nil)
-    let history = Mutex<[Alert]>([])
-    let persistProblem = Mutex<String?>(nil)
+    let previous = Locked<Report?>(nil)
+    let history = Locked<[Alert]>([])
+    let persistProblem = Locked<String?>(nil)
     let completed = Atomic<Int>(0)
     /// Seconds between live-picture checks.
     let watchEvery: Duration
 
     public init(config: DaemonConfig, board: StateBoard, store: StateStore?, runner: CycleRunner, probe: String?,
                 hooks: Hooks, watchEvery: Duration = .seconds(2)) {
-        self.config = Mutex(config); self.board = board; self.store = store; self.runner = runner
+        self.config = Locked(config); self.board = board; self.store = store; self.runner = runner
         self.probe = probe; self.hooks = hooks; self.watchEvery = watchEvery
     }
 

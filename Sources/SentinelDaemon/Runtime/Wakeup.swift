@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import SentinelCore
 
 /// A one-slot doorbell between the scheduler and whoever wants a cycle now (POST /v1/scan, the live
 /// watcher, a reload, shutdown). Rings while nobody waits are remembered, and many rings make one.
@@ -9,7 +9,7 @@ import Synchronization
 /// interval and frequent scan requests the daemon grew by ~700 bytes per ring.
 final class Wakeup: Sendable {
     private struct State { var pending = false; var waiter: CheckedContinuation<Void, Never>? }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Dispatch sources may be rescheduled from any thread; the type is just not marked Sendable.
     nonisolated(unsafe) private let timer: any DispatchSourceTimer
 
