@@ -30,7 +30,7 @@ final class DaemonUnderTest {
         stderrPath = self.dir + "/stderr.log"
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         var env = ["PATH": "/usr/bin:/bin", "RUNTIME_DIRECTORY": self.dir + "/run", "STATE_DIRECTORY": self.dir + "/state",
-                   "NOTIFY_SOCKET": self.notify.address]
+                   "NOTIFY_SOCKET": self.notify.address].merging(Sanitizers.environment) { a, _ in a }
         if !notify { env["NOTIFY_SOCKET"] = nil }
         if let watchdogUSec { env["WATCHDOG_USEC"] = String(watchdogUSec) }
         env.merge(extraEnv) { _, b in b }
@@ -297,8 +297,9 @@ final class DaemonUnderTest {
         // execs the daemon, which Process takes for an exit and then blocks in wait4() on it, stalling
         // every other child of this test process (curl below).
         let argv = ["/usr/bin/systemd-socket-activate", "-l", sock, "-E", "RUNTIME_DIRECTORY=\(dir)/run",
-                    "-E", "STATE_DIRECTORY=\(dir)/state", "-E", "PATH=/usr/bin:/bin",
-                    Sentinel.binary, "daemon", "--config", dir + "/c.yaml"]
+                    "-E", "STATE_DIRECTORY=\(dir)/state", "-E", "PATH=/usr/bin:/bin"]
+            + Sanitizers.environment.sorted { $0.key < $1.key }.flatMap { ["-E", "\($0.key)=\($0.value)"] }
+            + [Sentinel.binary, "daemon", "--config", dir + "/c.yaml"]
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

@@ -22,7 +22,10 @@ import Testing
     }
 
     @Test func probeLinksOnlyLibc() throws {
-        let probe = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
+        // The probe the CLI runs: $SENTINEL_PROBE when set (the README's sanitizer commands point it at
+        // one built without sanitizers, whose runtime would otherwise be linked in), else the one beside it.
+        let probe = ProcessInfo.processInfo.environment["SENTINEL_PROBE"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
         let r = try Sentinel.shell(["readelf", "-d", probe])
         #expect(r.status == 0)
         let needed = r.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }
