@@ -26,7 +26,7 @@ final class DaemonUnderTest {
         try FileManager.default.createDirectory(atPath: self.dir + "/run", withIntermediateDirectories: true)
         let configPath = self.dir + "/config.yaml"
         if let config { try config.write(toFile: configPath, atomically: true, encoding: .utf8) }
-        self.notify = try NotifyListener(abstract: true)
+        self.notify = try NotifyListener(abstract: true, draining: true)
         stderrPath = self.dir + "/stderr.log"
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         var env = ["PATH": "/usr/bin:/bin", "RUNTIME_DIRECTORY": self.dir + "/run", "STATE_DIRECTORY": self.dir + "/state",
