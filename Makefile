@@ -13,7 +13,7 @@ CATALOGDIR ?= /usr/lib/systemd/catalog
 CONFDIR ?= /etc/crypto-sentinel
 DOCDIR ?= $(PREFIX)/share/doc/crypto-sentinel
 
-.PHONY: setup build release fixtures demo demo-scan test fuzz bench install install-files clean
+.PHONY: setup build release fixtures demo demo-scan test fuzz sanitize bench install install-files clean
 
 ## setup: install the Debian packages the build, the tests and the demo need (root, or sudo).
 setup:
@@ -59,6 +59,12 @@ demo-scan: setup release
 ## test: the whole suite (what .ci/run runs).
 test: setup fixtures
 	SENTINEL_FIXTURES=$(FIXTURES) swift test $(SWIFT_BUILD_FLAGS)
+
+## sanitize: the whole suite under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer (SANITIZERS=address
+## or thread for one); non-zero on a failed test or any sanitizer report. Slow (about 10 min): not in .ci/run.
+SANITIZERS ?= all
+sanitize: setup fixtures
+	SENTINEL_FIXTURES=$(FIXTURES) scripts/sanitize.sh $(SANITIZERS)
 
 ## fuzz: libFuzzer + ASan on the six input parsers, FUZZ_SECONDS each (default 60); non-zero on a crash.
 FUZZ_SECONDS ?= 60
