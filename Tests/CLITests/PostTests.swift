@@ -21,11 +21,15 @@ import Testing
             .flatMap { $0["errors"]?.arrayValue ?? [] }.compactMap(\.stringValue)
     }
 
-    @Test func probeLinksOnlyLibc() throws {
-        // The probe the CLI runs: $SENTINEL_PROBE when set (the README's sanitizer commands point it at
-        // one built without sanitizers, whose runtime would otherwise be linked in), else the one beside it.
-        let probe = ProcessInfo.processInfo.environment["SENTINEL_PROBE"].flatMap { $0.isEmpty ? nil : $0 }
+    /// The probe the CLI runs: $SENTINEL_PROBE when set (the README's sanitizer commands point it at one
+    /// built without sanitizers, whose runtime would otherwise be linked in), else the one beside it.
+    static var probe: String {
+        ProcessInfo.processInfo.environment["SENTINEL_PROBE"].flatMap { $0.isEmpty ? nil : $0 }
             ?? URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
+    }
+
+    @Test func probeLinksOnlyLibc() throws {
+        let probe = Self.probe
         let r = try Sentinel.shell(["readelf", "-d", probe])
         #expect(r.status == 0)
         let needed = r.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }
@@ -137,9 +141,8 @@ import Testing
         #expect(r.status == 1)
         let f = try #require(r.findings(.postTimeout).first)
         #expect(f.evidence["stage"]?.stringValue == "identity")
-        // Only probes of this build: other checkouts on the machine run the same fixture library.
-        let probe = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().path + "/sentinel-probe"
-        let left = try Sentinel.shell(["pgrep", "-f", "^\(probe) .*\(lib)"])
+        // Only the probe this build's CLI runs: other checkouts on the machine run the same fixture library.
+        let left = try Sentinel.shell(["pgrep", "-f", "^\(Self.probe) .*\(lib)"])
         #expect(left.stdout.isEmpty, "a probe survived: \(left.stdout)")
 
         // Several libcrypto run side by side: a hanging one neither delays nor spoils a good one.

@@ -66,16 +66,21 @@ struct PostRunnerTests {
         let marker = "sleep 3\(Int.random(in: 10000...99999)).5"
         let probe = try Self.script("\(marker) & \(marker) & wait")
         let start = Date()
-        let done = Date().addingTimeInterval(0.4)
-        let seen = Locked(false)
+        // Looks until the runner returns (not for a fixed time: one pgrep takes most of a second from an
+        // instrumented test process); what it sees is alive before the kill, which comes at the return.
+        let seen = Locked(false), returned = Locked(false)
         let t = Thread {
-            while Date() < done { if (try? Self.pgrep(marker))?.isEmpty == false { seen.withLock { $0 = true }; return }; usleep(20_000) }
+            while !returned.withLock({ $0 }) {
+                if (try? Self.pgrep(marker))?.isEmpty == false { seen.withLock { $0 = true }; return }
+                usleep(20_000)
+            }
         }
         t.start()
-        let run = PostRunner(probe: probe, timeout: 0.8).runProbe(library: "l", environment: [:], cwd: nil, identity: nil)
+        let run = PostRunner(probe: probe, timeout: 2).runProbe(library: "l", environment: [:], cwd: nil, identity: nil)
+        returned.withLock { $0 = true }
         while !t.isFinished { usleep(1000) }
         #expect(seen.withLock { $0 }, "the grandchildren were running before the timeout")
-        #expect(run.outcome == .timedOut(seconds: 0.8))
+        #expect(run.outcome == .timedOut(seconds: 2))
         #expect(Date().timeIntervalSince(start) < 5)
         usleep(100_000)
         #expect(try Self.pgrep(marker).isEmpty, "a grandchild survived the timeout")
