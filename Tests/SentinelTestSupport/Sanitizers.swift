@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// The sanitizer runtime's options of this test process, for children that run the package's own
 /// (then instrumented) binaries with an explicit environment: under the README's sanitizer commands
@@ -12,4 +13,13 @@ public enum Sanitizers {
     public static let environment: [String: String] = ProcessInfo.processInfo.environment.filter {
         optionNames.contains($0.key) || $0.key == "SENTINEL_PROBE"
     }
+
+    /// Whether this build is instrumented (the test process and every binary built with it): the
+    /// runtimes export their entry points (dlsym with RTLD_DEFAULT).
+    public static let thread = dlsym(nil, "__tsan_init") != nil
+    public static let address = dlsym(nil, "__asan_init") != nil
+
+    /// The factor a latency bound of the product gets under a sanitizer: ThreadSanitizer runs the
+    /// daemon several times slower (the bound measures the instrumentation, not the daemon, there).
+    public static let timeScale: Double = thread ? 5 : address ? 2 : 1
 }
