@@ -87,7 +87,7 @@ public struct PostRunner: Sendable {
         var probe: String, timeout: Double, outputCap: Int, library: String
         var environment: [String: String], cwd: String?, identity: Identity?
     }
-    static let prestarted = Mutex([(key: Prestart, child: Child)]())
+    static let prestarted = Locked([(key: Prestart, child: Child)]())
 
     /// Starts the probe child for `library` now; the `runProbe` with the same probe, timeout, library,
     /// environment, cwd and identity takes it over (reads, times and reaps it) instead of spawning.

@@ -2,7 +2,6 @@ import Foundation
 import Glibc
 import SentinelCore
 import SentinelSystem
-import Synchronization
 
 /// One cycle: every configured bundle scanned (cached), every configured service inspected live and
 /// POSTed, and — when discovery is on — every other process that maps OpenSSL inspected. Blocking
@@ -13,7 +12,7 @@ public final class CycleRunner: Sendable {
     let procRoot: String
     let toolVersion: String
     /// What each configured pid file named when first read in its current form (see `stalePidFile`).
-    private let pidFiles = Mutex<[String: PidFileBinding]>([:])
+    private let pidFiles = Locked<[String: PidFileBinding]>([:])
 
     struct PidFileBinding: Sendable, Equatable {
         /// The file's device, inode, size, mtime and ctime: a rewrite (even of the same pid) changes it.
