@@ -59,10 +59,10 @@ func emit(_ report: Report, options: ReportOptions) -> Int32 {
     for t in report.targets { for w in t.warnings { warn("\(t.name): \(w)") } }
     switch options.format {
     case .json:
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let data = (try? encoder.encode(report)) ?? Data("{}".utf8)
-        FileHandle.standardOutput.write(data + Data("\n".utf8))
+        // JSONEncoder's exact bytes, without its cost (16 MB of evidence on a 20,000-file bundle).
+        var bytes = ReportJSON.encode(report)
+        bytes.append(0x0a)
+        FileHandle.standardOutput.write(Data(bytes))
     case .text:
         FileHandle.standardOutput.write(Data(TextRenderer.render(report).utf8))
     }

@@ -1,0 +1,53 @@
+import Foundation
+import SentinelCore
+import Testing
+
+/// `scan --format json` is a public contract: the hand-written writer must print exactly what
+/// JSONEncoder printed before it, on every shape a report takes.
+@Suite struct ReportJSONTests {
+    static func encoderBytes(_ report: Report) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return [UInt8](try encoder.encode(report))
+    }
+
+    static let awkward = "quote \" backslash \\ slash / tab \t nl \n cr \r bs \u{8} ff \u{c} nul \u{0} us \u{1f} del \u{7f} é ü 漢字 😇"
+
+    static let reports: [Report] = [
+        Report(command: "scan", toolVersion: "0.1.0", generatedAt: "2026-11-23T17:00:00Z", targets: []),
+        Report(command: "scan", toolVersion: "0.1.0", generatedAt: "2026-11-23T17:00:00Z", targets: [
+            TargetReport(name: "empty", kind: "bundle", root: "/tmp/b", findings: []),
+        ]),
+        Report(command: "inspect", toolVersion: "0.1.0", generatedAt: "t", targets: [
+            TargetReport(
+                name: awkward, kind: "process", root: nil,
+                environment: ["OPENSSL_CONF": "/etc/ssl/openssl.cnf", "LD_LIBRARY_PATH": awkward, "Zeta": "", "alpha": "a", "é": "x", "_": "u"],
+                stats: ["files": 3, "elf_files": -1, "openssl_edges": 0, "z": Int.max, "a": Int.min],
+                findings: [
+                    Finding(code: .splitLibcrypto, target: awkward, summary: awkward,
+                            evidence: .object([
+                                "copies": .array([.object(["path": "lib/libcrypto.so.3", "in_bundle": true, "version": .null,
+                                                           "size": .int(Int64.max), "neg": .int(Int64.min)]),
+                                                  .array([]), .object([:]), .bool(false), .string("")]),
+                                "": .string("empty key"), "B": "upper", "a": "lower", "cpython-39": 1, "cpython-311": 2,
+                                "ключ": .array([.null, .array([.array([])])]), "nested": .object(["empty": .object([:])]),
+                            ]),
+                            fix: ["cd '/tmp/x y'", awkward, ""]),
+                    Finding(code: .orphanOpenSSLCopy, target: "t", summary: "s"),
+                    Finding(code: .modulesDirMissing, target: "t", summary: "s", evidence: .string("scalar evidence"), fix: []),
+                ],
+                warnings: ["lib/bad.so: truncated ELF header", awkward, ""]),
+            TargetReport(name: "post", kind: "post", findings: [], post: .object(["checks": .array([.object(["pass": true])]), "n": .int(3)])),
+            TargetReport(name: "null-post", kind: "post", findings: [], post: .null),
+        ]),
+    ]
+
+    @Test(arguments: reports.indices)
+    func sameBytesAsJSONEncoder(_ index: Int) throws {
+        let report = Self.reports[index]
+        let ours = ReportJSON.encode(report)
+        let theirs = try Self.encoderBytes(report)
+        #expect(ours == theirs, "\(String(decoding: ours, as: UTF8.self))\n---\n\(String(decoding: theirs, as: UTF8.self))")
+        #expect((try? JSONSerialization.jsonObject(with: Data(ours))) != nil)
+    }
+}
