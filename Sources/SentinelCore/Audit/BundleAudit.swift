@@ -214,9 +214,8 @@ public struct BundleAudit {
             let copies = inventory.elfFiles.filter { $0.file.object.openSSLRole == role }
             guard copies.count > 1 else { continue }
             let first = copies[0]
-            let identical = copies.dropFirst().allSatisfy {
-                $0.size == first.size && fileSystem.contentsEqual(first.file.path, $0.file.path)
-            }
+            let identical = copies.allSatisfy { $0.size == first.size }
+                && fileSystem.allContentsEqual(first.file.path, copies.dropFirst().map(\.file.path))
             let paths = copies.map(\.relativePath)
             out.append(Finding(
                 code: .duplicateOpenSSLCopy, target: name,
@@ -385,6 +384,8 @@ public struct BundleAudit {
     func mixedABIFindings() -> [Finding] {
         var tags: [String: [String]] = [:]
         for path in inventory.elfFiles.map(\.relativePath) + inventory.otherFiles {
+            // Only names ending in .so can carry a tag: skip the rest (most of a big tree) cheaply.
+            guard path.utf8.count > 3, path.utf8.reversed().starts(with: "os.".utf8) else { continue }
             if let tag = cpythonTag(lastComponent(path)) { tags[tag, default: []].append(path) }
         }
         guard tags.count > 1 else { return [] }
@@ -406,10 +407,15 @@ public struct BundleAudit {
     /// set its SONAME, rewrite every consumer's DT_NEEDED (patchelf also rewrites .gnu.version_r),
     /// make canonical-name consumers reach the bundle's copy, and only then remove the hashed copies.
     /// What every recipe needs, computed once per audit.
-    struct FixInputs {
+    /// A class: the recipes it memoises are shared by every finding of one audit (a bundle with 100
+    /// hashed copies asks for the same 30,000-line recipe from both split findings).
+    final class FixInputs {
         /// Relative paths of the tree's files by each name in their DT_NEEDED.
         var consumersByNeeded: [String: [String]] = [:]
         var mainRPathDirs: Set<String>
+        /// The `patchelf --replace-needed` lines per hashed name, in consumer order.
+        var replaceSteps: [String: [String]] = [:]
+        var recipes: [String: [String]] = [:]
 
         init(inventory: BundleInventory, mainRPathDirs: Set<String>) {
             for f in inventory.elfFiles { for n in f.file.object.needed { consumersByNeeded[n, default: []].append(f.relativePath) } }
@@ -424,6 +430,16 @@ public struct BundleAudit {
             // A split is fixed by canonicalising every hashed OpenSSL file at once (libssl with libcrypto).
             return OpenSSLNames.isMangled(n) && (only == nil || n == only)
         }
+        // `role` only matters when nothing is hashed.
+        let key = (only ?? "") + "\u{0}" + (hashed.isEmpty ? role.rawValue : "")
+        if let known = inputs.recipes[key] { return known }
+        let recipe = buildCanonicalFix(linkage, role: role, only: only, hashed: hashed, inputs: inputs)
+        inputs.recipes[key] = recipe
+        return recipe
+    }
+
+    private func buildCanonicalFix(_ linkage: Linkage, role: OpenSSLRole, only: String?, hashed: [BundleFile],
+                                   inputs: FixInputs) -> [String] {
         var steps: [String] = []
         var removals: [String] = []
         for h in hashed {
@@ -433,8 +449,13 @@ public struct BundleAudit {
             let target = dir.isEmpty ? canonical : dir + "/" + canonical
             steps.append("cp -a \(shellQuote(h.relativePath)) \(shellQuote(target))")
             steps.append("patchelf --set-soname \(canonical) \(shellQuote(target))")
-            let consumers = (inputs.consumersByNeeded[hashedName] ?? []).sorted()
-            for c in consumers { steps.append("patchelf --replace-needed \(hashedName) \(canonical) \(shellQuote(c))") }
+            let replace = inputs.replaceSteps[hashedName] ?? {
+                let lines = (inputs.consumersByNeeded[hashedName] ?? []).sorted()
+                    .map { "patchelf --replace-needed \(hashedName) \(canonical) \(shellQuote($0))" }
+                inputs.replaceSteps[hashedName] = lines
+                return lines
+            }()
+            steps += replace
             removals.append("rm \(shellQuote(h.relativePath))")
             // Consumers that already ask for the canonical name but resolve outside the bundle.
             for use in linkage.uses where use.name == canonical && !isInTree(use.target.path) && isInTree(use.consumer) {
@@ -482,11 +503,17 @@ public struct BundleAudit {
 
     // MARK: - Presentation helpers
 
-    func isInTree(_ path: String) -> Bool { path == inventory.root || path.hasPrefix(inventory.root + "/") }
+    /// Byte comparisons: paths are bytes, and a big tree's findings ask this for every consumer and step.
+    func isInTree(_ path: String) -> Bool {
+        let root = inventory.root.utf8, p = path.utf8
+        guard p.starts(with: root) else { return false }
+        return p.count == root.count || p[p.index(p.startIndex, offsetBy: root.count)] == UInt8(ascii: "/")
+    }
 
     /// In-tree paths relative to the root, the rest absolute.
     func display(_ path: String) -> String {
-        isInTree(path) ? String(path.dropFirst(inventory.root.count + 1)) : path
+        guard isInTree(path) else { return path }
+        return String(decoding: path.utf8.dropFirst(inventory.root.utf8.count + 1), as: UTF8.self)
     }
 
     func describe(_ use: Use) -> String {
@@ -538,8 +565,14 @@ func relativeDir(from: String, to: String) -> String {
 
 func shellQuote(_ s: String) -> String {
     let safe: (UInt8) -> Bool = { b in
-        (b >= 97 && b <= 122) || (b >= 65 && b <= 90) || (b >= 48 && b <= 57) || "/._-+:=@%,".utf8.contains(b)
+        switch b {
+        case 97...122, 65...90, 48...57: true
+        case UInt8(ascii: "/"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "+"),
+             UInt8(ascii: ":"), UInt8(ascii: "="), UInt8(ascii: "@"), UInt8(ascii: "%"), UInt8(ascii: ","): true
+        default: false
+        }
     }
-    if !s.isEmpty, s.utf8.allSatisfy(safe) { return s }
+    var s = s
+    if !s.isEmpty, s.withUTF8({ $0.allSatisfy(safe) }) { return s }
     return "'" + s.replacing("'", with: "'\\''") + "'"
 }

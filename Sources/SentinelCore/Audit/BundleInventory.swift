@@ -33,4 +33,13 @@ public protocol AuditFileSystem: LoaderFileSystem {
     func exists(_ path: String) -> Bool
     /// True when both regular files hold the same bytes.
     func contentsEqual(_ a: String, _ b: String) -> Bool
+    /// True when every one of `others` holds the same bytes as `first` (a duplicate group at once,
+    /// so an adapter can read `first` once and share the work between cores).
+    func allContentsEqual(_ first: String, _ others: [String]) -> Bool
+}
+
+extension AuditFileSystem {
+    public func allContentsEqual(_ first: String, _ others: [String]) -> Bool {
+        others.allSatisfy { contentsEqual(first, $0) }
+    }
 }

@@ -31,6 +31,14 @@ public enum OpenSSLNames {
     /// The canonical name a mangled one stands for (`libcrypto-27e744a7.so.3` → `libcrypto.so.3`), or nil
     /// when the name is not mangled.
     public static func canonical(forMangled name: String) -> String? {
+        // Asked of every DT_NEEDED entry of a tree: reject names that are no OpenSSL family on bytes,
+        // before any String work (a trailing slash takes the general path below).
+        if name.utf8.last != UInt8(ascii: "/") {
+            let utf8 = name.utf8
+            let start = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8.index(after: $0) } ?? utf8.startIndex
+            let base = utf8[start...]
+            guard base.starts(with: "libcrypto-".utf8) || base.starts(with: "libssl-".utf8) else { return nil }
+        }
         let base = name.split(separator: "/").last.map(String.init) ?? name
         for family in ["libcrypto", "libssl"] where base.hasPrefix(family + "-") {
             if let tail = mangledSuffix(base.dropFirst(family.count + 1)) { return family + tail }

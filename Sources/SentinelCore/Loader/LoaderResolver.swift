@@ -274,7 +274,7 @@ public final class LoaderResolver {
             return (.found(state.objects[existing].file, via: .alreadyLoaded, rpathOwner: nil), [], existing)
         }
         let realName: String, file: LoadedFile, via: SearchSource, owner: String?, skipped: [String]
-        if name.contains("/") {
+        if name.utf8.contains(UInt8(ascii: "/")) {  // bytes: Foundation's contains(_:) would be picked here
             var path = name
             if let loader {
                 let object = state.objects[loader]
