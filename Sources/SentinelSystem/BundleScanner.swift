@@ -42,6 +42,97 @@ public final class ELFCatalog: Sendable {
         return equal
     }
 
+    /// Whether every one of `others` holds the same bytes as `first`; each pair's answer is cached
+    /// like `contentsEqual`'s. Stops at the first difference, as comparing pair by pair would.
+    public func allContentsEqual(_ first: (path: String, stamp: FileStamp), _ others: [(path: String, stamp: FileStamp)]) -> Bool {
+        var pending: [(path: String, stamp: FileStamp)] = []
+        for other in others {
+            if other.stamp.size != first.stamp.size { return false }
+            let key = [first.stamp, other.stamp].sorted { ($0.identity.device, $0.identity.inode) < ($1.identity.device, $1.identity.inode) }
+            switch comparisons.withLock({ $0[key] }) {
+            case false?: return false
+            case true?: continue
+            case nil: pending.append(other)
+            }
+        }
+        guard !pending.isEmpty else { return true }
+        let answers = Self.compareGroup(first.path, pending.map(\.path))
+        comparisons.withLock { cache in
+            for (other, answer) in zip(pending, answers) {
+                guard let answer else { continue }
+                let key = [first.stamp, other.stamp].sorted { ($0.identity.device, $0.identity.inode) < ($1.identity.device, $1.identity.inode) }
+                cache[key] = answer
+            }
+        }
+        return answers.allSatisfy { $0 == true }
+    }
+
+    /// Compares `first` with each of `others`, the others shared between the cores. Each share walks
+    /// the files chunk by chunk, every file of the share at one offset before the next, so `first`'s
+    /// chunk is read once and stays in cache while the copies stream past it: a duplicate group of
+    /// 100 libcrypto copies costs one read of each copy instead of two. nil: not compared, because
+    /// another file already differed. pread, not mmap: a file truncated meanwhile must not SIGBUS.
+    static func compareGroup(_ first: String, _ others: [String]) -> [Bool?] {
+        let parts = max(1, min(others.count, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+        let results = Mutex<[Bool?]>(Array(repeating: nil, count: others.count))
+        let differs = Mutex(false)
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let mine = Array(stride(from: part, to: others.count, by: parts))
+            let answers = compareShare(first, mine.map { others[$0] }, stop: differs)
+            results.withLock { for (k, i) in mine.enumerated() { $0[i] = answers[k] } }
+        }
+        return results.withLock { $0 }
+    }
+
+    private static func compareShare(_ first: String, _ paths: [String], stop: borrowing Mutex<Bool>) -> [Bool?] {
+        var answers = [Bool?](repeating: nil, count: paths.count)
+        var fds = [Int32](repeating: -1, count: paths.count)
+        defer { for fd in fds where fd >= 0 { close(fd) } }
+        let ff = open(first, O_RDONLY | O_CLOEXEC)
+        guard ff >= 0 else { return answers.map { _ in false } }
+        defer { close(ff) }
+        var active: [Int] = []
+        for (i, path) in paths.enumerated() {
+            fds[i] = open(path, O_RDONLY | O_CLOEXEC)
+            if fds[i] < 0 { answers[i] = false } else { active.append(i) }
+        }
+        let chunk = 1 << 17
+        var a = [UInt8](repeating: 0, count: chunk), b = [UInt8](repeating: 0, count: chunk)
+        var offset = 0
+        while !active.isEmpty {
+            if stop.withLock({ $0 }) { return answers }
+            let na = readFully(ff, &a, at: offset)
+            guard na >= 0 else { for i in active { answers[i] = false }; break }
+            var still: [Int] = []
+            for i in active {
+                // At first's end, the copy must end too: ask for one byte past it.
+                let nb = readFully(fds[i], &b, at: offset, count: na == 0 ? 1 : na)
+                if nb == na && (na == 0 || memcmp(a, b, na) == 0) {
+                    if na == 0 { answers[i] = true } else { still.append(i) }
+                } else {
+                    answers[i] = false
+                    stop.withLock { $0 = true }
+                }
+            }
+            active = still
+            offset += na
+        }
+        return answers
+    }
+
+    /// pread until `count` bytes (default: the buffer) or the end of the file; -1 on an error.
+    private static func readFully(_ fd: Int32, _ buffer: inout [UInt8], at offset: Int, count: Int? = nil) -> Int {
+        let want = count ?? buffer.count
+        var got = 0
+        while got < want {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, want - got, off_t(offset + got)) }
+            if n < 0 { if errno == EINTR { continue }; return -1 }
+            if n == 0 { break }
+            got += n
+        }
+        return got
+    }
+
     static func compareBytes(_ a: String, _ b: String) -> Bool {
         let fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC)
         defer { if fa >= 0 { close(fa) }; if fb >= 0 { close(fb) } }
@@ -79,7 +170,7 @@ public final class ELFCatalog: Sendable {
         guard (st.st_mode & S_IFMT) == S_IFREG else { return .notELF }
         if FileStamp(st).identity != expected.identity { return .unreadable("replaced during the scan") }
         do {
-            guard let object = try ELFFileReader.read(fd: fd, path: path) else { return .notELF }
+            guard let object = try ELFFileReader.read(fd: fd, status: st) else { return .notELF }
             return .elf(object)
         } catch {
             return .unreadable("\(error)")
@@ -97,7 +188,9 @@ public struct WalkEntry: Sendable {
 /// Walks a bundle tree without following directory symlinks; symlinked files are kept (the loader
 /// opens them by that path). Loops, unreadable folders and other trouble become one warning line.
 public enum TreeWalker {
-    public static func walk(root: String) throws(ScanError) -> (entries: [WalkEntry], warnings: [String]) {
+    /// `found`, when given, gets each folder's files as soon as they are stat()ed (in walk order).
+    public static func walk(root: String, found: (([WalkEntry]) -> Void)? = nil) throws(ScanError)
+        -> (entries: [WalkEntry], warnings: [String]) {
         var st = stat()
         guard stat(root, &st) == 0 else { throw .rootUnreadable(root, String(cString: strerror(errno))) }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .rootUnreadable(root, "not a directory") }
@@ -111,18 +204,23 @@ public enum TreeWalker {
                 warnings.append("\(rel.isEmpty ? "." : rel): cannot read directory: \(String(cString: strerror(errno)))")
                 continue
             }
+            defer { closedir(dir) }
             var names: [String] = []
             while let ent = readdir(dir) {
                 let name = String(cString: directoryEntryName(ent))
                 if name != "." && name != ".." { names.append(name) }
             }
-            closedir(dir)
+            // Children are stat()ed relative to the open folder: one path component for the kernel to
+            // look up instead of the whole path, for every file of the tree.
+            let fd = dirfd(dir)
             var subdirs: [String] = []
+            let firstNew = entries.count
+            defer { if let found, entries.count > firstNew { found(Array(entries[firstNew...])) } }
             for name in names.sorted() {
                 let childRel = rel.isEmpty ? name : rel + "/" + name
                 let childPath = root + "/" + childRel
                 var lst = stat()
-                guard lstat(childPath, &lst) == 0 else {
+                guard fstatat(fd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 else {
                     if errno != ENOENT { warnings.append("\(childRel): \(String(cString: strerror(errno)))") }
                     continue
                 }
@@ -133,7 +231,7 @@ public enum TreeWalker {
                     entries.append(WalkEntry(relativePath: childRel, path: childPath, stamp: FileStamp(lst)))
                 case S_IFLNK:
                     var target = stat()
-                    if stat(childPath, &target) != 0 {
+                    if fstatat(fd, name, &target, 0) != 0 {
                         if errno == ELOOP { warnings.append("\(childRel): symlink loop") }
                         continue  // dangling links load nothing
                     }
@@ -168,7 +266,26 @@ public struct BundleScanner: Sendable {
 
     /// The inventory, and the stamp of every ELF file in it (what a cached audit depends on).
     public func scan(root: String) throws(ScanError) -> (inventory: BundleInventory, stamps: [String: FileStamp]) {
-        let walk = try TreeWalker.walk(root: root)
+        // Files are read while the walk goes on (the walk is one thread's stat() calls; reading is most
+        // of a first scan), in small batches so both cores share them. `inventory` then finds them in
+        // the catalog; the order of everything it reports is still the walk's.
+        let reading = DispatchGroup()
+        let catalog = self.catalog
+        let walk: (entries: [WalkEntry], warnings: [String])
+        do {
+            walk = try TreeWalker.walk(root: root) { files in
+                for start in stride(from: 0, to: files.count, by: 32) {
+                    let batch = files[start..<min(start + 32, files.count)]
+                    DispatchQueue.global().async(group: reading) {
+                        for e in batch { _ = catalog.entry(path: e.path, stamp: e.stamp) }
+                    }
+                }
+            }
+        } catch {
+            reading.wait()
+            throw error
+        }
+        reading.wait()
         let inventory = inventory(root: root, entries: walk.entries, warnings: walk.warnings)
         let elf = Set(inventory.elfFiles.map(\.file.path))
         var stamps: [String: FileStamp] = [:]
@@ -254,6 +371,18 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
         let answer = access(path, F_OK) == 0
         existence[path] = answer
         return answer
+    }
+
+    public func allContentsEqual(_ first: String, _ others: [String]) -> Bool {
+        var sf = stat()
+        guard stat(first, &sf) == 0 else { return others.isEmpty }
+        var stamped: [(path: String, stamp: FileStamp)] = []
+        for other in others {
+            var so = stat()
+            guard stat(other, &so) == 0 else { return false }
+            stamped.append((other, FileStamp(so)))
+        }
+        return catalog.allContentsEqual((first, FileStamp(sf)), stamped)
     }
 
     public func contentsEqual(_ a: String, _ b: String) -> Bool {
