@@ -267,25 +267,37 @@ public struct BundleScanner: Sendable {
     /// The inventory, and the stamp of every ELF file in it (what a cached audit depends on).
     public func scan(root: String) throws(ScanError) -> (inventory: BundleInventory, stamps: [String: FileStamp]) {
         // Files are read while the walk goes on (the walk is one thread's stat() calls; reading is most
-        // of a first scan), in small batches so both cores share them. `inventory` then finds them in
-        // the catalog; the order of everything it reports is still the walk's.
-        let reading = DispatchGroup()
+        // of a first scan): iteration 0 walks and queues each folder's files in small batches, the others
+        // read them. All inside concurrentPerform, so nothing waits for a thread pool that may be busy
+        // (the daemon calls this from its cycle thread): a caller left alone walks, then reads, itself.
+        // `inventory` then finds every file in the catalog; the order of everything it reports is the walk's.
         let catalog = self.catalog
-        let walk: (entries: [WalkEntry], warnings: [String])
-        do {
-            walk = try TreeWalker.walk(root: root) { files in
-                for start in stride(from: 0, to: files.count, by: 32) {
-                    let batch = files[start..<min(start + 32, files.count)]
-                    DispatchQueue.global().async(group: reading) {
-                        for e in batch { _ = catalog.entry(path: e.path, stamp: e.stamp) }
+        let readers = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let queue = Mutex<[ArraySlice<WalkEntry>]>([])
+        let ready = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<(entries: [WalkEntry], warnings: [String]), ScanError>?>(nil)
+        DispatchQueue.concurrentPerform(iterations: 1 + readers) { i in
+            if i == 0 {
+                let result = Result { () throws(ScanError) in
+                    try TreeWalker.walk(root: root) { files in
+                        for start in stride(from: 0, to: files.count, by: 32) {
+                            queue.withLock { $0.append(files[start..<min(start + 32, files.count)]) }
+                            ready.signal()
+                        }
                     }
                 }
+                outcome.withLock { $0 = result }
+                // One more signal per reader: each takes it as "no more batches" once the queue is empty.
+                for _ in 0..<readers { ready.signal() }
+            } else {
+                while true {
+                    ready.wait()
+                    guard let batch = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { return }
+                    for e in batch { _ = catalog.entry(path: e.path, stamp: e.stamp) }
+                }
             }
-        } catch {
-            reading.wait()
-            throw error
         }
-        reading.wait()
+        let walk = try outcome.withLock { $0! }.get()
         return inventoryAndStamps(root: root, entries: walk.entries, warnings: walk.warnings)
     }
 
