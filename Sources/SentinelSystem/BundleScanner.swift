@@ -273,9 +273,9 @@ public struct BundleScanner: Sendable {
         // `inventory` then finds every file in the catalog; the order of everything it reports is the walk's.
         let catalog = self.catalog
         let readers = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        let queue = Mutex<[ArraySlice<WalkEntry>]>([])
+        let queue = Locked<[ArraySlice<WalkEntry>]>([])
         let ready = DispatchSemaphore(value: 0)
-        let outcome = Mutex<Result<(entries: [WalkEntry], warnings: [String]), ScanError>?>(nil)
+        let outcome = Locked<Result<(entries: [WalkEntry], warnings: [String]), ScanError>?>(nil)
         DispatchQueue.concurrentPerform(iterations: 1 + readers) { i in
             if i == 0 {
                 let result = Result { () throws(ScanError) in
