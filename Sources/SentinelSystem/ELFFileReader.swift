@@ -88,7 +88,9 @@ public enum ELFFileReader {
         guard libelfReady else { throw .corrupt(what: "libelf", reason: "elf_version(EV_CURRENT) failed") }
         // ELF_C_READ, not _MMAP: libelf preads the headers and the few sections asked for. Mapping every
         // file cost a page fault per touched page and, at munmap, a TLB shootdown to the other core's
-        // reader thread: a third of a scan's CPU time under /usr/lib.
+        // reader thread: a third of a scan's CPU time under /usr/lib. And a mapped file truncated in place
+        // while it is read (a bundle rewritten during a scan) raises SIGBUS and kills the daemon (seen
+        // under ThreadSanitizer in the bundle-churn test); a short pread is an error for that file only.
         guard let elf = elf_begin(fd, ELF_C_READ, nil) else {
             throw .corrupt(what: "ELF file", reason: libelfError())
         }
