@@ -27,11 +27,20 @@ setup:
 build:
 	swift build $(SWIFT_BUILD_FLAGS)
 
-## release: the Swift runtime and Foundation linked in (--static-swift-stdlib): the daemon's resident
-## set drops from ~33 to ~25 MiB (only the pages it touches, no whole shared libraries' relocations),
-## and every command starts faster.
+## release: laid out for a small resident set (README, Benchmarks: the daemon's VmRSS 27 -> 19 MiB):
+##  - the Swift runtime and Foundation linked in (--static-swift-stdlib): only the pages touched are
+##    resident, not whole shared libraries and their relocations;
+##  - lld with packed relative relocations (DT_RELR, glibc >= 2.36): 18 KiB instead of 2.2 MiB of
+##    relocation records read at every start; no --export-dynamic (nothing dlopens into us);
+##  - one section per Swift function and release/hot-symbols.txt (scripts/release/hot-symbols.sh) as
+##    the link order, so the code the daemon runs sits together instead of across 20 MiB of .text.
+## The executables are removed first: SwiftPM does not know the order file is an input of the link.
+RELEASE_FLAGS := --static-swift-stdlib -Xswiftc -use-ld=lld -Xswiftc -Xfrontend -Xswiftc -function-sections \
+                 -Xlinker --no-export-dynamic -Xlinker -z -Xlinker pack-relative-relocs \
+                 -Xlinker --symbol-ordering-file=$(CURDIR)/release/hot-symbols.txt -Xlinker --no-warn-symbol-ordering
 release:
-	swift build -c release --static-swift-stdlib $(SWIFT_BUILD_FLAGS)
+	rm -f .build/release/crypto-sentinel .build/release/sentinel-bench
+	swift build -c release $(RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS)
 
 ## fixtures: gcc-built ELF trees, real cx_Freeze bundles (PyPI), fake libcrypto for the POST's failure
 ## paths, and Debian 13's openssl-provider-fips (private apt sources list; cached under $(FIPS_CACHE)).

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 FIXTURES=${FIXTURES:-/tmp/crypto-sentinel-fixtures}
 BIN=${BIN:-.build/release/crypto-sentinel}
 RUNS=${RUNS:-10}
-[ -x "$BIN" ] || swift build -c release >/dev/null
+[ -x "$BIN" ] || make release >/dev/null
 scripts/fixtures/processes.sh "$FIXTURES/proc"
 TMP=$(mktemp -d)
 PIDS=()

@@ -19,7 +19,7 @@ PROBE=${PROBE:-$(dirname "$BIN")/sentinel-probe}
 SECTIONS=${SECTIONS:-scan inspect post daemon}
 BENCH=${BENCH_BIN:-.build/release/sentinel-bench}
 RUNS=${RUNS:-5}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || swift build -c release >/dev/null
+[ -x "$BIN" ] && [ -x "$BENCH" ] || make release >/dev/null
 if [[ " $SECTIONS " == *" scan "* || " $SECTIONS " == *" daemon "* ]]; then
   scripts/fixtures/cxfreeze-bundles.sh "$FIXTURES/cxfreeze"  # the daemon section's target service
 fi

@@ -53,6 +53,13 @@ struct Daemon: ParsableCommand {
             """)
             return
         }
+        // One malloc arena for every thread: the daemon allocates little and rarely from several
+        // threads at once, and each extra arena (one per contending thread by default) keeps its own
+        // free pages: about 0.5 MiB of the resident set (README, Benchmarks). mallopt is declared in
+        // <malloc.h>, which the Glibc module does not export; M_ARENA_MAX is -8 there.
+        if let mallopt = dlsym(nil, "mallopt") {
+            _ = unsafeBitCast(mallopt, to: (@convention(c) (Int32, Int32) -> Int32).self)(-8, 1)
+        }
         let main = DaemonMain(options: .init(configPath: config ?? Self.defaultConfig, configRequired: config != nil,
                                              toolVersion: toolVersion, environment: env))
         let done = DispatchSemaphore(value: 0)
