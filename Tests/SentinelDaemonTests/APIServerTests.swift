@@ -146,6 +146,30 @@ final class ScanCounter: Sendable {
         }
     }
 
+    @Test func theSharedReportAnswerFollowsEachPublishedReport() async throws {
+        try await TestAPI.with() { api in
+            let first = try api.get("/v1/report")
+            #expect(first.status == 200 && first.body.contains("split-libcrypto"))
+            #expect(try api.get("/v1/report").body == first.body)
+            // A new cycle's report, same size class: the answer must be the new bytes, not the cached ones.
+            var next = sampleReport()
+            next.targets[0].findings = []
+            api.board.publish(next, source: "cycle", cycleSeconds: 0.1)
+            let second = try api.get("/v1/report")
+            #expect(second.status == 200 && !second.body.contains("split-libcrypto"))
+            #expect(second.headers["content-length"] == String(api.board.current().reportJSON.count))
+            // The variants that are not shared still get their own head: close, HTTP/1.0 keep-alive, HEAD.
+            let closing = try RawClient(socket: api.socket)
+            closing.send("GET /v1/report HTTP/1.1\r\nConnection: close\r\n\r\n")
+            let closed = String(decoding: closing.readToEnd().data, as: UTF8.self)
+            #expect(closed.contains("Connection: close") && closed.hasSuffix(String(decoding: api.board.current().reportJSON, as: UTF8.self)))
+            let old = try RawClient(socket: api.socket)
+            old.send("GET /v1/report HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            #expect(old.read(until: "\"targets\"").contains("Connection: keep-alive"))
+            #expect(try api.get("/v1/report", ["-I"]).body.isEmpty)
+        }
+    }
+
     @Test func keepAliveServesSeveralRequestsOnOneConnection() async throws {
         try await TestAPI.with() { api in
             let url = "http://localhost/v1/health"

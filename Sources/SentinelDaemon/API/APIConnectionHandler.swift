@@ -98,6 +98,8 @@ final class APIConnectionHandler: ChannelInboundHandler {
 
     private func handle(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
         switch server.router.route(head) {
+        case .prepared(let answer):
+            write(context, answer, close: .no)
         case .respond(let response):
             send(context, response, head: head, close: head.keepAlive ? .no : .now)
         case .scan:
@@ -143,25 +145,6 @@ final class APIConnectionHandler: ChannelInboundHandler {
 
     // MARK: Responses
 
-    private static func reason(_ status: Int) -> StaticString {
-        switch status {
-        case 200: return "200 OK"
-        case 202: return "202 Accepted"
-        case 400: return "400 Bad Request"
-        case 403: return "403 Forbidden"
-        case 404: return "404 Not Found"
-        case 405: return "405 Method Not Allowed"
-        case 408: return "408 Request Timeout"
-        case 413: return "413 Content Too Large"
-        case 414: return "414 URI Too Long"
-        case 431: return "431 Request Header Fields Too Large"
-        case 501: return "501 Not Implemented"
-        case 503: return "503 Service Unavailable"
-        case 505: return "505 HTTP Version Not Supported"
-        default: return "500 Internal Server Error"
-        }
-    }
-
     enum Close {
         case no
         /// The client asked (Connection: close): close once the answer is written.
@@ -173,26 +156,12 @@ final class APIConnectionHandler: ChannelInboundHandler {
 
     /// Head and body in one buffer, one write.
     private func send(_ context: ChannelHandlerContext, _ response: APIResponse, head: HTTPRequestHead?, close: Close) {
-        var out = context.channel.allocator.buffer(capacity: 192 + response.body.count)
-        out.writeStaticString("HTTP/1.1 ")
-        out.writeStaticString(Self.reason(response.status))
-        switch response.contentType {
-        case .json: out.writeStaticString("\r\nContent-Type: application/json\r\nContent-Length: ")
-        case .prometheus: out.writeStaticString("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: ")
-        }
-        out.writeString(String(response.body.count))
-        if let allow = response.allow {
-            out.writeStaticString("\r\nAllow: ")
-            out.writeStaticString(allow)
-        }
-        if close != .no {
-            out.writeStaticString("\r\nConnection: close")
-        } else if head?.http10 == true {
-            out.writeStaticString("\r\nConnection: keep-alive")
-        }
-        out.writeStaticString("\r\n\r\n")
-        if head?.method != .head { out.writeBytes(response.body) }
+        let out = response.rendered(method: head?.method, http10: head?.http10 == true, close: close != .no,
+                                    allocator: context.channel.allocator)
+        write(context, out, close: close)
+    }
 
+    private func write(_ context: ChannelHandlerContext, _ out: ByteBuffer, close: Close) {
         switch close {
         case .no:
             context.write(wrapOutboundOut(out), promise: nil)

@@ -1,3 +1,4 @@
+import NIOCore
 import SentinelCore
 
 /// One answer: status, type and ready bytes (the StateBoard's arrays are shared, never copied here).
@@ -12,6 +13,50 @@ struct APIResponse {
     static func error(_ status: Int, _ message: String, allow: StaticString? = nil) -> APIResponse {
         APIResponse(status: status, body: errorBody(status, message), allow: allow)
     }
+
+    /// The whole answer, head and body, as one buffer.
+    func rendered(method: HTTPRequestHead.Method?, http10: Bool, close: Bool, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var out = allocator.buffer(capacity: 192 + body.count)
+        out.writeStaticString("HTTP/1.1 ")
+        out.writeStaticString(Self.reason(status))
+        switch contentType {
+        case .json: out.writeStaticString("\r\nContent-Type: application/json\r\nContent-Length: ")
+        case .prometheus: out.writeStaticString("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: ")
+        }
+        out.writeString(String(body.count))
+        if let allow {
+            out.writeStaticString("\r\nAllow: ")
+            out.writeStaticString(allow)
+        }
+        if close {
+            out.writeStaticString("\r\nConnection: close")
+        } else if http10 {
+            out.writeStaticString("\r\nConnection: keep-alive")
+        }
+        out.writeStaticString("\r\n\r\n")
+        if method != .head { out.writeBytes(body) }
+        return out
+    }
+
+    static func reason(_ status: Int) -> StaticString {
+        switch status {
+        case 200: return "200 OK"
+        case 202: return "202 Accepted"
+        case 400: return "400 Bad Request"
+        case 403: return "403 Forbidden"
+        case 404: return "404 Not Found"
+        case 405: return "405 Method Not Allowed"
+        case 408: return "408 Request Timeout"
+        case 413: return "413 Content Too Large"
+        case 414: return "414 URI Too Long"
+        case 431: return "431 Request Header Fields Too Large"
+        case 501: return "501 Not Implemented"
+        case 503: return "503 Service Unavailable"
+        case 505: return "505 HTTP Version Not Supported"
+        default: return "500 Internal Server Error"
+        }
+    }
+
 
     /// `{"error":"...","status":N}` without a JSONEncoder: errors can be the hostile clients' hot path.
     static func errorBody(_ status: Int, _ message: String) -> [UInt8] {
@@ -40,7 +85,12 @@ struct APIResponse {
 
 /// Maps a request to its answer. Only the scan needs the peer's credentials; the handler does that.
 final class Router: Sendable {
-    enum Route { case respond(APIResponse), scan }
+    enum Route {
+        case respond(APIResponse)
+        /// A ready answer shared by every keep-alive GET of the same report (HTTP/1.1, no close).
+        case prepared(ByteBuffer)
+        case scan
+    }
 
     private let board: StateBoard
     private let metrics: DaemonMetrics
@@ -49,6 +99,11 @@ final class Router: Sendable {
     }
     /// Published.healthJSON encodes on every call; the API encodes once per published state.
     private let health = Locked<(key: HealthKey, body: [UInt8])?>(nil)
+    /// GET /v1/report's whole answer, rendered once per published report: a query then writes this
+    /// shared buffer instead of copying ~20 KB into a new one (an allocation and a memcpy per query).
+    /// Keyed by the body array's storage, which the cache keeps alive, so an address is never reused.
+    private let reportAnswer = Locked<(body: [UInt8], answer: ByteBuffer)?>(nil)
+    private static let allocator = ByteBufferAllocator()
 
     init(board: StateBoard, metrics: DaemonMetrics) {
         self.board = board
@@ -65,7 +120,9 @@ final class Router: Sendable {
         case "/v1/report":
             guard readable else { return .respond(.error(405, "use GET or HEAD on \(path)", allow: Self.readOnly)) }
             let now = board.current()
-            return .respond(now.report == nil ? Self.noReport : APIResponse(status: 200, body: now.reportJSON))
+            guard now.report != nil else { return .respond(Self.noReport) }
+            guard head.method == .get, head.keepAlive, !head.http10 else { return .respond(APIResponse(status: 200, body: now.reportJSON)) }
+            return .prepared(preparedReport(now.reportJSON))
         case "/v1/health":
             guard readable else { return .respond(.error(405, "use GET or HEAD on \(path)", allow: Self.readOnly)) }
             return .respond(APIResponse(status: 200, body: healthBody()))
@@ -97,6 +154,17 @@ final class Router: Sendable {
         guard readable else { return .error(405, "use GET or HEAD on /v1/targets/NAME", allow: Self.readOnly) }
         guard let body = board.current().targetJSON[name] else { return .error(404, "no target named '\(name)'") }
         return APIResponse(status: 200, body: body)
+    }
+
+    private func preparedReport(_ body: [UInt8]) -> ByteBuffer {
+        if let cached = reportAnswer.withLock({ $0 }), Self.sameStorage(cached.body, body) { return cached.answer }
+        let answer = APIResponse(status: 200, body: body).rendered(method: .get, http10: false, close: false, allocator: Self.allocator)
+        reportAnswer.withLock { $0 = (body, answer) }
+        return answer
+    }
+
+    private static func sameStorage(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.count == b.count && a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { $0.baseAddress == x.baseAddress } }
     }
 
     private func healthBody() -> [UInt8] {
