@@ -55,7 +55,7 @@ struct Daemon: ParsableCommand {
         }
         // One malloc arena for every thread: the daemon allocates little and rarely from several
         // threads at once, and each extra arena (one per contending thread by default) keeps its own
-        // free pages: about 0.5 MiB of the resident set (README, Benchmarks). mallopt is declared in
+        // free pages: about 0.4 MiB of the resident set (README, Benchmarks). mallopt is declared in
         // <malloc.h>, which the Glibc module does not export; M_ARENA_MAX is -8 there.
         if let mallopt = dlsym(nil, "mallopt") {
             _ = unsafeBitCast(mallopt, to: (@convention(c) (Int32, Int32) -> Int32).self)(-8, 1)

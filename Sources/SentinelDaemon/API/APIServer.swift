@@ -20,9 +20,9 @@ public struct APILimits: Sendable {
     public var idleTimeout: TimeAmount
     /// When full, the oldest idle or slow connection is shed; if none is, the new one gets 503.
     public var maxConnections: Int
-    /// Event loop threads. One: the answers are ready bytes, so one thread serves as many queries as
-    /// nginx's two workers on this class of machine, and a second thread only competes with the
-    /// clients and the cycle for the cores: p99 at 64 clients went from 3–4 ms to 1–2 ms (README).
+    /// Event loop threads. One: the answers are ready bytes, so one thread serves 0.7–0.8x of nginx's two
+    /// workers on a 2-core machine, and a second thread only competed with the clients and the cycle
+    /// for the cores (p99 at 64 clients 3.3–4.3 ms with two, 1.1–3.7 ms with one; README).
     public var threads: Int
 
     public init(maxHeaderBytes: Int = 8192, maxBodyBytes: Int = 4096, maxRequestLineBytes: Int = 4096,
