@@ -37,10 +37,19 @@ for root in /sys/fs/cgroup/unified /sys/fs/cgroup; do
     CG=$root/crypto-sentinel-demo.slice; echo "$SERVICE" > "$CG/product-api.service/cgroup.procs"; break
   fi
 done
-for _ in $(seq 100); do grep -q libcrypto "/proc/$SERVICE/maps" 2>/dev/null && break; sleep 0.1; done
+# Its imports take about a second: wait until both libcrypto copies are mapped, so the daemon's first
+# cycle sees the split (a process already running is re-read only at the next interval, not by the
+# start/stop watcher).
+for _ in $(seq 100); do
+  [ "$(awk '$6 ~ /libcrypto/ { print $6 }' "/proc/$SERVICE/maps" 2>/dev/null | sort -u | wc -l)" -ge 2 ] && break
+  sleep 0.1
+done
 
 echo "\$ crypto-sentinel daemon    # embedded default: every process that maps OpenSSL"
 mkdir -p "$DEMO/run" "$DEMO/state"
+# Pids wrap: the journal query below also starts at this second, so an older daemon's entry under the
+# same pid is never shown.
+START=$(date +%s)
 RUNTIME_DIRECTORY=$DEMO/run STATE_DIRECTORY=$DEMO/state "$BIN/crypto-sentinel" daemon 2> "$DEMO/daemon.log" & DAEMON=$!
 for _ in $(seq 300); do
   curl -sf --unix-socket "$SOCK" http://localhost/v1/health 2>/dev/null | grep -q '"ready":true' && break
@@ -54,11 +63,11 @@ echo
 echo "\$ curl --unix-socket $SOCK http://localhost/v1/health"
 curl -s --unix-socket "$SOCK" http://localhost/v1/health; echo
 echo
-echo "\$ journalctl -x -o short SYSLOG_IDENTIFIER=crypto-sentinel SENTINEL_CODE=process-split-libcrypto _PID=$DAEMON"
+echo "\$ journalctl -x -o short SYSLOG_IDENTIFIER=crypto-sentinel SENTINEL_CODE=process-split-libcrypto _PID=$DAEMON --since @$START"
 for _ in $(seq 50); do
-  journalctl -q SYSLOG_IDENTIFIER=crypto-sentinel SENTINEL_CODE=process-split-libcrypto _PID=$DAEMON | grep -q . && break; sleep 0.1
+  journalctl -q SYSLOG_IDENTIFIER=crypto-sentinel SENTINEL_CODE=process-split-libcrypto _PID=$DAEMON --since "@$START" | grep -q . && break; sleep 0.1
 done
-journalctl -x --no-pager -o short SYSLOG_IDENTIFIER=crypto-sentinel SENTINEL_CODE=process-split-libcrypto _PID=$DAEMON | cut -c1-400
+journalctl -x --no-pager -o short SYSLOG_IDENTIFIER=crypto-sentinel SENTINEL_CODE=process-split-libcrypto _PID=$DAEMON --since "@$START" | cut -c1-400
 if [ -n "${KEEP:-}" ]; then
   echo; echo "left running: daemon pid $DAEMON (socket $SOCK), service pid $SERVICE; stop with: kill $DAEMON $SERVICE"
 fi
