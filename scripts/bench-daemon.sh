@@ -43,6 +43,7 @@ trap 'exit 130' INT TERM
 # bash runs a trap only after the foreground command ends: the long steps run in the background and
 # are waited for, so INT/TERM stops everything at once.
 run() { "$@" & PIDS+=($!); wait $!; }
+source scripts/lib/split-service.sh
 gcc -O2 -Wall -o "$TMP/uds-load" scripts/bench/uds-load.c
 load() { run "$TMP/uds-load" -s "$1" -p "$2" -c "$CONNS" -d "$DURATION" -w "$WARMUP" "${@:3}"; }
 memory() { awk '/^(VmRSS|VmHWM|RssAnon|RssFile):/ { v[$1] = $2 } END { print v["VmRSS:"], v["VmHWM:"], v["RssAnon:"], v["RssFile:"] }' "/proc/$1/status"; }  # KiB
@@ -56,38 +57,14 @@ elif ! "$BIN" daemon --help >/dev/null 2>&1; then
 fi
 if [ -z "$daemon_error" ]; then
   mkdir -p "$TMP/run" "$TMP/state"
-  python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
-with open(sys.argv[2], "ab", buffering=0) as out:
-    while True:
-        out.write(s.recv(65536) + b"\n")
-' "$TMP/notify.sock" "$TMP/notify.log" &
-  PIDS+=($!)
-  for _ in $(seq 50); do [ -S "$TMP/notify.sock" ] && break; sleep 0.1; done
+  start_notify_listener "$TMP/notify.sock" "$TMP/notify.log"
   CONFIG_ARGS=()
   if [ -n "${BENCH_CONFIG:-}" ]; then
     CONFIG_ARGS=(--config "$BENCH_CONFIG")
     target="the targets of $BENCH_CONFIG"
   elif [ -x "$FIXTURES/cxfreeze/debian/app" ]; then
     # The real split service (two libcrypto copies mapped), as a target found by its pid file.
-    "$FIXTURES/cxfreeze/debian/app" --serve >/dev/null 2>&1 &
-    PIDS+=($!); echo $! > "$TMP/demo.pid"
-    # Its imports take about a second; the first cycle should already see both copies mapped.
-    for _ in $(seq 150); do
-      [ "$(awk '$6 ~ /libcrypto/ { print $6 }' "/proc/$!/maps" 2>/dev/null | sort -u | wc -l)" -ge 2 ] && break
-      sleep 0.1
-    done
-    cat > "$TMP/config.yaml" <<EOF
-interval: 1h
-bundles:
-  - name: demo
-    root: $FIXTURES/cxfreeze/debian
-services:
-  - name: demo-api
-    pid_file: $TMP/demo.pid
-    bundle: demo
-EOF
+    start_split_service "$FIXTURES" "$TMP"
     CONFIG_ARGS=(--config "$TMP/config.yaml")
     target="the real split cx_Freeze service ($FIXTURES/cxfreeze/debian, pid $(cat "$TMP/demo.pid")), interval 1h"
   else

@@ -8,6 +8,7 @@ set -euo pipefail
 FIXTURES=${1:?usage: demo-daemon.sh FIXTURES [BIN_DIR]}
 BIN=${2:-.build/release}
 BUNDLE=$FIXTURES/cxfreeze/debian
+source "$(dirname "$0")/lib/split-service.sh"
 DEMO=$(mktemp -d /tmp/crypto-sentinel-demo.XXXXXX)
 SOCK=$DEMO/run/api.sock
 started_journald=""
@@ -37,13 +38,7 @@ for root in /sys/fs/cgroup/unified /sys/fs/cgroup; do
     CG=$root/crypto-sentinel-demo.slice; echo "$SERVICE" > "$CG/product-api.service/cgroup.procs"; break
   fi
 done
-# Its imports take about a second: wait until both libcrypto copies are mapped, so the daemon's first
-# cycle sees the split (a process already running is re-read only at the next interval, not by the
-# start/stop watcher).
-for _ in $(seq 100); do
-  [ "$(awk '$6 ~ /libcrypto/ { print $6 }' "/proc/$SERVICE/maps" 2>/dev/null | sort -u | wc -l)" -ge 2 ] && break
-  sleep 0.1
-done
+wait_split_mapped "$SERVICE"
 
 echo "\$ crypto-sentinel daemon    # embedded default: every process that maps OpenSSL"
 mkdir -p "$DEMO/run" "$DEMO/state"

@@ -39,31 +39,10 @@ BIN_ORIG=$BIN; BIN=$TMP/crypto-sentinel
 CG=(valgrind --tool=callgrind --demangle=no --dump-instr=no --compress-strings=no --compress-pos=no
     --callgrind-out-file="$TMP/cg.%p")
 
-"$FIXTURES/cxfreeze/debian/app" --serve >/dev/null 2>&1 &
-PIDS+=($!); echo $! > "$TMP/demo.pid"
-sleep 2
-cat > "$TMP/config.yaml" <<EOF
-interval: 1h
-bundles:
-  - name: demo
-    root: $FIXTURES/cxfreeze/debian
-services:
-  - name: demo-api
-    pid_file: $TMP/demo.pid
-    bundle: demo
-discover:
-  enabled: true
-EOF
+source scripts/lib/split-service.sh
 mkdir -p "$TMP/run" "$TMP/state"
-python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
-with open(sys.argv[2], "ab", buffering=0) as out:
-    while True:
-        out.write(s.recv(65536) + b"\n")
-' "$TMP/notify.sock" "$TMP/notify.log" &
-PIDS+=($!)
-sleep 0.5
+start_split_service "$FIXTURES" "$TMP" $'discover:\n  enabled: true'
+start_notify_listener "$TMP/notify.sock" "$TMP/notify.log"
 SENTINEL_PROBE=$PROBE RUNTIME_DIRECTORY="$TMP/run" STATE_DIRECTORY="$TMP/state" NOTIFY_SOCKET="$TMP/notify.sock" \
   WATCHDOG_USEC=20000000 "${CG[@]}" "$BIN" daemon --config "$TMP/config.yaml" > "$TMP/daemon.log" 2>&1 &
 DPID=$!; PIDS+=("$DPID")
