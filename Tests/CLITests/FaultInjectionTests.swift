@@ -295,7 +295,15 @@ import Testing
         #expect(fileAlerts.filter { $0.contains("process-split-libcrypto") && $0.contains(" resolved:") }.count == 1, "\(fileAlerts)")
         #expect(fileAlerts.filter { $0.contains("service-not-running by-pidfile new:") }.count == 1, "\(fileAlerts)")
         #expect(fileAlerts.contains { $0.contains("by-pidfile degraded:") && $0.contains("(was failed)") }, "\(fileAlerts)")
-        #expect(exeAlerts.contains { $0.contains("by-exe healthy:") && $0.contains("(was failed)") }, "\(exeAlerts)")
+        // Another process can take the freed pid first (spawn(reusing:) retries): if the live watcher ran
+        // a cycle in that gap, by-exe was rightly down for it, alerted once each way.
+        if exeAlerts.contains(where: { $0.contains("by-exe degraded:") }) {
+            #expect(exeAlerts.filter { $0.contains("service-not-running by-exe new:") }.count == 1, "\(exeAlerts)")
+            #expect(exeAlerts.filter { $0.contains("service-not-running by-exe resolved:") }.count == 1, "\(exeAlerts)")
+            #expect(exeAlerts.contains { $0.contains("by-exe healthy:") && $0.contains("(was degraded)") }, "\(exeAlerts)")
+        } else {
+            #expect(exeAlerts.contains { $0.contains("by-exe healthy:") && $0.contains("(was failed)") }, "\(exeAlerts)")
+        }
         print("pid reuse alerts:\n" + (fileAlerts + exeAlerts).joined(separator: "\n"))
 
         // A cycle with nothing changed stays quiet and keeps the picture: the stale file stays stale.
