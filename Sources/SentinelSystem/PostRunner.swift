@@ -49,13 +49,7 @@ public struct PostRunner: Sendable {
     }
 
     public func runProbe(library: String, environment: [String: String], cwd: String?, identity: Identity?) -> PostRun {
-        let key = Prestart(probe: probe, timeout: timeout, outputCap: outputCap, library: library,
-                           environment: Self.childEnvironment(environment), cwd: cwd, identity: identity)
-        let early = Self.prestarted.withLock { list -> Child? in
-            guard let i = list.firstIndex(where: { $0.key == key }) else { return nil }
-            return list.remove(at: i).child
-        }
-        let r = early.map(finish) ?? spawn(mode: [library], environment: environment, cwd: cwd, identity: identity)
+        let r = spawn(mode: [library], environment: environment, cwd: cwd, identity: identity)
         let outcome: PostOutcome
         switch r.end {
         case .timedOut: outcome = .timedOut(seconds: timeout)
@@ -79,41 +73,6 @@ public struct PostRunner: Sendable {
         case .exited(let status): outcome = .exited(status: status, result: nil)
         }
         return (outcome, Self.tail(r.stdout + r.stderr, lines: 20), r.elapsedMs)
-    }
-
-    /// What a probe child was started with: a child started ahead of its POST (`prestart`) is used
-    /// only by a `runProbe` that would start exactly this one.
-    struct Prestart: Hashable, Sendable {
-        var probe: String, timeout: Double, outputCap: Int, library: String
-        var environment: [String: String], cwd: String?, identity: Identity?
-    }
-    static let prestarted = Locked([(key: Prestart, child: Child)]())
-
-    /// Starts the probe child for `library` now; the `runProbe` with the same probe, timeout, library,
-    /// environment, cwd and identity takes it over (reads, times and reaps it) instead of spawning.
-    /// Lets a caller begin the POST (~100 ms of FIPS self-tests) before it has finished its own
-    /// set-up; whatever it then asks for exactly decides whether the child is used.
-    public func prestart(library: String, environment: [String: String], cwd: String?, identity: Identity?) {
-        guard case .running(let child) = start(mode: [library], environment: environment, cwd: cwd, identity: identity) else { return }
-        let key = Prestart(probe: probe, timeout: timeout, outputCap: outputCap, library: library,
-                           environment: Self.childEnvironment(environment), cwd: cwd, identity: identity)
-        Self.prestarted.withLock { $0.append((key, child)) }
-    }
-
-    /// Kills and reaps every prestarted child nobody took over (a usage error, a different plan).
-    public static func discardPrestarted() {
-        let children = prestarted.withLock { list -> [Child] in
-            let taken = list.map(\.child)
-            list.removeAll()
-            return taken
-        }
-        for child in children {
-            kill(-child.pid, SIGKILL)
-            for fd in [child.outFD, child.errFD, child.inFD] where fd >= 0 { close(fd) }
-            var status: Int32 = 0
-            while waitpid(child.pid, &status, 0) < 0 && errno == EINTR {}
-            running.withLock { _ = $0.remove(child.pid) }
-        }
     }
 
     static let spawnLock = NSLock()
@@ -233,8 +192,7 @@ public struct PostRunner: Sendable {
         }
         var pendingIn = envBlock[...]
         if inFD >= 0 {
-            // Most environments fit in the pipe: written now, the child need not wait for finish() to
-            // feed it (a prestarted child's finish() comes later).
+            // Most environments fit in the pipe: written at once, the rest from finish()'s loop.
             let wrote = pendingIn.withUnsafeBytes { write(inFD, $0.baseAddress, $0.count) }
             if wrote > 0 { pendingIn = pendingIn.dropFirst(wrote) }
             if pendingIn.isEmpty { close(inFD); inFD = -1 }

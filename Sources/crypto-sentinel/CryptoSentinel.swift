@@ -24,15 +24,16 @@ struct CryptoSentinel: ParsableCommand {
 
     /// ArgumentParser exits 64 on usage errors; PRODUCT.md's contract is 2.
     static func main() {
-        EarlyPost.start(CommandLine.arguments)
         do {
+            if let post = PostRequest(simpleCommandLine: CommandLine.arguments) {
+                try post.run()
+                return
+            }
             var command = try parseAsRoot()
             try command.run()
         } catch let exit as ExitCode {
-            PostRunner.discardPrestarted()
             Foundation.exit(exit.rawValue)
         } catch {
-            PostRunner.discardPrestarted()
             let code = exitCode(for: error)
             if code == .success { self.exit(withError: error) }  // --help, --version
             FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
@@ -56,8 +57,12 @@ struct ReportOptions: ParsableArguments {
 
 /// Prints the report and returns the exit status of PRODUCT.md.
 func emit(_ report: Report, options: ReportOptions) -> Int32 {
+    emit(report, format: options.format, failOn: options.failOn)
+}
+
+func emit(_ report: Report, format: OutputFormat, failOn: Severity) -> Int32 {
     for t in report.targets { for w in t.warnings { warn("\(t.name): \(w)") } }
-    switch options.format {
+    switch format {
     case .json:
         // JSONEncoder's exact bytes, without its cost (16 MB of evidence on a 20,000-file bundle).
         var bytes = ReportJSON.encode(report)
@@ -66,7 +71,7 @@ func emit(_ report: Report, options: ReportOptions) -> Int32 {
     case .text:
         FileHandle.standardOutput.write(Data(TextRenderer.render(report).utf8))
     }
-    return report.exitStatus(failOn: options.failOn)
+    return report.exitStatus(failOn: failOn)
 }
 
 func warn(_ line: String) {

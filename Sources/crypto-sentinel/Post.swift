@@ -54,6 +54,26 @@ struct Post: ParsableCommand {
     }
 
     func run() throws {
+        try PostRequest(pid: pid, env: env, envFile: envFile, libcrypto: libcrypto, expectFIPS: expectFIPS,
+                        timeout: timeout, name: name, command: command, format: report.format, failOn: report.failOn).run()
+    }
+}
+
+/// What `post` was asked, as plain values: built by ArgumentParser (`Post`) or, for a simple command
+/// line, by `EarlyPost` without it.
+struct PostRequest {
+    var pid: Int32?
+    var env: [String] = []
+    var envFile: String?
+    var libcrypto: [String] = []
+    var expectFIPS = false
+    var timeout: Double = 10
+    var name: String?
+    var command: [String] = []
+    var format: OutputFormat = .text
+    var failOn: Severity = .error
+
+    func run() throws {
         guard let probe = PostRunner.locateProbe() else {
             if let named = ProcessInfo.processInfo.environment["SENTINEL_PROBE"], !named.isEmpty {
                 warn("SENTINEL_PROBE=\(named) is not an executable file")
@@ -103,50 +123,57 @@ struct Post: ParsableCommand {
             plan.identity = nil
         }
         let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))
-        PostRunner.discardPrestarted()
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
         // end quietly on a closed stdout, as every other command does.
         signal(SIGPIPE, SIG_DFL)
         let doc = Report(command: "post", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
-        throw ExitCode(emit(doc, options: report))
+        throw ExitCode(emit(doc, format: format, failOn: failOn))
     }
 }
 
-/// On a simple `post` command line (only --env, --libcrypto, --timeout, --expect-fips, --format,
-/// --fail-on, --name) the probe children are started before ArgumentParser runs: parsing and
-/// validating costs a static Swift binary ~2 ms of runtime metadata and conformance lookups, which
-/// the children spend on their FIPS self-tests instead. Nothing is decided here: Post.run builds
-/// its plan from the parsed options as always, the runner uses a prestarted child only when it is
-/// exactly the one the plan asks for (probe, timeout, library, environment, cwd, user), and every
-/// other one is killed (a usage error, --help, a different plan).
-enum EarlyPost {
-    static func start(_ arguments: [String]) {
-        guard arguments.count >= 2, arguments[1] == "post" else { return }
-        var environment: [String: String] = [:], libraries: [String] = [], timeout = 10.0
+extension PostRequest {
+    /// A simple `post` command line (only --env, --libcrypto, --timeout, --expect-fips, --format,
+    /// --fail-on and --name, each as `--option value`, the single-valued ones once, every value valid)
+    /// as a request, read without ArgumentParser: its parse costs a static Swift binary ~2.5 ms of
+    /// runtime metadata and conformance lookups on every start, half of a non-FIPS POST's own time.
+    /// nil for anything else (--pid, --env-file, --command, --help, a bad value, `--opt=value`), which
+    /// ArgumentParser then parses, validates and explains as always.
+    init?(simpleCommandLine arguments: [String]) {
+        guard arguments.count >= 2, arguments[1] == "post" else { return nil }
+        var seen = Set<String>()
         var i = 2
         while i < arguments.count {
             let option = arguments[i]
-            if option == "--expect-fips" { i += 1; continue }
-            guard ["--env", "--libcrypto", "--timeout", "--format", "--fail-on", "--name"].contains(option),
-                  i + 1 < arguments.count, !arguments[i + 1].hasPrefix("-") else { return }
+            if option == "--expect-fips" {
+                guard seen.insert(option).inserted else { return nil }
+                expectFIPS = true
+                i += 1
+                continue
+            }
+            guard i + 1 < arguments.count, !arguments[i + 1].hasPrefix("-") else { return nil }
             let value = arguments[i + 1]
             switch option {
             case "--env":
-                guard let eq = value.firstIndex(of: "="), eq != value.startIndex else { return }
-                environment[String(value[..<eq])] = String(value[value.index(after: eq)...])
-            case "--libcrypto": libraries.append(value)
+                guard let eq = value.firstIndex(of: "="), eq != value.startIndex else { return nil }
+                env.append(value)
+            case "--libcrypto":
+                libcrypto.append(value)
             case "--timeout":
-                guard let t = Double(value), t > 0 else { return }
+                guard seen.insert(option).inserted, let t = Double(value), t > 0 else { return nil }
                 timeout = t
-            default: break
+            case "--format":
+                guard seen.insert(option).inserted, let f = OutputFormat(rawValue: value) else { return nil }
+                format = f
+            case "--fail-on":
+                guard seen.insert(option).inserted, let s = Severity(rawValue: value) else { return nil }
+                failOn = s
+            case "--name":
+                guard seen.insert(option).inserted else { return nil }
+                name = value
+            default:
+                return nil
             }
             i += 2
-        }
-        guard let probe = PostRunner.locateProbe() else { return }
-        let runner = PostRunner(probe: probe, timeout: timeout)
-        var seen = Set<String>()
-        for library in libraries.isEmpty ? ["libcrypto.so.3"] : libraries where seen.insert(library).inserted {
-            runner.prestart(library: library, environment: environment, cwd: nil, identity: nil)
         }
     }
 }

@@ -293,17 +293,31 @@ import Testing
         #expect(paths == [lib], "the renamed libcrypto is recognised by content, not by name: \(paths)")
     }
 
-    /// On a simple command line the probe children start before ArgumentParser parses it: a line it
-    /// then rejects must not leave one behind (the hanging fixture would run until its timeout).
-    @Test func aRejectedCommandLineLeavesNoPrestartedProbe() throws {
-        let lib = try Fixtures.postLib("hang")
-        // This build's probe only: other checkouts' tests may run the same fixture at the same time.
-        let probe = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
-        for bad in [["--format", "yaml"], ["--fail-on", "never"], ["--timeout", "30", "--expect-fips", "--name", "x", "--format", "xml"]] {
-            let r = try Sentinel.run(["post", "--libcrypto", lib] + bad)
+    /// A simple command line is read without ArgumentParser (PostRequest(simpleCommandLine:)); the
+    /// same request spelled `--option=value` goes through ArgumentParser. Both must POST alike, and a
+    /// bad value on a simple line must still get ArgumentParser's message and exit 2.
+    @Test func theSimpleCommandLineReaderAgreesWithArgumentParser() throws {
+        let fast = try Sentinel.run(["post", "--libcrypto", "libcrypto.so.3", "--name", "sys", "--expect-fips",
+                                     "--timeout", "20", "--format", "json", "--fail-on", "critical"])
+        let parsed = try Sentinel.run(["post", "--libcrypto=libcrypto.so.3", "--name=sys", "--expect-fips",
+                                       "--timeout=20", "--format=json", "--fail-on=critical"])
+        #expect(fast.status == 1 && parsed.status == 1, "\(fast.stderr) \(parsed.stderr)")
+        func summary(_ r: Sentinel.Result) -> [String] {
+            (r.report?.targets ?? []).map { t in
+                let checks = (t.post?["checks"]?.arrayValue ?? []).map { "\($0["name"]?.stringValue ?? "?")=\($0["status"]?.stringValue ?? "?")" }
+                return "\(t.name): \(t.findings.map(\.code.rawValue).sorted()) \(checks)"
+            }
+        }
+        #expect(!summary(fast).isEmpty && summary(fast) == summary(parsed), "\(summary(fast)) vs \(summary(parsed))")
+        // Under --expect-fips the system OpenSSL (no fips provider) fails: critical, so exit 1 above.
+        #expect(summary(fast).first?.contains("post-fips-not-active") == true, "\(summary(fast))")
+
+        for (bad, message) in [(["--format", "yaml"], "yaml"), (["--fail-on", "never"], "never"),
+                               (["--timeout", "0"], "--timeout must be positive"), (["--env", "NOEQUALS"], "KEY=VALUE"),
+                               (["--name", "a", "--name", "b", "--bogus"], "--bogus")] {
+            let r = try Sentinel.run(["post", "--libcrypto", "libcrypto.so.3"] + bad)
             #expect(r.status == 2, "\(bad): \(r.stderr)")
-            let left = try Sentinel.shell(["pgrep", "-f", "^\(probe) .*\(lib)"])
-            #expect(left.stdout.isEmpty, "\(bad): a prestarted probe survived: \(left.stdout)")
+            #expect(r.stderr.contains(message) && r.stdout.isEmpty, "\(bad): \(r.stderr)")
         }
     }
 

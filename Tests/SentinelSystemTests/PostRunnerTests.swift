@@ -22,35 +22,6 @@ struct PostRunnerTests {
         #expect(run.stderrTail == "sentinel-probe: stage done")
     }
 
-    /// A prestarted child is taken over only by the run that would start exactly it; the others are
-    /// killed and reaped by discardPrestarted.
-    @Test func aPrestartedChildServesOnlyTheSameRun() throws {
-        let probe = try Self.script(#"cat >/dev/null; printf '{"probe":1,"pid":%d}\n' $$"#)
-        let runner = PostRunner(probe: probe, timeout: 5)
-        func prestartedPIDs() -> [Int32] { PostRunner.prestarted.withLock { $0.map(\.child.pid) } }
-
-        runner.prestart(library: "l", environment: ["A": "1", "NOTIFY_SOCKET": "/run/x"], cwd: nil, identity: nil)
-        let early = try #require(prestartedPIDs().first)
-        // NOTIFY_SOCKET never reaches a child, so it does not tell two runs apart.
-        let same = runner.runProbe(library: "l", environment: ["A": "1"], cwd: nil, identity: nil)
-        guard case .exited(0, let doc?) = same.outcome else { Issue.record("\(same.outcome)"); return }
-        #expect(doc["pid"] == .int(Int64(early)))
-        #expect(prestartedPIDs().isEmpty)
-
-        runner.prestart(library: "l", environment: ["A": "1"], cwd: nil, identity: nil)
-        let unused = try #require(prestartedPIDs().first)
-        for other in [runner.runProbe(library: "l", environment: ["A": "2"], cwd: nil, identity: nil),
-                      runner.runProbe(library: "m", environment: ["A": "1"], cwd: nil, identity: nil),
-                      PostRunner(probe: probe, timeout: 4).runProbe(library: "l", environment: ["A": "1"], cwd: nil, identity: nil)] {
-            guard case .exited(0, let doc?) = other.outcome else { Issue.record("\(other.outcome)"); continue }
-            #expect(doc["pid"] != .int(Int64(unused)))
-        }
-        #expect(prestartedPIDs() == [unused])
-        PostRunner.discardPrestarted()
-        #expect(prestartedPIDs().isEmpty)
-        #expect(kill(unused, 0) == -1 && errno == ESRCH, "the unused child was not reaped")
-    }
-
     static func pgrep(_ pattern: String) throws -> String {
         let ps = Process()
         ps.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
