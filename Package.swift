@@ -44,10 +44,12 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // `post`'s probe children started from an ELF constructor, before the Swift runtime (early_post.c).
+        .target(name: "CEarlyPost", cSettings: [.unsafeFlags(["-Wall", "-O2"])]),
         .executableTarget(
             name: "crypto-sentinel",
             dependencies: [
-                "SentinelCore", "SentinelSystem", "SentinelDaemon",
+                "SentinelCore", "SentinelSystem", "SentinelDaemon", "CEarlyPost",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -112,6 +112,17 @@ public struct PostRunner: Sendable {
         return String(decoding: kept, as: UTF8.self)
     }
 
+    /// A probe child already started elsewhere with exactly the argv and stdin bytes `start` would
+    /// use (the CLI starts its POST children from an ELF constructor, before the Swift runtime).
+    public struct StartedChild: Sendable {
+        public var pid: pid_t, outFD: Int32, errFD: Int32, startNanos: UInt64
+        public init(pid: pid_t, outFD: Int32, errFD: Int32, startNanos: UInt64) {
+            self.pid = pid; self.outFD = outFD; self.errFD = errFD; self.startNanos = startNanos
+        }
+    }
+    /// Asked before each probe spawn: a child started with this argv and stdin, handed over once, or nil.
+    public static let adopt = Locked<(@Sendable (_ argv: [String], _ stdin: [UInt8]) -> StartedChild?)?>(nil)
+
     /// A child spawned and fed its environment on stdin from `finish`'s loop.
     struct Child: Sendable {
         var pid: pid_t, outFD: Int32, errFD: Int32, inFD: Int32
@@ -138,6 +149,10 @@ public struct PostRunner: Sendable {
             envBlock += Array("\(k)=\(v)".utf8) + [0]
         }
         let envStrings: [String] = []
+        if !mergeOutput, let take = Self.adopt.withLock({ $0 }), let c = take(args, envBlock) {
+            Self.running.withLock { _ = $0.insert(c.pid) }
+            return .running(Child(pid: c.pid, outFD: c.outFD, errFD: c.errFD, inFD: -1, pendingIn: [], start: c.startNanos))
+        }
 
         // pipe() then FD_CLOEXEC is not atomic (pipe2 is not in Swift's Glibc): with POSTs running on
         // several threads, another thread's spawn in between would inherit these descriptors and hold

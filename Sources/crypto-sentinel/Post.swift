@@ -1,4 +1,5 @@
 import ArgumentParser
+import CEarlyPost
 import Foundation
 import Glibc
 import SentinelCore
@@ -175,5 +176,20 @@ extension PostRequest {
             }
             i += 2
         }
+    }
+}
+
+/// The probe children early_post.c's constructor started for this command line, handed to PostRunner
+/// when it is about to spawn exactly one of them.
+enum EarlyPost {
+    @Sendable static func take(argv: [String], stdin: [UInt8]) -> PostRunner.StartedChild? {
+        let args = argv.map { strdup($0) }
+        defer { args.forEach { free($0) } }
+        var child = sentinel_early_child()
+        let found = args.map { UnsafePointer($0) }.withUnsafeBufferPointer { argv in
+            stdin.withUnsafeBytes { sentinel_early_post_take(argv.baseAddress, argv.count, $0.baseAddress, $0.count, &child) }
+        }
+        guard found == 1 else { return nil }
+        return PostRunner.StartedChild(pid: child.pid, outFD: child.out_fd, errFD: child.err_fd, startNanos: child.start_ns)
     }
 }

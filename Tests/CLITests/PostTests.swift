@@ -321,6 +321,52 @@ import Testing
         }
     }
 
+    /// early_post.c starts the probe children of a simple command line from an ELF constructor; the
+    /// POST takes one over only when it is exactly the child it would spawn, so each libcrypto still
+    /// gets exactly one probe. The probe here is a wrapper that logs each start, then execs the real one.
+    @Test func theChildStartedBeforeSwiftIsTheOnlyProbePerLibcrypto() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let real = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
+        let wrapper = dir + "/probe", log = dir + "/starts"
+        try "#!/bin/sh\necho \"$*\" >> \(log)\nexec \(real) \"$@\"\n".write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        var env = ProcessInfo.processInfo.environment
+        env["SENTINEL_PROBE"] = wrapper
+        let split = try Fixtures.proc()
+        let libs = [split + "/fake/a/libcrypto.so.3", split + "/fake/b/libcrypto.so.3"]
+        for (args, starts) in [
+            // Early: two libraries, a repeated key (the later wins), a variable a child never sees.
+            (["--libcrypto", libs[0], "--libcrypto", libs[1], "--libcrypto", libs[0], "--env", "OPENSSL_CONF=/x",
+              "--env", "OPENSSL_CONF=/dev/null", "--env", "NOTIFY_SOCKET=/run/n", "--format", "json"], 2),
+            // Not early (`--opt=value` goes to ArgumentParser): PostRunner spawns it itself.
+            (["--libcrypto=\(libs[0])", "--format", "json"], 1),
+        ] {
+            try? FileManager.default.removeItem(atPath: log)
+            let r = try Sentinel.shell([Sentinel.binary, "post"] + args, environment: env)
+            #expect(r.report?.targets.count == starts, "\(args): \(r.stderr)")
+            let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+            #expect(lines.count == starts, "\(args): probe starts \(lines)")
+            #expect(Set(lines.map { String($0.split(separator: " ").last ?? "") }).count == starts, "\(lines)")
+            let env = r.report?.targets.first?.environment ?? [:]
+            if starts == 2 { #expect(env["OPENSSL_CONF"] == "/dev/null", "\(env)") }
+        }
+    }
+
+    /// A line the constructor started children for but ArgumentParser then rejects must leave none
+    /// behind (the hanging fixture would run until its timeout).
+    @Test func aRejectedCommandLineLeavesNoEarlyProbe() throws {
+        let lib = try Fixtures.postLib("hang")
+        // This build's probe only: other checkouts' tests may run the same fixture at the same time.
+        let probe = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
+        for bad in [["--format", "yaml"], ["--fail-on", "never"], ["--timeout", "0"], ["--help"]] {
+            let r = try Sentinel.run(["post", "--libcrypto", lib] + bad)
+            #expect(r.status == (bad == ["--help"] ? 0 : 2), "\(bad): \(r.stderr)")
+            let left = try Sentinel.shell(["pgrep", "-f", "^\(probe) .*\(lib)"])
+            #expect(left.stdout.isEmpty, "\(bad): an early probe survived: \(left.stdout)")
+        }
+    }
+
     @Test func usageErrorsExit2() throws {
         let missing = try Sentinel.run(["post", "--libcrypto", "/nonexistent/libcrypto.so.3"])
         #expect(missing.status == 2)
