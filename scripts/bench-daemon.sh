@@ -4,13 +4,14 @@
 #     same load on nginx serving the same bytes as a static file on a Unix socket: p50/p90/p99, rps and
 #     the daemon/nginx ratios (targets: p99 <= 2 ms, rps >= 0.5x nginx). Load: scripts/bench/uds-load.c.
 #     Then both again with the clients sharing a fixed $RATE (1,000) req/s (open loop; RATE=0 skips it).
+#     The load generator is pinned to the last core (LOAD_CPU; none to leave it unpinned).
 #     The daemon is loaded twice each time: idle, and while POST /v1/scan keeps cycles running.
 #   - RSS (VmRSS, VmHWM, RssAnon, RssFile) after READY=1, after the load, and along $CYCLES (1,000) cycles driven by
 #     POST /v1/scan (target: <= 20 MiB, no growth); CPU time per cycle from /proc/PID/stat.
 # The daemon audits the real split cx_Freeze service (fixtures), started here, through a private config
 # with a 1 h interval, so every cycle is one we asked for. It runs with private RUNTIME_DIRECTORY,
 # STATE_DIRECTORY and NOTIFY_SOCKET; nothing is installed and no system service is touched.
-# Env: SENTINEL_BIN (default .build/release/crypto-sentinel), FIXTURES, CONNS, DURATION, WARMUP, CYCLES, RATE,
+# Env: SENTINEL_BIN (default .build/release/crypto-sentinel), FIXTURES, CONNS, DURATION, WARMUP, CYCLES, RATE, LOAD_CPU,
 #      BENCH_CONFIG (a daemon config of your own instead), DAEMON_SOCKET (when that config moves the socket).
 # Needs: gcc, nginx-light (or nginx), python3. Without a daemon, the nginx half still runs and the
 # script then exits 1 saying why.
@@ -45,7 +46,13 @@ trap 'exit 130' INT TERM
 run() { "$@" & PIDS+=($!); wait $!; }
 source scripts/lib/split-service.sh
 gcc -O2 -Wall -o "$TMP/uds-load" scripts/bench/uds-load.c
-load() { run "$TMP/uds-load" -s "$1" -p "$2" -c "$CONNS" -d "$DURATION" -w "$WARMUP" "${@:3}"; }
+# The load generator runs on a core of its own (the last; LOAD_CPU=none to let it float): it is one
+# busy thread, and wherever the scheduler puts it beside the server under test it takes that server's
+# core for whole time slices, which shows up as the server's tail latency. nginx and the daemon are
+# left free to use every core, and both are measured the same way in the same run.
+LOAD_CPU=${LOAD_CPU:-$(( $(nproc) - 1 ))}
+LOADPIN=(); if [ "$LOAD_CPU" != none ] && [ "$(nproc)" -gt 1 ]; then LOADPIN=(taskset -c "$LOAD_CPU"); fi
+load() { run "${LOADPIN[@]}" "$TMP/uds-load" -s "$1" -p "$2" -c "$CONNS" -d "$DURATION" -w "$WARMUP" "${@:3}"; }
 memory() { awk '/^(VmRSS|VmHWM|RssAnon|RssFile):/ { v[$1] = $2 } END { print v["VmRSS:"], v["VmHWM:"], v["RssAnon:"], v["RssFile:"] }' "/proc/$1/status"; }  # KiB
 
 ## The daemon: start it and wait for READY=1 (a NOTIFY_SOCKET listener, as systemd would be).
@@ -133,7 +140,7 @@ PIDS+=($!)
 for _ in $(seq 50); do [ -S "$TMP/nginx.sock" ] && break; sleep 0.1; done
 [ -S "$TMP/nginx.sock" ] || { echo "bench-daemon: nginx did not start: $(cat "$TMP/nginx/error.log")" >&2; exit 2; }
 
-echo "== GET /v1/report over a Unix socket, $CONNS keep-alive clients, ${DURATION} s per row after ${WARMUP} s warm-up, body $body bytes"
+echo "== GET /v1/report over a Unix socket, $CONNS keep-alive clients, ${DURATION} s per row after ${WARMUP} s warm-up, body $body bytes, load generator ${LOADPIN[*]:-unpinned}"
 # Closed loop (each client asks again at once: the targets' load) and open loop (RATE req/s over the
 # same clients: the latency of a server that is not saturated); nginx, then the daemon idle, then the
 # daemon while POST /v1/scan keeps cycles running back to back (a query must not wait for a cycle).
