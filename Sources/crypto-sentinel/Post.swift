@@ -37,7 +37,7 @@ struct Post: ParsableCommand {
     var expectFIPS = false
 
     @Option(help: "Seconds before a POST child is killed (SIGKILL to its process group).")
-    var timeout: Double = 10
+    var timeout: Double = PostRequest.defaultTimeout
 
     @Option(help: "The target's name in the report.")
     var name: String?
@@ -63,12 +63,13 @@ struct Post: ParsableCommand {
 /// What `post` was asked, as plain values: built by ArgumentParser (`Post`) or, for a simple command
 /// line, by `EarlyPost` without it.
 struct PostRequest {
+    static let defaultTimeout = 10.0
     var pid: Int32?
     var env: [String] = []
     var envFile: String?
     var libcrypto: [String] = []
     var expectFIPS = false
-    var timeout: Double = 10
+    var timeout: Double = PostRequest.defaultTimeout
     var name: String?
     var command: [String] = []
     var format: OutputFormat = .text
