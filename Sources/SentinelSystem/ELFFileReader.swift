@@ -41,7 +41,11 @@ public enum ELFFileReader {
 
     /// Returns nil when the file is not ELF at all (first 4 bytes are not \x7fELF) or is not a regular
     /// file. Throws with a one-line reason for a corrupt or truncated ELF, or an open/read error.
-    public static func read(path: String) throws(ELFReadError) -> ELFObject? {
+    /// How the OpenSSL exports are found: through `.gnu.hash` where the file has one (the default), or
+    /// by reading all of .dynsym and .dynstr (what files without one get; tests compare the two).
+    public enum ExportLookup: Sendable { case hashTable, fullScan }
+
+    public static func read(path: String, exportLookup: ExportLookup = .hashTable) throws(ELFReadError) -> ELFObject? {
         // stat before open: opening a device or socket can have side effects or fail noisily.
         var st = stat()
         guard stat(path, &st) == 0 else { throw .cannotOpen(errno: errno) }
@@ -50,7 +54,9 @@ public enum ELFFileReader {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else { throw .cannotOpen(errno: errno) }
         defer { close(fd) }
-        return try read(fd: fd, path: path)
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw .cannotRead(errno: errno) }
+        return try read(fd: fd, status: status, exportLookup: exportLookup)
     }
 
     /// Same, from an already open file descriptor, which stays open. `path` is never reopened, and errors
@@ -62,7 +68,7 @@ public enum ELFFileReader {
     }
 
     /// Same, with the fstat(2) the caller already made of `fd`.
-    static func read(fd: Int32, status st: stat) throws(ELFReadError) -> ELFObject? {
+    static func read(fd: Int32, status st: stat, exportLookup: ExportLookup = .hashTable) throws(ELFReadError) -> ELFObject? {
         guard st.st_mode & S_IFMT == S_IFREG else { return nil }
         let fileSize = UInt64(max(st.st_size, 0))
 
@@ -99,7 +105,7 @@ public enum ELFFileReader {
             throw .corrupt(what: "ELF identification",
                            reason: "class \(ident[Int(EI_CLASS)]), data \(ident[Int(EI_DATA)]), version \(ident[Int(EI_VERSION)])")
         }
-        var parser = try Parser(elf: elf, fd: fd, fileSize: fileSize)
+        var parser = try Parser(elf: elf, fd: fd, fileSize: fileSize, exportLookup: exportLookup)
         return try parser.parse()
     }
 }
@@ -152,13 +158,15 @@ private struct Parser {
     let elf: OpaquePointer
     let fd: Int32
     let fileSize: UInt64
+    let exportLookup: ELFFileReader.ExportLookup
     var ehdr = GElf_Ehdr()
     var object: ELFObject
 
-    init(elf: OpaquePointer, fd: Int32, fileSize: UInt64) throws(ELFReadError) {
+    init(elf: OpaquePointer, fd: Int32, fileSize: UInt64, exportLookup: ELFFileReader.ExportLookup) throws(ELFReadError) {
         self.elf = elf
         self.fd = fd
         self.fileSize = fileSize
+        self.exportLookup = exportLookup
         guard gelf_getehdr(elf, &ehdr) != nil else { throw .corrupt(what: "ELF header", reason: libelfError()) }
         let elfClass: ELFObject.ELFClass = gelf_getclass(elf) == ELFCLASS32 ? .elf32 : .elf64
         let type: ELFObject.ObjectType = switch Int32(ehdr.e_type) {
@@ -186,7 +194,14 @@ private struct Parser {
         }
         if let verneed = sections.verneed { try readVerneed(verneed) }
         if let verdef = sections.verdef { try readVerdef(verdef) }
-        if let dynsym = sections.dynsym { try readExports(dynsym) }
+        if let dynsym = sections.dynsym {
+            if let hash = sections.gnuHash, exportLookup == .hashTable,
+               let exports = exportsThroughGnuHash(dynsym: sections.dynsymHeader, index: sections.dynsymIndex, hash: hash) {
+                object.exports = exports
+            } else {
+                try readExports(dynsym)
+            }
+        }
         // Most files hold no OpenSSL build strings: look for them in a small reused buffer first, and
         // have libelf load the read-only data (for the full search) only where they are.
         var searchData = !object.exports.isEmpty
@@ -306,6 +321,10 @@ private struct Parser {
         var noBitsAddresses: Set<UInt64> = []
         var dynamic: (scn: OpaquePointer, link: Int)?
         var dynsym: (scn: OpaquePointer, link: Int)?
+        /// .dynsym's header and index, and the .gnu.hash table's header: the exports are looked up there.
+        var dynsymHeader = GElf_Shdr()
+        var dynsymIndex = 0
+        var gnuHash: GElf_Shdr?
         var verneed: (scn: OpaquePointer, link: Int, count: UInt32)?
         var verdef: (scn: OpaquePointer, link: Int, count: UInt32)?
         var readOnlyData: [(scn: OpaquePointer, offset: UInt64, size: UInt64)] = []
@@ -356,6 +375,10 @@ private struct Parser {
                 sections.dynamic = (next, Int(shdr.sh_link))
             case SHT_DYNSYM where sections.dynsym == nil:
                 sections.dynsym = (next, Int(shdr.sh_link))
+                sections.dynsymHeader = shdr
+                sections.dynsymIndex = elf_ndxscn(next)
+            case SHT_GNU_HASH where sections.gnuHash == nil:
+                sections.gnuHash = shdr
             case SHT_GNU_verneed where sections.verneed == nil:
                 sections.verneed = (next, Int(shdr.sh_link), shdr.sh_info)
             case SHT_GNU_verdef where sections.verdef == nil:
@@ -531,6 +554,147 @@ private struct Parser {
     }
 
     // MARK: exports
+
+    /// The names `readExports` looks for, with the bit each sets in `exportsThroughGnuHash`.
+    static let exportNames: [(name: StaticString, hash: UInt32)] = [
+        "OPENSSL_init_crypto", "ERR_get_error", "CRYPTO_malloc", "OPENSSL_init_ssl", "OSSL_provider_init",
+    ].map { ($0, gnuHash($0)) }
+
+    /// The .gnu.hash function (dl_new_hash).
+    static func gnuHash(_ name: StaticString) -> UInt32 {
+        var h: UInt32 = 5381
+        for i in 0..<name.utf8CodeUnitCount { h = h &* 33 &+ UInt32(name.utf8Start[i]) }
+        return h
+    }
+
+    /// The exports `readExports` would find, looked up through `.gnu.hash` as the loader does: the
+    /// hash table, a few symbols and names are read instead of all of .dynsym and .dynstr (libLLVM's
+    /// are 4 MB, read for five names). Symbols before the table's first hashed index (imports, mostly)
+    /// are checked one by one. nil when the table cannot be used as is (another byte order, compressed
+    /// or out-of-file sections, an inconsistent table, a failed read): the full scan then runs, and
+    /// reports whatever is wrong in the words it always did.
+    func exportsThroughGnuHash(dynsym: GElf_Shdr, index: Int, hash: GElf_Shdr) -> OpenSSLExports? {
+        #if _endian(little)
+        guard Int32(ehdr.e_ident.5) == ELFDATA2LSB else { return nil }
+        #else
+        return nil
+        #endif
+        let compressed = UInt64(SHF_COMPRESSED)
+        guard Int(hash.sh_link) == index, dynsym.sh_link != 0, (dynsym.sh_flags | hash.sh_flags) & compressed == 0,
+              let stringsSection = elf_getscn(elf, Int(dynsym.sh_link)) else { return nil }
+        var strings = GElf_Shdr()
+        guard gelf_getshdr(stringsSection, &strings) != nil, strings.sh_type == UInt32(SHT_STRTAB),
+              strings.sh_flags & compressed == 0 else { return nil }
+        for section in [dynsym, hash, strings] {
+            guard let sectionEnd = end(section.sh_offset, section.sh_size), sectionEnd <= fileSize else { return nil }
+        }
+        let is64 = gelf_getclass(elf) == ELFCLASS64
+        let entrySize = UInt64(is64 ? MemoryLayout<Elf64_Sym>.size : MemoryLayout<Elf32_Sym>.size)
+        let symbolCount = min(dynsym.sh_size / entrySize, UInt64(Int32.max))
+        guard symbolCount > 0, hash.sh_size >= 16 else { return nil }
+
+        // The table's head: most libraries' whole table fits in the first read.
+        let head = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(min(hash.sh_size, 16 << 10)), alignment: 8)
+        defer { head.deallocate() }
+        guard preadFully(head, at: hash.sh_offset) == head.count else { return nil }
+        let bucketCount = UInt64(head.load(as: UInt32.self)), firstHashed = UInt64(head.load(fromByteOffset: 4, as: UInt32.self))
+        let bloomWords = UInt64(head.load(fromByteOffset: 8, as: UInt32.self)), bloomShift = head.load(fromByteOffset: 12, as: UInt32.self)
+        let bloomWordSize: UInt64 = is64 ? 8 : 4
+        let bucketsStart = 16 + bloomWords * bloomWordSize, chainsStart = bucketsStart + bucketCount * 4
+        guard bucketCount > 0, firstHashed <= symbolCount, chainsStart <= hash.sh_size else { return nil }
+
+        /// The 32-bit word at byte `offset` of the table, from the head or read on its own.
+        func word(at offset: UInt64) -> UInt32? {
+            guard offset + 4 <= hash.sh_size else { return nil }
+            if offset + 4 <= UInt64(head.count) { return head.loadUnaligned(fromByteOffset: Int(offset), as: UInt32.self) }
+            var value: UInt32 = 0
+            let got = withUnsafeMutableBytes(of: &value) { preadFully($0, at: hash.sh_offset + offset) }
+            return got == 4 ? value : nil
+        }
+        /// Symbol `symbol`'s name offset, binding and section, when it is a definition.
+        func definition(_ symbol: UInt64) -> UInt64?? {
+            var entry = (UInt64(0), UInt64(0), UInt64(0))  // 24 bytes: an Elf64_Sym or an Elf32_Sym
+            let got = withUnsafeMutableBytes(of: &entry) { raw in
+                preadFully(UnsafeMutableRawBufferPointer(rebasing: raw[0..<Int(entrySize)]), at: dynsym.sh_offset + symbol * entrySize)
+            }
+            guard got == Int(entrySize) else { return nil }
+            return withUnsafeBytes(of: &entry) { raw -> UInt64? in
+                let info = raw[is64 ? 4 : 12], shndx = raw.loadUnaligned(fromByteOffset: is64 ? 6 : 14, as: UInt16.self)
+                let bind = Int32(info >> 4)
+                guard shndx != UInt16(SHN_UNDEF), bind == STB_GLOBAL || bind == STB_WEAK else { return .none }
+                return UInt64(raw.loadUnaligned(as: UInt32.self))  // st_name is the first field of both
+            }
+        }
+        /// Which of `exportNames` the NUL-terminated name at `offset` of .dynstr is, if any.
+        func nameIndex(at offset: UInt64) -> Int?? {
+            guard offset < strings.sh_size else { return .some(nil) }
+            var bytes = (UInt64(0), UInt64(0), UInt64(0))  // the longest name and its NUL fit in 24 bytes
+            let want = Int(min(24, strings.sh_size - offset))
+            let got = withUnsafeMutableBytes(of: &bytes) { raw in
+                preadFully(UnsafeMutableRawBufferPointer(rebasing: raw[0..<want]), at: strings.sh_offset + offset)
+            }
+            guard got == want else { return nil }
+            return withUnsafeBytes(of: &bytes) { raw -> Int? in
+                Self.exportNames.firstIndex { name, _ in
+                    let n = name.utf8CodeUnitCount
+                    return want > n && raw[n] == 0 && memcmp(raw.baseAddress!, name.utf8Start, n) == 0
+                }
+            }
+        }
+
+        var found = [Bool](repeating: false, count: Self.exportNames.count)
+        // Symbols outside the table: undefined ones are skipped on their entry alone.
+        if firstHashed > 1 {
+            let bytes = Int((firstHashed - 1) * entrySize)
+            guard bytes <= 1 << 20 else { return nil }
+            let unhashed = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 8)
+            defer { unhashed.deallocate() }
+            guard preadFully(unhashed, at: dynsym.sh_offset + entrySize) == bytes else { return nil }
+            var looked = 0
+            for i in 0..<Int(firstHashed - 1) {
+                let sym = unhashed.baseAddress! + i * Int(entrySize)
+                let info = sym.load(fromByteOffset: is64 ? 4 : 12, as: UInt8.self)
+                let shndx = sym.loadUnaligned(fromByteOffset: is64 ? 6 : 14, as: UInt16.self)
+                let bind = Int32(info >> 4)
+                guard shndx != UInt16(SHN_UNDEF), bind == STB_GLOBAL || bind == STB_WEAK else { continue }
+                looked += 1
+                guard looked <= 64, let match = nameIndex(at: UInt64(sym.loadUnaligned(as: UInt32.self))) else { return nil }
+                if let match { found[match] = true }
+            }
+        }
+        let bloomBits = UInt32(bloomWordSize * 8)
+        for (k, (_, h)) in Self.exportNames.enumerated() where !found[k] {
+            // The Bloom filter, as glibc reads it (only where its size is a power of two, as ld writes it).
+            if bloomWords > 0, bloomWords & (bloomWords - 1) == 0 {
+                let at = 16 + (UInt64(h / bloomBits) & (bloomWords - 1)) * bloomWordSize
+                guard let low = word(at: at), let high = is64 ? word(at: at + 4) : 0 else { return nil }
+                let bits = UInt64(high) << 32 | UInt64(low)
+                let mask = (1 as UInt64) << (h % bloomBits) | (1 as UInt64) << ((h >> bloomShift) % bloomBits)
+                if bits & mask != mask { continue }
+            }
+            guard var symbol = word(at: bucketsStart + UInt64(h) % bucketCount * 4).map(UInt64.init) else { return nil }
+            guard symbol != 0 else { continue }
+            guard symbol >= firstHashed else { return nil }
+            // The chain: same-hash entries (the low bit marks the last) until the end bit.
+            while true {
+                guard symbol < symbolCount, let value = word(at: chainsStart + (symbol - firstHashed) * 4) else { return nil }
+                if value | 1 == h | 1 {
+                    guard let nameOffset = definition(symbol) else { return nil }
+                    if let nameOffset {
+                        guard let match = nameIndex(at: nameOffset) else { return nil }
+                        if let match { found[match] = true }
+                    }
+                }
+                if value & 1 != 0 { break }
+                symbol += 1
+            }
+        }
+        var exports: OpenSSLExports = []
+        if found[0] || (found[1] && found[2]) { exports.insert(.libcrypto) }
+        if found[3] { exports.insert(.libssl) }
+        if found[4] { exports.insert(.provider) }
+        return exports
+    }
 
     mutating func readExports(_ section: (scn: OpaquePointer, link: Int)) throws(ELFReadError) {
         let data = try sectionData(section.scn, ".dynsym")

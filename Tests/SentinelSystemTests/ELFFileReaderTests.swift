@@ -404,6 +404,59 @@ struct EmbeddedStringTests {
 }
 
 
+/// The exports are looked up through .gnu.hash where a file has one; the full .dynsym scan must agree.
+@Suite("ELFFileReader exports through .gnu.hash")
+struct GnuHashExportTests {
+    private func both(_ path: String) -> (Result<ELFObject?, ELFReadError>, Result<ELFObject?, ELFReadError>) {
+        func one(_ lookup: ELFFileReader.ExportLookup) -> Result<ELFObject?, ELFReadError> {
+            do { return .success(try ELFFileReader.read(path: path, exportLookup: lookup)) } catch { return .failure(error) }
+        }
+        return (one(.hashTable), one(.fullScan))
+    }
+
+    @Test func compiledVariantsAgree() throws {
+        let dir = try Fixtures.temporaryDirectory("elf-gnuhash")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Defined, weak, and only referenced (undefined: not an export) names.
+        let source = """
+            int OPENSSL_init_ssl(void) { return 1; }
+            __attribute__((weak)) int ERR_get_error(void) { return 0; }
+            int CRYPTO_malloc(void) { return 0; }
+            extern int OSSL_provider_init(void);
+            extern int OPENSSL_init_crypto(void);
+            int use(void) { return OSSL_provider_init() + OPENSSL_init_crypto(); }
+            """
+        var paths = [try compile(source, in: dir, name: "gnu", flags: ["-shared", "-fPIC", "-Wl,--hash-style=gnu"]),
+                     try compile(source, in: dir, name: "sysv", flags: ["-shared", "-fPIC", "-Wl,--hash-style=sysv"])]
+        // A 32-bit table (32-bit Bloom words), where the compiler can make one without a 32-bit libc.
+        let sourcePath = dir + "/gnu.c"
+        if try run("/usr/bin/gcc", ["-m32", "-shared", "-fPIC", "-nostdlib", "-Wl,--hash-style=gnu", "-o", dir + "/g32.so", sourcePath]).status == 0 {
+            paths.append(dir + "/g32.so")
+        }
+        for path in paths {
+            let (viaHash, full) = both(path)
+            #expect(viaHash == full, "\(path)")
+            let object = try #require(try viaHash.get())
+            #expect(object.exports == [.libssl, .libcrypto], "\(path)")
+        }
+    }
+
+    @Test func fixtureTreesAndSystemOpenSSLAgree() throws {
+        var paths = [systemLibcrypto, systemLibssl, systemLibDir + "/ossl-modules/legacy.so", systemLibDir + "/libc.so.6"]
+        let root = try Fixtures.elfTrees()
+        if let walker = FileManager.default.enumerator(atPath: root) {
+            while let relative = walker.nextObject() as? String { paths.append(root + "/" + relative) }
+        }
+        var withExports = 0
+        for path in paths where FileManager.default.fileExists(atPath: path) {
+            let (viaHash, full) = both(path)
+            #expect(viaHash == full, "\(path)")
+            if case .success(let object?) = viaHash, !object.exports.isEmpty { withExports += 1 }
+        }
+        #expect(withExports > 0)
+    }
+}
+
 @Suite("ELFFileReader robustness", .enabled(if: hasSystemOpenSSL))
 struct RobustnessTests {
     @Test func truncatedAndBitFlippedLibssl() throws {
