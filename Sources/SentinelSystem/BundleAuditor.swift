@@ -49,20 +49,22 @@ public final class BundleAuditor: Sendable {
         // The loader simulation is the expensive part: one share of the roots per core, each with its
         // own resolver and memo (neither is shared across threads).
         let parts = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
-        let partials = Locked<[(BundleAudit.Linkage, [String])]>([])
+        // The threads share one probe memo (a path is stat()ed once); resolvers and their memos stay per thread.
+        let memo = DiskFileSystem.ProbeMemo()
+        let partials = Locked<[BundleAudit.Linkage]>([])
         DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let fileSystem = DiskFileSystem(catalog: catalog)
-            let partial = makeAudit(fileSystem).resolveLinkage(part: part, of: parts)
-            partials.withLock { $0.append((partial, fileSystem.probedPaths)) }
+            let partial = makeAudit(DiskFileSystem(catalog: catalog, memo: memo)).resolveLinkage(part: part, of: parts)
+            partials.withLock { $0.append(partial) }
         }
         let done = partials.withLock { $0 }
-        let findingsFileSystem = DiskFileSystem(catalog: catalog)
-        let report = makeAudit(findingsFileSystem).run(linkage: BundleAudit.merge(done.map(\.0)))
-        let probed = Set(done.flatMap(\.1)).union(findingsFileSystem.probedPaths)
+        let findingsFileSystem = DiskFileSystem(catalog: catalog, memo: memo)
+        let report = makeAudit(findingsFileSystem).run(linkage: BundleAudit.merge(done))
+        // The stamps each probe saw: the report was made from those (a stat() now could see a file
+        // changed since, and cache a stale report under its new stamp).
+        let probed = findingsFileSystem.probeStamps
         results.withLock {
-            // The tree's own ELF files need no second stat: the key already holds their stamps.
-            let others = probed.filter { stamps[$0] == nil }
-            $0[root] = CachedAudit(key: key, probes: others.map { ($0, ProbeStamp.stamp($0)) },
+            // The tree's own ELF files need no stamp here: the key already holds theirs.
+            $0[root] = CachedAudit(key: key, probes: probed.filter { stamps[$0.path] == nil },
                                    existence: findingsFileSystem.existence, report: report)
         }
         return report

@@ -358,33 +358,58 @@ public struct BundleScanner: Sendable {
 
 /// The real filesystem as the loader and the audit see it, through the catalog.
 public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
-    // One audit uses it from one thread; the memo is per instance.
-    private var probes: [String: LoaderProbe] = [:]
+    /// Probe answers with the stat() each came from, shared by the file systems of one audit: the
+    /// resolution threads probe the same system folders, so each path is stat()ed once, and the cached
+    /// audit keeps the stamps the simulation saw instead of stat()ing every probed path again.
+    final class ProbeMemo: Sendable {
+        let entries = Locked<[String: (probe: LoaderProbe, stamp: ProbeStamp)]>([:])
+    }
+    private let memo: ProbeMemo
     private let catalog: ELFCatalog
 
-    public init(catalog: ELFCatalog) { self.catalog = catalog }
+    public convenience init(catalog: ELFCatalog) { self.init(catalog: catalog, memo: ProbeMemo()) }
+
+    init(catalog: ELFCatalog, memo: ProbeMemo) {
+        self.catalog = catalog
+        self.memo = memo
+    }
 
     /// Every path the loader simulation asked about (what a cached simulation depends on).
-    public var probedPaths: [String] { Array(probes.keys) }
+    public var probedPaths: [String] { memo.entries.withLock { Array($0.keys) } }
+
+    /// Each probed path with what stat() said when it was probed.
+    var probeStamps: [(path: String, stamp: ProbeStamp)] {
+        memo.entries.withLock { $0.map { ($0.key, $0.value.stamp) } }
+    }
 
     public func probe(_ path: String) -> LoaderProbe {
-        if let hit = probes[path] { return hit }
+        if let hit = memo.entries.withLock({ $0[path] }) { return hit.probe }
         let result: LoaderProbe
+        let stamp: ProbeStamp
         var st = stat()
         if stat(path, &st) != 0 {
-            result = (errno == ENOENT || errno == ENOTDIR) ? .missing : .unusable(reason: String(cString: strerror(errno)))
-        } else if (st.st_mode & S_IFMT) != S_IFREG {
-            result = .unusable(reason: "not a regular file")
+            let code = errno
+            stamp = .missing(code)
+            result = (code == ENOENT || code == ENOTDIR) ? .missing : .unusable(reason: String(cString: strerror(code)))
         } else {
-            let stamp = FileStamp(st)
-            switch catalog.entry(path: path, stamp: stamp) {
-            case .elf(let object): result = .object(LoadedFile(path: path, identity: stamp.identity, object: object))
-            case .notELF: result = .unusable(reason: "not an ELF file")
-            case .unreadable(let reason): result = .unusable(reason: reason)
+            let fileStamp = FileStamp(st)
+            stamp = .present(fileStamp)
+            if (st.st_mode & S_IFMT) != S_IFREG {
+                result = .unusable(reason: "not a regular file")
+            } else {
+                switch catalog.entry(path: path, stamp: fileStamp) {
+                case .elf(let object): result = .object(LoadedFile(path: path, identity: fileStamp.identity, object: object))
+                case .notELF: result = .unusable(reason: "not an ELF file")
+                case .unreadable(let reason): result = .unusable(reason: reason)
+                }
             }
         }
-        probes[path] = result
-        return result
+        // A path probed by two threads at once keeps the first answer, so both report the same one.
+        return memo.entries.withLock { entries in
+            if let first = entries[path] { return first.probe }
+            entries[path] = (result, stamp)
+            return result
+        }
     }
 
     /// Every existence check the audit made, with its answer (what a cached report depends on).
