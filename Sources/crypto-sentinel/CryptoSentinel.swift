@@ -30,6 +30,10 @@ struct CryptoSentinel: ParsableCommand {
                 try post.run()
                 return
             }
+            if let scan = ScanRequest(simpleCommandLine: CommandLine.arguments) {
+                try scan.run()
+                return
+            }
             var command = try parseAsRoot()
             try command.run()
         } catch let exit as ExitCode {
