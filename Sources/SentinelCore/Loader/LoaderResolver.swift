@@ -152,16 +152,22 @@ public final class LoaderResolver {
             let index = objects.count
             objects.append(object)
             if object.listed { order.append(index) }
-            if !object.realName.isEmpty, byName[object.realName] == nil { byName[object.realName] = index }
-            for name in object.names where byName[name] == nil { byName[name] = index }
-            if let soname = object.file.object.soname, bySoname[soname] == nil { bySoname[soname] = index }
-            if byIdentity[object.file.identity] == nil { byIdentity[object.file.identity] = index }
+            if !object.realName.isEmpty { Self.keepFirst(&byName, object.realName, index) }
+            for name in object.names { Self.keepFirst(&byName, name, index) }
+            if let soname = object.file.object.soname { Self.keepFirst(&bySoname, soname, index) }
+            Self.keepFirst(&byIdentity, object.file.identity, index)
             return index
+        }
+
+        /// `dict[key] = value` unless the key is there: one hash lookup (through the default
+        /// subscript's in-place access) instead of a lookup and an insert, thousands of times per audit.
+        static func keepFirst<Key: Hashable>(_ dict: inout [Key: Int], _ key: Key, _ value: Int) {
+            dict[key, default: value] += 0
         }
 
         mutating func reuse(_ index: Int, as name: String) {
             if !objects[index].names.contains(name) { objects[index].names.append(name) }
-            if byName[name] == nil { byName[name] = index }
+            Self.keepFirst(&byName, name, index)
             list(index)
         }
 
@@ -519,6 +525,8 @@ public final class LoaderResolver {
     }
 
     static func hasDST(_ s: String) -> Bool {
+        // Asked of every DT_NEEDED string, which almost never holds a `$`: look for one on the bytes first.
+        if let dollar = s.utf8.withContiguousStorageIfAvailable({ $0.contains(UInt8(ascii: "$")) }), !dollar { return false }
         let bytes = Array(s.utf8)
         for i in bytes.indices where bytes[i] == UInt8(ascii: "$") {
             for ref in ["ORIGIN", "PLATFORM", "LIB"] where dstLength(bytes, at: i + 1, ref) > 0 { return true }
