@@ -110,6 +110,14 @@ public final class LoaderResolver {
         return state.result()
     }
 
+    /// `loadProcess(main:dlopen:).edges`, without building the object list (the bundle audit reads
+    /// only the edges, of one process per shared object of the tree).
+    public func loadEdges(main: LoadedFile?, dlopen: [LoadedFile]) -> [LoaderEdge] {
+        var state = mainState(main)
+        for root in dlopen { open(root, in: &state) }
+        return state.edges
+    }
+
     // MARK: process state
 
     private struct Object {
