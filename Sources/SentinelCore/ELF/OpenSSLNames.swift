@@ -6,10 +6,19 @@ public enum OpenSSLNames {
 
     /// "libcrypto" or "libssl" for `libcrypto.so`, `libcrypto.so.3`, `libcrypto-27e744a7.so.3`, else nil.
     public static func family(of name: String) -> String? {
-        // Hot path (every edge of every audit): no allocation, bytes only.
+        // Hot path (every edge of every audit): no allocation, bytes only, and on the contiguous
+        // storage where there is one (the UTF-8 view's backward search cost ~600 instructions a name).
+        if let answer = name.utf8.withContiguousStorageIfAvailable({ bytes -> String? in
+            let start = bytes.lastIndex(of: UInt8(ascii: "/")).map { $0 + 1 } ?? 0
+            return family(base: bytes[start...])
+        }) { return answer }
         let utf8 = name.utf8
         let start = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8.index(after: $0) } ?? utf8.startIndex
-        let base = utf8[start...]
+        return family(base: utf8[start...])
+    }
+
+    /// `family(of:)` for the bytes after the last `/`.
+    private static func family<Bytes: Collection<UInt8>>(base: Bytes) -> String? {
         for (family, bytes) in families where base.starts(with: bytes) {
             let rest = base.dropFirst(bytes.count)
             if rest.starts(with: dotSo) { return family }
