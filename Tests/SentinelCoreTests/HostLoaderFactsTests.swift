@@ -5,6 +5,18 @@ import SentinelCore
 
 @Suite("host loader facts")
 struct HostLoaderFactsTests {
+    /// /proc/cpuinfo as the kernel writes it: tab-padded keys, one block per processor; the first wins.
+    @Test func cpuInfoTextIsReadAsFoundationTrimmedIt() {
+        let text = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu  sse2 avx2 \n\nprocessor\t: 1\n"
+            + "vendor_id\t: AuthenticAMD\nflags\t\t: fpu\n"
+        let cpu = HostLoaderFacts.CPUInfo(text: text)
+        #expect(cpu.vendor == "GenuineIntel")
+        #expect(cpu.flags == ["fpu", "sse2", "avx2"])
+        #expect(HostLoaderFacts.CPUInfo.trimmed(" \u{00A0}\tx y\u{2009} ") == "x y")
+        #expect(HostLoaderFacts.CPUInfo.trimmed(" \t ") == "")
+        #expect(HostLoaderFacts.CPUInfo(text: "").vendor == "")
+    }
+
     /// `ld.so --help`: the system search path, the supported glibc-hwcaps subfolders and AT_PLATFORM.
     struct Help {
         var systemDirs: [String] = []
