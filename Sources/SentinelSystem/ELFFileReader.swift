@@ -593,8 +593,15 @@ private struct Parser {
         let symbolCount = min(dynsym.sh_size / entrySize, UInt64(Int32.max))
         guard symbolCount > 0, hash.sh_size >= 16 else { return nil }
 
-        // The table's head: most libraries' whole table fits in the first read.
-        let head = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(min(hash.sh_size, 16 << 10)), alignment: 8)
+        // The table's head: most libraries' whole table fits in the first read. GNU ld puts .dynsym
+        // right after .gnu.hash: then the same read takes the start of .dynsym too (the symbols before
+        // the hashed ones, checked below), one pread per file fewer.
+        var headLength = min(hash.sh_size, 16 << 10)
+        let hashEnd = hash.sh_offset + hash.sh_size
+        if hash.sh_size <= 16 << 10, dynsym.sh_offset >= hashEnd, dynsym.sh_offset - hashEnd <= 256 {
+            headLength = min(dynsym.sh_offset + dynsym.sh_size, hash.sh_offset + (16 << 10)) - hash.sh_offset
+        }
+        let head = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(headLength), alignment: 8)
         defer { head.deallocate() }
         guard preadFully(head, at: hash.sh_offset) == head.count else { return nil }
         let bucketCount = UInt64(head.load(as: UInt32.self)), firstHashed = UInt64(head.load(fromByteOffset: 4, as: UInt32.self))
@@ -647,9 +654,18 @@ private struct Parser {
         if firstHashed > 1 {
             let bytes = Int((firstHashed - 1) * entrySize)
             guard bytes <= 1 << 20 else { return nil }
-            let unhashed = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 8)
-            defer { unhashed.deallocate() }
-            guard preadFully(unhashed, at: dynsym.sh_offset + entrySize) == bytes else { return nil }
+            let start = dynsym.sh_offset + entrySize
+            let unhashed: UnsafeRawBufferPointer
+            var owned: UnsafeMutableRawBufferPointer?
+            defer { owned?.deallocate() }
+            if start >= hash.sh_offset, start - hash.sh_offset + UInt64(bytes) <= UInt64(head.count) {
+                unhashed = UnsafeRawBufferPointer(rebasing: head[Int(start - hash.sh_offset)...].prefix(bytes))
+            } else {
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 8)
+                owned = buffer
+                guard preadFully(buffer, at: start) == bytes else { return nil }
+                unhashed = UnsafeRawBufferPointer(buffer)
+            }
             var looked = 0
             for i in 0..<Int(firstHashed - 1) {
                 let sym = unhashed.baseAddress! + i * Int(entrySize)
