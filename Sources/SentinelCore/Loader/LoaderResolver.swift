@@ -197,6 +197,14 @@ public final class LoaderResolver {
         let key = main.map { "\($0.identity.device):\($0.identity.inode):\($0.path)" } ?? ""
         if let cached = mainStates[key] { return cached }
         var state = ProcessState()
+        // Every dlopen of a root starts from a copy of this state, and a copy keeps the capacity:
+        // room for a typical closure spares each process the regrowth of its indexes (~1,000 resizes
+        // under /usr/lib).
+        state.objects.reserveCapacity(16)
+        state.order.reserveCapacity(16)
+        state.byName.reserveCapacity(32)
+        state.bySoname.reserveCapacity(16)
+        state.byIdentity.reserveCapacity(16)
         var roots: [Int] = []
         if let main {
             let real = absolute(realPath(main.path) ?? main.path)
