@@ -10,6 +10,8 @@ extern void *memmem(const void *haystack, size_t haystacklen, const void *needle
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <emmintrin.h>
+#include <immintrin.h>
+#include <cpuid.h>
 #endif
 
 /* The first offset i (counted from p) with p[i] == 'D' and p[i + 5] == '"', the two ends of the
@@ -45,4 +47,38 @@ static inline size_t clibelf_next_dir_candidate(const unsigned char *p, size_t n
     }
     return n;
 }
+
+#if defined(__x86_64__)
+/* Whether the CPU and the kernel allow AVX2 (CPUID and XGETBV, no library needed). */
+static inline int clibelf_have_avx2(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0;
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b & bit_AVX2) != 0;
+}
+
+/* clibelf_next_dir_candidate with 32-byte compares, for CPUs that have AVX2 (the caller checks). */
+__attribute__((target("avx2")))
+static inline size_t clibelf_next_dir_candidate_avx2(const unsigned char *p, size_t n) {
+    size_t i = 0;
+    const __m256i d = _mm256_set1_epi8('D'), q = _mm256_set1_epi8('"');
+    while (i + 69 <= n) {
+        __m256i m0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(p + i)), d),
+                                      _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(p + i + 5)), q));
+        __m256i m1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(p + i + 32)), d),
+                                      _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(p + i + 37)), q));
+        if (!_mm256_testz_si256(_mm256_or_si256(m0, m1), _mm256_or_si256(m0, m1))) {
+            unsigned long long bits = (unsigned long long)(unsigned)_mm256_movemask_epi8(m0)
+                | (unsigned long long)(unsigned)_mm256_movemask_epi8(m1) << 32;
+            return i + (size_t)__builtin_ctzll(bits);
+        }
+        i += 64;
+    }
+    return i + clibelf_next_dir_candidate(p + i, n - i);
+}
+#endif
 #endif

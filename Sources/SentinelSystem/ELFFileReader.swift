@@ -782,6 +782,16 @@ private enum EmbeddedStrings {
     /// ELF file's read-only data gets (200 MB of it under /usr/lib). `clibelf_next_dir_candidate`
     /// finds the offsets with a `D` and a `"` five bytes on, which almost nothing else has, and those
     /// are checked in full; memmem's byte-at-a-time hashing was a fifth of a scan's CPU time.
+    #if arch(x86_64)
+    /// AVX2 where the CPU has it: half the instructions of the SSE2 loop per byte.
+    private static let hasAVX2 = clibelf_have_avx2() != 0
+    static func nextCandidate(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
+        hasAVX2 ? clibelf_next_dir_candidate_avx2(p, n) : clibelf_next_dir_candidate(p, n)
+    }
+    #else
+    static func nextCandidate(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int { clibelf_next_dir_candidate(p, n) }
+    #endif
+
     static func hasBuildDirKey(_ buffer: UnsafeRawBufferPointer) -> Bool {
         guard let base = buffer.baseAddress else { return false }
         let needle: StaticString = "DIR: \""
@@ -790,7 +800,7 @@ private enum EmbeddedStrings {
         }
         var i = 0
         while i < buffer.count {
-            let at = i + clibelf_next_dir_candidate(base.assumingMemoryBound(to: UInt8.self) + i, buffer.count - i)
+            let at = i + nextCandidate(base.assumingMemoryBound(to: UInt8.self) + i, buffer.count - i)
             guard at + 6 <= buffer.count else { return false }
             if check(at) { return true }
             i = at + 1

@@ -5,6 +5,7 @@ import SentinelCore
 import SentinelSystem
 import SentinelTestSupport
 import Testing
+import CLibElf
 
 private let systemLibDir = "/usr/lib/x86_64-linux-gnu"
 private let systemLibcrypto = systemLibDir + "/libcrypto.so.3"
@@ -403,6 +404,33 @@ struct EmbeddedStringTests {
     }
 }
 
+
+/// The build-string filter's candidate search (SSE2, and AVX2 where the CPU has it) against a plain loop,
+/// with `D....\"` planted around the 64-byte steps and the buffer ends.
+@Suite("build-string candidate search")
+struct CandidateSearchTests {
+    @Test func simdSearchesAgreeWithPlainLoop() {
+        var rng = SplitMix64(state: 0xD1_5EED)
+        for round in 0..<2000 {
+            let count = Int.random(in: 0..<300, using: &rng)
+            var bytes = (0..<count).map { _ in UInt8.random(in: 0x41...0x44, using: &rng) }  // A-D: many lone D's
+            for _ in 0..<Int.random(in: 0...2, using: &rng) where count >= 6 {
+                let at = Int.random(in: 0...(count - 6), using: &rng)
+                bytes[at] = UInt8(ascii: "D"); bytes[at + 5] = UInt8(ascii: "\"")
+            }
+            let expected = count < 6 ? count : ((0..<(count - 5)).first { bytes[$0] == UInt8(ascii: "D") && bytes[$0 + 5] == UInt8(ascii: "\"") } ?? count)
+            bytes.withUnsafeBufferPointer { p in
+                let base = p.baseAddress ?? UnsafePointer(bitPattern: 1)!
+                #expect(clibelf_next_dir_candidate(base, count) == expected, "round \(round)")
+                #if arch(x86_64)
+                if clibelf_have_avx2() != 0 {
+                    #expect(clibelf_next_dir_candidate_avx2(base, count) == expected, "round \(round)")
+                }
+                #endif
+            }
+        }
+    }
+}
 
 /// The exports are looked up through .gnu.hash where a file has one; the full .dynsym scan must agree.
 @Suite("ELFFileReader exports through .gnu.hash")
