@@ -41,8 +41,9 @@ public enum ELFFileReader {
 
     /// Returns nil when the file is not ELF at all (first 4 bytes are not \x7fELF) or is not a regular
     /// file. Throws with a one-line reason for a corrupt or truncated ELF, or an open/read error.
-    /// How the OpenSSL exports are found: through `.gnu.hash` where the file has one (the default), or
-    /// by reading all of .dynsym and .dynstr (what files without one get; tests compare the two).
+    /// How the OpenSSL exports are found: through `.gnu.hash` where the file has one, with large
+    /// string tables read on demand (the default); or by loading all of .dynsym and .dynstr, as files
+    /// without a usable table are read (tests compare the two).
     public enum ExportLookup: Sendable { case hashTable, fullScan }
 
     public static func read(path: String, exportLookup: ExportLookup = .hashTable) throws(ELFReadError) -> ELFObject? {
@@ -154,11 +155,79 @@ private struct StringTable {
     }
 }
 
+/// A large string table (libLLVM's .dynstr is 3 MB) read a window at a time where a string is asked
+/// for, instead of loaded whole: the dynamic section and the version tables need a few dozen names.
+private final class FileStrings {
+    let fd: Int32
+    let offset: UInt64
+    let size: UInt64
+    let index: Int
+    let fileSize: UInt64
+    private var window: [UInt8] = []
+    private var windowStart: UInt64 = 0
+
+    init(fd: Int32, offset: UInt64, size: UInt64, index: Int, fileSize: UInt64) {
+        self.fd = fd; self.offset = offset; self.size = size; self.index = index; self.fileSize = fileSize
+    }
+
+    /// What `StringTable.string(at:)` gives for the whole table: nil when `at` is past the end or no
+    /// NUL follows before it.
+    func string(at: UInt64) throws(ELFReadError) -> String? {
+        guard at < size else { return nil }
+        var collected: [UInt8] = []
+        var position = at
+        while position < size {
+            if position < windowStart || position >= windowStart + UInt64(window.count) {
+                let want = Int(min(4096, size - position))
+                window = [UInt8](repeating: 0, count: want)
+                var got = 0
+                while got < want {
+                    let n = window.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, want - got, off_t(offset + position) + off_t(got)) }
+                    if n < 0 { if errno == EINTR { continue }; throw .cannotRead(errno: errno) }
+                    if n == 0 { break }
+                    got += n
+                }
+                // Shorter than the section header said: the file was cut while it was read.
+                guard got == want else { throw .truncated(what: "string table \(index)", end: offset + size, fileSize: fileSize) }
+                windowStart = position
+            }
+            let from = Int(position - windowStart)
+            if let nul = window[from...].firstIndex(of: 0) {
+                collected += window[from..<nul]
+                return String(decoding: collected, as: UTF8.self)
+            }
+            collected += window[from...]
+            position = windowStart + UInt64(window.count)
+        }
+        return nil
+    }
+}
+
+/// A string table in memory (from libelf) or read on demand.
+private enum Strings {
+    case memory(StringTable)
+    case file(FileStrings)
+
+    func string(at offset: UInt64) throws(ELFReadError) -> String? {
+        switch self {
+        case .memory(let table): return table.string(at: offset)
+        case .file(let table): return try table.string(at: offset)
+        }
+    }
+}
+
+/// The on-demand string tables of one file by section index (the dynamic section and both version
+/// tables share .dynstr and its windows).
+private final class FileStringsCache {
+    var tables: [Int: FileStrings] = [:]
+}
+
 private struct Parser {
     let elf: OpaquePointer
     let fd: Int32
     let fileSize: UInt64
     let exportLookup: ELFFileReader.ExportLookup
+    let fileStrings = FileStringsCache()
     var ehdr = GElf_Ehdr()
     var object: ELFObject
 
@@ -409,8 +478,27 @@ private struct Parser {
         return data
     }
 
-    /// The string table a section's sh_link names.
-    func linkedStrings(_ index: Int, _ what: String) throws(ELFReadError) -> StringTable {
+    /// The string table a section's sh_link names, loaded whole by libelf.
+    func linkedTable(_ index: Int, _ what: String) throws(ELFReadError) -> StringTable {
+        let (scn, _) = try linkedSection(index, what)
+        return try table(scn, index)
+    }
+
+    /// The same, read on demand where it is large (64 KiB or more) and plainly in the file; anything
+    /// else is loaded by libelf, which reports what is wrong with it as it always did.
+    func linkedStrings(_ index: Int, _ what: String) throws(ELFReadError) -> Strings {
+        let (scn, shdr) = try linkedSection(index, what)
+        if let known = fileStrings.tables[index] { return .file(known) }
+        if exportLookup == .hashTable, shdr.sh_size >= 64 << 10, shdr.sh_flags & UInt64(SHF_COMPRESSED) == 0,
+           let tableEnd = end(shdr.sh_offset, shdr.sh_size), tableEnd <= fileSize {
+            let strings = FileStrings(fd: fd, offset: shdr.sh_offset, size: shdr.sh_size, index: index, fileSize: fileSize)
+            fileStrings.tables[index] = strings
+            return .file(strings)
+        }
+        return .memory(try table(scn, index))
+    }
+
+    private func linkedSection(_ index: Int, _ what: String) throws(ELFReadError) -> (OpaquePointer, GElf_Shdr) {
         guard index != 0, let scn = elf_getscn(elf, index) else {
             throw .corrupt(what: what, reason: "sh_link \(index) is not a section")
         }
@@ -418,6 +506,10 @@ private struct Parser {
         guard gelf_getshdr(scn, &shdr) != nil, shdr.sh_type == UInt32(SHT_STRTAB) else {
             throw .corrupt(what: what, reason: "sh_link \(index) is not a string table")
         }
+        return (scn, shdr)
+    }
+
+    private func table(_ scn: OpaquePointer, _ index: Int) throws(ELFReadError) -> StringTable {
         let data = try sectionData(scn, "string table \(index)")
         guard let buf = data.pointee.d_buf else { return StringTable(bytes: UnsafeRawBufferPointer(start: nil, count: 0)) }
         return StringTable(bytes: UnsafeRawBufferPointer(start: buf, count: data.pointee.d_size))
@@ -425,11 +517,11 @@ private struct Parser {
 
     // MARK: dynamic
 
-    mutating func readDynamic(_ data: UnsafeMutablePointer<Elf_Data>, strings: StringTable) throws(ELFReadError) {
+    mutating func readDynamic(_ data: UnsafeMutablePointer<Elf_Data>, strings: Strings) throws(ELFReadError) {
         let entrySize = gelf_fsize(elf, ELF_T_DYN, 1, UInt32(EV_CURRENT))
         let count = entrySize > 0 ? min(data.pointee.d_size / entrySize, Int(Int32.max)) : 0
         func string(_ dyn: GElf_Dyn, _ tag: String) throws(ELFReadError) -> String {
-            guard let s = strings.string(at: dyn.d_un.d_val) else {
+            guard let s = try strings.string(at: dyn.d_un.d_val) else {
                 throw .corrupt(what: "dynamic section", reason: "\(tag) string offset \(dyn.d_un.d_val) out of range")
             }
             return s
@@ -482,7 +574,7 @@ private struct Parser {
               let buf = chunk.pointee.d_buf else {
             throw .corrupt(what: "PT_DYNAMIC", reason: "DT_STRTAB 0x\(String(strtab, radix: 16)) not in the file")
         }
-        try readDynamic(data, strings: StringTable(bytes: UnsafeRawBufferPointer(start: buf, count: chunk.pointee.d_size)))
+        try readDynamic(data, strings: .memory(StringTable(bytes: UnsafeRawBufferPointer(start: buf, count: chunk.pointee.d_size))))
     }
 
     // MARK: .gnu.version_r
@@ -500,7 +592,7 @@ private struct Parser {
             guard offset <= UInt64(Int32.max), gelf_getverneed(data, Int32(offset), &verneed) != nil else {
                 throw .corrupt(what: ".gnu.version_r", reason: "entry at offset \(offset) out of range")
             }
-            guard let file = strings.string(at: UInt64(verneed.vn_file)) else {
+            guard let file = try strings.string(at: UInt64(verneed.vn_file)) else {
                 throw .corrupt(what: ".gnu.version_r", reason: "vn_file offset \(verneed.vn_file) out of range")
             }
             object.versionNeedFiles.append(file)
@@ -510,7 +602,7 @@ private struct Parser {
             for _ in 0..<min(UInt64(verneed.vn_cnt), size / 16) {
                 var aux = GElf_Vernaux()
                 guard auxOffset <= UInt64(Int32.max), gelf_getvernaux(data, Int32(auxOffset), &aux) != nil,
-                      let name = strings.string(at: UInt64(aux.vna_name)) else {
+                      let name = try strings.string(at: UInt64(aux.vna_name)) else {
                     throw .corrupt(what: ".gnu.version_r", reason: "version entry at offset \(auxOffset) out of range")
                 }
                 names.append(name)
@@ -543,7 +635,7 @@ private struct Parser {
                 var aux = GElf_Verdaux()
                 let auxOffset = offset + UInt64(verdef.vd_aux)
                 guard auxOffset <= UInt64(Int32.max), gelf_getverdaux(data, Int32(auxOffset), &aux) != nil,
-                      let name = strings.string(at: UInt64(aux.vda_name)) else {
+                      let name = try strings.string(at: UInt64(aux.vda_name)) else {
                     throw .corrupt(what: ".gnu.version_d", reason: "name of entry at offset \(offset) out of range")
                 }
                 object.definedVersions.append(name)
@@ -714,7 +806,7 @@ private struct Parser {
 
     mutating func readExports(_ section: (scn: OpaquePointer, link: Int)) throws(ELFReadError) {
         let data = try sectionData(section.scn, ".dynsym")
-        let names = try linkedStrings(section.link, ".dynsym")
+        let names = try linkedTable(section.link, ".dynsym")
         let entrySize = gelf_fsize(elf, ELF_T_SYM, 1, UInt32(EV_CURRENT))
         let count = entrySize > 0 ? min(data.pointee.d_size / entrySize, Int(Int32.max)) : 0
         var exports: OpenSSLExports = []
