@@ -31,15 +31,27 @@ public final class BundleAuditor: Sendable {
 
     public func audit(root: String, name: String? = nil, environment: TargetEnvironment,
                       expectFIPS: Bool, host: LoaderHost = HostLoaderFacts.current()) throws(ScanError) -> TargetReport {
-        let (inventory, stamps) = try BundleScanner(catalog: catalog).scan(root: root)
+        // An unchanged tree is the daemon's usual case. The last audit's checks of paths outside the
+        // tree (the loader's probes and existence checks: ~1,700 stat()s for /usr/lib) are redone on
+        // a second core while this one walks the tree; together they decide whether it still holds.
+        let cached = results.withLock { $0[root] }
+        let outsideUnchanged = Locked<Bool>(false)
+        let checked = DispatchGroup()
+        if let cached {
+            DispatchQueue.global().async(group: checked) {
+                let same = cached.probes.allSatisfy { ProbeStamp.stamp($0.path) == $0.stamp }
+                    && cached.existence.allSatisfy { access($0.key, F_OK) == 0 ? $0.value : !$0.value }
+                outsideUnchanged.withLock { $0 = same }
+            }
+        }
+        let (inventory, stamps) = try BundleScanner(catalog: catalog).scan(root: root, rescan: cached != nil)
         let name = name ?? (root.split(separator: "/").last.map(String.init) ?? root)
         let key = AuditKey(name: name, environment: environment, expectFIPS: expectFIPS, files: stamps,
                            otherFiles: inventory.otherFiles, warnings: inventory.warnings,
                            ldCache: .stamp("/etc/ld.so.cache"))
-        if let cached = results.withLock({ $0[root] }), cached.key == key,
-           cached.probes.allSatisfy({ ProbeStamp.stamp($0.path) == $0.stamp }),
-           cached.existence.allSatisfy({ access($0.key, F_OK) == 0 ? $0.value : !$0.value }) {
-            return cached.report
+        if let cached, cached.key == key {
+            checked.wait()
+            if outsideUnchanged.withLock({ $0 }) { return cached.report }
         }
         let catalog = self.catalog
         let makeAudit = { @Sendable (fileSystem: DiskFileSystem) in

@@ -265,7 +265,13 @@ public struct BundleScanner: Sendable {
     public func inventory(root: String) throws(ScanError) -> BundleInventory { try scan(root: root).inventory }
 
     /// The inventory, and the stamp of every ELF file in it (what a cached audit depends on).
-    public func scan(root: String) throws(ScanError) -> (inventory: BundleInventory, stamps: [String: FileStamp]) {
+    /// `rescan`: the tree was audited before and is most likely unchanged, so there is nothing to
+    /// read while walking; the walk runs alone and `inventory` reads whatever did change.
+    public func scan(root: String, rescan: Bool = false) throws(ScanError) -> (inventory: BundleInventory, stamps: [String: FileStamp]) {
+        if rescan {
+            let walk = try TreeWalker.walk(root: root)
+            return inventoryAndStamps(root: root, entries: walk.entries, warnings: walk.warnings)
+        }
         // Files are read while the walk goes on (the walk is one thread's stat() calls; reading is most
         // of a first scan): iteration 0 walks and queues each folder's files in small batches, the others
         // read them. All inside concurrentPerform, so nothing waits for a thread pool that may be busy
