@@ -61,7 +61,7 @@ struct Post: ParsableCommand {
 }
 
 /// What `post` was asked, as plain values: built by ArgumentParser (`Post`) or, for a simple command
-/// line, by `EarlyPost` without it.
+/// line, by `init?(simpleCommandLine:)` without it.
 struct PostRequest {
     static let defaultTimeout = 10.0
     var pid: Int32?
@@ -134,26 +134,15 @@ struct PostRequest {
 }
 
 extension PostRequest {
-    /// A simple `post` command line (only --env, --libcrypto, --timeout, --expect-fips, --format,
-    /// --fail-on and --name, each as `--option value`, the single-valued ones once, every value valid)
-    /// as a request, read without ArgumentParser: its parse costs a static Swift binary ~2.5 ms of
-    /// runtime metadata and conformance lookups on every start, half of a non-FIPS POST's own time.
-    /// nil for anything else (--pid, --env-file, --command, --help, a bad value, `--opt=value`), which
-    /// ArgumentParser then parses, validates and explains as always.
+    /// A simple `post` command line (SimpleCommandLine: --env and --libcrypto repeatable, --timeout,
+    /// --expect-fips, --format, --fail-on, --name, every value valid) as a request; nil for anything
+    /// else (--pid, --env-file, --command among them), which ArgumentParser reads.
     init?(simpleCommandLine arguments: [String]) {
-        guard arguments.count >= 2, arguments[1] == "post" else { return nil }
-        var seen = Set<String>()
-        var i = 2
-        while i < arguments.count {
-            let option = arguments[i]
-            if option == "--expect-fips" {
-                guard seen.insert(option).inserted else { return nil }
-                expectFIPS = true
-                i += 1
-                continue
-            }
-            guard i + 1 < arguments.count, !arguments[i + 1].hasPrefix("-") else { return nil }
-            let value = arguments[i + 1]
+        guard let line = SimpleCommandLine(arguments, subcommand: "post", flags: ["--expect-fips"],
+                                           options: ["--env", "--libcrypto", "--timeout", "--name"],
+                                           repeatable: ["--env", "--libcrypto"]),
+              line.positionals.isEmpty else { return nil }
+        for (option, value) in line.options {
             switch option {
             case "--env":
                 guard let eq = value.firstIndex(of: "="), eq != value.startIndex else { return nil }
@@ -161,22 +150,15 @@ extension PostRequest {
             case "--libcrypto":
                 libcrypto.append(value)
             case "--timeout":
-                guard seen.insert(option).inserted, let t = Double(value), t > 0 else { return nil }
+                guard let t = Double(value), t > 0 else { return nil }
                 timeout = t
-            case "--format":
-                guard seen.insert(option).inserted, let f = OutputFormat(rawValue: value) else { return nil }
-                format = f
-            case "--fail-on":
-                guard seen.insert(option).inserted, let s = Severity(rawValue: value) else { return nil }
-                failOn = s
-            case "--name":
-                guard seen.insert(option).inserted else { return nil }
-                name = value
             default:
-                return nil
+                name = value
             }
-            i += 2
         }
+        expectFIPS = line.flags.contains("--expect-fips")
+        format = line.format
+        failOn = line.failOn
     }
 }
 

@@ -87,55 +87,23 @@ func runScan(root: String, environment: TargetEnvironment, expectFIPS: Bool, nam
     throw ExitCode(emit(doc, format: format, failOn: failOn))
 }
 
-/// A simple `scan` command line: one ROOT and only --format, --fail-on, --name and --expect-fips,
-/// each as `--option value`, once, every value valid. Read without ArgumentParser, whose parse cost
-/// ~18M instructions of runtime metadata and conformance lookups (3-4 ms) before a /usr/lib audit
-/// of ~60 ms could start. nil for anything else (--env, --env-from-pid, --help, `--opt=value`, a bad
-/// value, a ROOT starting with `-`), which ArgumentParser then parses, validates and explains as always.
+/// A simple `scan` command line (SimpleCommandLine: one ROOT, --format, --fail-on, --name,
+/// --expect-fips); nil for anything else (--env and --env-from-pid among them), which ArgumentParser reads.
 struct ScanRequest {
     var root: String
-    var expectFIPS = false
+    var expectFIPS: Bool
     var name: String?
-    var format: OutputFormat = .text
-    var failOn: Severity = .error
+    var format: OutputFormat
+    var failOn: Severity
 
     init?(simpleCommandLine arguments: [String]) {
-        guard arguments.count >= 3, arguments[1] == "scan" else { return nil }
-        var root: String?
-        var seen = Set<String>()
-        var i = 2
-        while i < arguments.count {
-            let argument = arguments[i]
-            guard argument.hasPrefix("-") else {
-                guard root == nil else { return nil }
-                root = argument
-                i += 1
-                continue
-            }
-            guard seen.insert(argument).inserted else { return nil }
-            if argument == "--expect-fips" {
-                expectFIPS = true
-                i += 1
-                continue
-            }
-            guard i + 1 < arguments.count, !arguments[i + 1].hasPrefix("-") else { return nil }
-            let value = arguments[i + 1]
-            switch argument {
-            case "--format":
-                guard let f = OutputFormat(rawValue: value) else { return nil }
-                format = f
-            case "--fail-on":
-                guard let s = Severity(rawValue: value) else { return nil }
-                failOn = s
-            case "--name":
-                name = value
-            default:
-                return nil
-            }
-            i += 2
-        }
-        guard let root else { return nil }
-        self.root = root
+        guard let line = SimpleCommandLine(arguments, subcommand: "scan", flags: ["--expect-fips"], options: ["--name"]),
+              line.positionals.count == 1 else { return nil }
+        root = line.positionals[0]
+        expectFIPS = line.flags.contains("--expect-fips")
+        name = line.options.first?.value
+        format = line.format
+        failOn = line.failOn
     }
 
     func run() throws {
