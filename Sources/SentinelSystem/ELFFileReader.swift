@@ -180,13 +180,8 @@ private final class FileStrings {
             if position < windowStart || position >= windowStart + UInt64(window.count) {
                 let want = Int(min(4096, size - position))
                 window = [UInt8](repeating: 0, count: want)
-                var got = 0
-                while got < want {
-                    let n = window.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, want - got, off_t(offset + position) + off_t(got)) }
-                    if n < 0 { if errno == EINTR { continue }; throw .cannotRead(errno: errno) }
-                    if n == 0 { break }
-                    got += n
-                }
+                let got = window.withUnsafeMutableBytes { preadFully(fd, $0, at: offset + position) }
+                if got < 0 { throw .cannotRead(errno: errno) }
                 // Shorter than the section header said: the file was cut while it was read.
                 guard got == want else { throw .truncated(what: "string table \(index)", end: offset + size, fileSize: fileSize) }
                 windowStart = position
@@ -346,14 +341,7 @@ private struct Parser {
 
     /// pread until `buffer` is full or the file ends; the count read, or -1 with errno set.
     func preadFully(_ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int {
-        var got = 0
-        while got < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(offset) + off_t(got))
-            if n < 0 { if errno == EINTR { continue }; return -1 }
-            if n == 0 { break }
-            got += n
-        }
-        return got
+        SentinelSystem.preadFully(fd, buffer, at: offset)
     }
 
     /// Whether any read-only data section holds `OPENSSLDIR: "`, `MODULESDIR: "` or `ENGINESDIR: "`,
@@ -647,10 +635,29 @@ private struct Parser {
 
     // MARK: exports
 
-    /// The names `readExports` looks for, with the bit each sets in `exportsThroughGnuHash`.
+    /// The exports that mark an OpenSSL library, with their .gnu.hash values, for both lookups;
+    /// `exports(found:)` says what each (in this order) means.
     static let exportNames: [(name: StaticString, hash: UInt32)] = [
         "OPENSSL_init_crypto", "ERR_get_error", "CRYPTO_malloc", "OPENSSL_init_ssl", "OSSL_provider_init",
     ].map { ($0, gnuHash($0)) }
+
+    /// OPENSSL_init_ssl only for libssl: GnuTLS's OpenSSL compatibility layer exports SSL_CTX_new too.
+    static func exports(found: [Bool]) -> OpenSSLExports {
+        var exports: OpenSSLExports = []
+        if found[0] || (found[1] && found[2]) { exports.insert(.libcrypto) }
+        if found[3] { exports.insert(.libssl) }
+        if found[4] { exports.insert(.provider) }
+        return exports
+    }
+
+    /// st_name of a .dynsym entry in memory layout (Elf64_Sym or Elf32_Sym, host byte order) when it
+    /// defines a GLOBAL or WEAK symbol, as an export does; nil for the rest.
+    static func definedName(_ sym: UnsafeRawPointer, is64: Bool) -> UInt32? {
+        let bind = Int32(sym.load(fromByteOffset: is64 ? 4 : 12, as: UInt8.self) >> 4)  // st_info
+        guard sym.loadUnaligned(fromByteOffset: is64 ? 6 : 14, as: UInt16.self) != UInt16(SHN_UNDEF),  // st_shndx
+              bind == STB_GLOBAL || bind == STB_WEAK else { return nil }
+        return sym.loadUnaligned(as: UInt32.self)  // st_name is the first field of both
+    }
 
     /// The .gnu.hash function (dl_new_hash).
     static func gnuHash(_ name: StaticString) -> UInt32 {
@@ -717,12 +724,7 @@ private struct Parser {
                 preadFully(UnsafeMutableRawBufferPointer(rebasing: raw[0..<Int(entrySize)]), at: dynsym.sh_offset + symbol * entrySize)
             }
             guard got == Int(entrySize) else { return nil }
-            return withUnsafeBytes(of: &entry) { raw -> UInt64? in
-                let info = raw[is64 ? 4 : 12], shndx = raw.loadUnaligned(fromByteOffset: is64 ? 6 : 14, as: UInt16.self)
-                let bind = Int32(info >> 4)
-                guard shndx != UInt16(SHN_UNDEF), bind == STB_GLOBAL || bind == STB_WEAK else { return .none }
-                return UInt64(raw.loadUnaligned(as: UInt32.self))  // st_name is the first field of both
-            }
+            return .some(withUnsafeBytes(of: &entry) { Self.definedName($0.baseAddress!, is64: is64).map(UInt64.init) })
         }
         /// Which of `exportNames` the NUL-terminated name at `offset` of .dynstr is, if any.
         func nameIndex(at offset: UInt64) -> Int?? {
@@ -760,13 +762,9 @@ private struct Parser {
             }
             var looked = 0
             for i in 0..<Int(firstHashed - 1) {
-                let sym = unhashed.baseAddress! + i * Int(entrySize)
-                let info = sym.load(fromByteOffset: is64 ? 4 : 12, as: UInt8.self)
-                let shndx = sym.loadUnaligned(fromByteOffset: is64 ? 6 : 14, as: UInt16.self)
-                let bind = Int32(info >> 4)
-                guard shndx != UInt16(SHN_UNDEF), bind == STB_GLOBAL || bind == STB_WEAK else { continue }
+                guard let name = Self.definedName(unhashed.baseAddress! + i * Int(entrySize), is64: is64) else { continue }
                 looked += 1
-                guard looked <= 64, let match = nameIndex(at: UInt64(sym.loadUnaligned(as: UInt32.self))) else { return nil }
+                guard looked <= 64, let match = nameIndex(at: UInt64(name)) else { return nil }
                 if let match { found[match] = true }
             }
         }
@@ -797,11 +795,7 @@ private struct Parser {
                 symbol += 1
             }
         }
-        var exports: OpenSSLExports = []
-        if found[0] || (found[1] && found[2]) { exports.insert(.libcrypto) }
-        if found[3] { exports.insert(.libssl) }
-        if found[4] { exports.insert(.provider) }
-        return exports
+        return Self.exports(found: found)
     }
 
     mutating func readExports(_ section: (scn: OpaquePointer, link: Int)) throws(ELFReadError) {
@@ -809,9 +803,6 @@ private struct Parser {
         let names = try linkedTable(section.link, ".dynsym")
         let entrySize = gelf_fsize(elf, ELF_T_SYM, 1, UInt32(EV_CURRENT))
         let count = entrySize > 0 ? min(data.pointee.d_size / entrySize, Int(Int32.max)) : 0
-        var exports: OpenSSLExports = []
-        var errGetError = false
-        var cryptoMalloc = false
         // libelf hands .dynsym over in memory layout (Elf32_Sym/Elf64_Sym, host byte order), which is
         // read in place here: gelf_getsym's copy per symbol dominated on libraries with 100,000 exports.
         guard count > 0, let table = data.pointee.d_buf.map(UnsafeRawPointer.init) else { return }
@@ -820,30 +811,33 @@ private struct Parser {
               data.pointee.d_type == ELF_T_SYM else {
             throw .corrupt(what: ".dynsym", reason: "unexpected symbol table layout")
         }
-        let (infoOffset, shndxOffset) = is64
-            ? (MemoryLayout<Elf64_Sym>.offset(of: \Elf64_Sym.st_info)!, MemoryLayout<Elf64_Sym>.offset(of: \Elf64_Sym.st_shndx)!)
-            : (MemoryLayout<Elf32_Sym>.offset(of: \Elf32_Sym.st_info)!, MemoryLayout<Elf32_Sym>.offset(of: \Elf32_Sym.st_shndx)!)
+        var found = [Bool](repeating: false, count: Self.exportNames.count)
         for index in 0..<count {
             let sym = table + index * entrySize
             let name = UInt64(sym.loadUnaligned(as: UInt32.self))  // st_name is the first field of both
-            // Every name below starts with O, E or C: skip the rest before any other check.
+            // Every export name starts with O, E or C: skip the rest before any other check.
             switch names.firstByte(at: name) {
             case UInt8(ascii: "O"), UInt8(ascii: "E"), UInt8(ascii: "C"): break
             default: continue
             }
-            let bind = Int32(sym.loadUnaligned(fromByteOffset: infoOffset, as: UInt8.self) >> 4)
-            guard sym.loadUnaligned(fromByteOffset: shndxOffset, as: UInt16.self) != UInt16(SHN_UNDEF),
-                  bind == STB_GLOBAL || bind == STB_WEAK else { continue }
-            if names.matches(name, "OPENSSL_init_crypto") { exports.insert(.libcrypto) }
-            else if names.matches(name, "ERR_get_error") { errGetError = true }
-            else if names.matches(name, "CRYPTO_malloc") { cryptoMalloc = true }
-            // OPENSSL_init_ssl only: GnuTLS's OpenSSL compatibility layer exports SSL_CTX_new too.
-            else if names.matches(name, "OPENSSL_init_ssl") { exports.insert(.libssl) }
-            else if names.matches(name, "OSSL_provider_init") { exports.insert(.provider) }
+            guard Self.definedName(sym, is64: is64) != nil,
+                  let k = Self.exportNames.firstIndex(where: { names.matches(name, $0.name) }) else { continue }
+            found[k] = true
         }
-        if errGetError && cryptoMalloc { exports.insert(.libcrypto) }
-        object.exports = exports
+        object.exports = Self.exports(found: found)
     }
+}
+
+/// pread until `buffer` is full or the file ends; the count read, or -1 with errno set.
+private func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int {
+    var got = 0
+    while got < buffer.count {
+        let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(offset) + off_t(got))
+        if n < 0 { if errno == EINTR { continue }; return -1 }
+        if n == 0 { break }
+        got += n
+    }
+    return got
 }
 
 /// glibc's memmem, declared in CLibElf's shim.h.
