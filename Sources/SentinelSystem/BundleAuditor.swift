@@ -59,9 +59,8 @@ public final class BundleAuditor: Sendable {
                         host: host, fileSystem: fileSystem)
         }
         // The loader simulation is the expensive part: one share of the roots per core, each with its
-        // own resolver and memo (neither is shared across threads).
+        // own resolver and search memo; the threads share one probe memo (a path is stat()ed once).
         let parts = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
-        // The threads share one probe memo (a path is stat()ed once); resolvers and their memos stay per thread.
         let memo = DiskFileSystem.ProbeMemo()
         let partials = Locked<[BundleAudit.Linkage]>([])
         DispatchQueue.concurrentPerform(iterations: parts) { part in

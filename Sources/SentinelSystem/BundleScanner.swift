@@ -380,9 +380,6 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
         self.memo = memo
     }
 
-    /// Every path the loader simulation asked about (what a cached simulation depends on).
-    public var probedPaths: [String] { memo.entries.withLock { Array($0.keys) } }
-
     /// Each probed path with what stat() said when it was probed.
     var probeStamps: [(path: String, stamp: ProbeStamp)] {
         memo.entries.withLock { $0.map { ($0.key, $0.value.stamp) } }
