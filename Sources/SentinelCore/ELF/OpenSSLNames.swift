@@ -6,19 +6,22 @@ public enum OpenSSLNames {
 
     /// "libcrypto" or "libssl" for `libcrypto.so`, `libcrypto.so.3`, `libcrypto-27e744a7.so.3`, else nil.
     public static func family(of name: String) -> String? {
-        // Hot path (every edge of every audit): no allocation, bytes only, and on the contiguous
-        // storage where there is one (the UTF-8 view's backward search cost ~600 instructions a name).
-        if let answer = name.utf8.withContiguousStorageIfAvailable({ bytes -> String? in
+        withBaseName(name) { family(base: $0) }
+    }
+
+    /// `body` on the UTF-8 bytes after the last `/` of `name`, in place. Both callers are asked of
+    /// every edge or DT_NEEDED entry of an audit: no allocation, and no walk of the UTF-8 view (its
+    /// backward search and generic starts(with:) cost ~500-600 instructions a name).
+    private static func withBaseName<Result>(_ name: String, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        var name = name
+        return name.withUTF8 { bytes in
             let start = bytes.lastIndex(of: UInt8(ascii: "/")).map { $0 + 1 } ?? 0
-            return family(base: bytes[start...])
-        }) { return answer }
-        let utf8 = name.utf8
-        let start = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8.index(after: $0) } ?? utf8.startIndex
-        return family(base: utf8[start...])
+            return body(UnsafeBufferPointer(rebasing: bytes[start...]))
+        }
     }
 
     /// `family(of:)` for the bytes after the last `/`.
-    private static func family<Bytes: Collection<UInt8>>(base: Bytes) -> String? {
+    private static func family(base: UnsafeBufferPointer<UInt8>) -> String? {
         for (family, bytes) in families where base.starts(with: bytes) {
             let rest = base.dropFirst(bytes.count)
             if rest.starts(with: dotSo) { return family }
@@ -44,19 +47,7 @@ public enum OpenSSLNames {
         // Asked of every DT_NEEDED entry of a tree: reject names that are no OpenSSL family on bytes,
         // before any String work (a trailing slash takes the general path below).
         if name.utf8.last != UInt8(ascii: "/") {
-            // On the contiguous bytes: the generic starts(with:) over String views cost ~500 instructions.
-            let candidate = name.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
-                var start = bytes.count
-                while start > 0, bytes[start - 1] != UInt8(ascii: "/") { start -= 1 }
-                let base = UnsafeBufferPointer(rebasing: bytes[start...])
-                return base.starts(with: mangledPrefixes[0]) || base.starts(with: mangledPrefixes[1])
-            } ?? {
-                let utf8 = name.utf8
-                let start = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8.index(after: $0) } ?? utf8.startIndex
-                let base = utf8[start...]
-                return base.starts(with: "libcrypto-".utf8) || base.starts(with: "libssl-".utf8)
-            }()
-            guard candidate else { return nil }
+            guard withBaseName(name, { $0.starts(with: mangledPrefixes[0]) || $0.starts(with: mangledPrefixes[1]) }) else { return nil }
         }
         let base = name.split(separator: "/").last.map(String.init) ?? name
         for family in ["libcrypto", "libssl"] where base.hasPrefix(family + "-") {

@@ -500,15 +500,11 @@ public final class LoaderResolver {
     /// On the contiguous UTF-8 bytes: a Character-wise backward search cost 5,000 instructions per
     /// path (the UTF-8 view's ~600), and every object of every simulated process needs its folder.
     static func dirname(_ path: String) -> String {
-        let utf8 = path.utf8
-        let found: String.Index?
-        if let offset = utf8.withContiguousStorageIfAvailable({ $0.lastIndex(of: UInt8(ascii: "/")) }) {
-            found = offset.map { utf8.index(utf8.startIndex, offsetBy: $0) }
-        } else {
-            found = utf8.lastIndex(of: UInt8(ascii: "/"))
+        var path = path
+        return path.withUTF8 { bytes in
+            guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return "." }
+            return slash == 0 ? "/" : String(decoding: UnsafeBufferPointer(rebasing: bytes[..<slash]), as: UTF8.self)
         }
-        guard let slash = found else { return "." }
-        return slash == utf8.startIndex ? "/" : String(path[..<slash])
     }
 
     /// A search folder as fillin_rpath stores it: trailing slashes collapsed to one.
