@@ -24,7 +24,6 @@ struct CryptoSentinel: ParsableCommand {
 
     /// ArgumentParser exits 64 on usage errors; PRODUCT.md's contract is 2.
     static func main() {
-        PostRunner.adopt.withLock { $0 = EarlyPost.take }
         do {
             if let post = PostRequest(simpleCommandLine: CommandLine.arguments) {
                 try post.run()

@@ -124,6 +124,8 @@ struct PostRequest {
             }
             plan.identity = nil
         }
+        // Only `post` hands the children early_post.c started to the runner (the daemon spawns its own).
+        PostRunner.adopt.withLock { $0 = EarlyPost.take }
         let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
         // end quietly on a closed stdout, as every other command does.
