@@ -12,6 +12,9 @@ public final class BundleAuditor: Sendable {
 
     struct CachedAudit: Sendable {
         var key: AuditKey
+        /// The walk's digest, when a walk with that digest is enough to reuse the report: the tree
+        /// read without a warning (a file that could not be read is read again at every scan).
+        var walk: Int?
         var probes: [(path: String, stamp: ProbeStamp)]
         var existence: [String: Bool]
         var report: TargetReport
@@ -44,11 +47,21 @@ public final class BundleAuditor: Sendable {
                 outsideUnchanged.withLock { $0 = same }
             }
         }
-        let (inventory, stamps) = try BundleScanner(catalog: catalog).scan(root: root, rescan: cached != nil)
+        let scanner = BundleScanner(catalog: catalog)
+        let walk = try scanner.walk(root: root, rescan: cached != nil)
+        let digest = Self.digest(walk)
         let name = name ?? (root.split(separator: "/").last.map(String.init) ?? root)
+        let ldCache = ProbeStamp.stamp("/etc/ld.so.cache")
+        // Every file at the same path with the same stamp, in the same order, with the same warnings:
+        // the inventory would be the same, so it is not even built.
+        if let cached, cached.walk == digest, cached.key.name == name, cached.key.environment == environment,
+           cached.key.expectFIPS == expectFIPS, cached.key.ldCache == ldCache {
+            checked.wait()
+            if outsideUnchanged.withLock({ $0 }) { return cached.report }
+        }
+        let (inventory, stamps) = scanner.inventoryAndStamps(root: root, entries: walk.entries, warnings: walk.warnings)
         let key = AuditKey(name: name, environment: environment, expectFIPS: expectFIPS, files: stamps,
-                           otherFiles: inventory.otherFiles, warnings: inventory.warnings,
-                           ldCache: .stamp("/etc/ld.so.cache"))
+                           otherFiles: inventory.otherFiles, warnings: inventory.warnings, ldCache: ldCache)
         if let cached, cached.key == key {
             checked.wait()
             if outsideUnchanged.withLock({ $0 }) { return cached.report }
@@ -75,10 +88,27 @@ public final class BundleAuditor: Sendable {
         let probed = findingsFileSystem.probeStamps
         results.withLock {
             // The tree's own ELF files need no stamp here: the key already holds theirs.
-            $0[root] = CachedAudit(key: key, probes: probed.filter { stamps[$0.path] == nil },
+            $0[root] = CachedAudit(key: key, walk: inventory.warnings.isEmpty ? digest : nil,
+                                   probes: probed.filter { stamps[$0.path] == nil },
                                    existence: findingsFileSystem.existence, report: report)
         }
         return report
+    }
+}
+
+extension BundleAuditor {
+    /// A walk in one number: each file's path and stamp in walk order, and the warnings. Hasher is
+    /// SipHash with a key drawn at each start, so two different walks of one process share a digest
+    /// with a chance of 2^-64 that nobody outside the process can steer.
+    static func digest(_ walk: (entries: [WalkEntry], warnings: [String])) -> Int {
+        var hasher = Hasher()
+        hasher.combine(walk.entries.count)
+        for entry in walk.entries {
+            hasher.combine(entry.relativePath)
+            hasher.combine(entry.stamp)
+        }
+        hasher.combine(walk.warnings)
+        return hasher.finalize()
     }
 }
 

@@ -178,76 +178,6 @@ public final class ELFCatalog: Sendable {
     }
 }
 
-/// One entry of a tree walk: a regular file (or a symlink to one) with its stamp.
-public struct WalkEntry: Sendable {
-    public var relativePath: String
-    public var path: String
-    public var stamp: FileStamp
-}
-
-/// Walks a bundle tree without following directory symlinks; symlinked files are kept (the loader
-/// opens them by that path). Loops, unreadable folders and other trouble become one warning line.
-public enum TreeWalker {
-    /// `found`, when given, gets each folder's files as soon as they are stat()ed (in walk order).
-    public static func walk(root: String, found: (([WalkEntry]) -> Void)? = nil) throws(ScanError)
-        -> (entries: [WalkEntry], warnings: [String]) {
-        var st = stat()
-        guard stat(root, &st) == 0 else { throw .rootUnreadable(root, String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .rootUnreadable(root, "not a directory") }
-        var entries: [WalkEntry] = []
-        var warnings: [String] = []
-        var visited: Set<FileIdentity> = [FileStamp(st).identity]
-        var stack: [String] = [""]
-        while let rel = stack.popLast() {
-            let dirPath = rel.isEmpty ? root : root + "/" + rel
-            guard let dir = opendir(dirPath) else {
-                warnings.append("\(rel.isEmpty ? "." : rel): cannot read directory: \(String(cString: strerror(errno)))")
-                continue
-            }
-            defer { closedir(dir) }
-            var names: [String] = []
-            while let ent = readdir(dir) {
-                let name = String(cString: directoryEntryName(ent))
-                if name != "." && name != ".." { names.append(name) }
-            }
-            // Children are stat()ed relative to the open folder: one path component for the kernel to
-            // look up instead of the whole path, for every file of the tree.
-            let fd = dirfd(dir)
-            var subdirs: [String] = []
-            let firstNew = entries.count
-            defer { if let found, entries.count > firstNew { found(Array(entries[firstNew...])) } }
-            for name in names.sorted() {
-                let childRel = rel.isEmpty ? name : rel + "/" + name
-                let childPath = root + "/" + childRel
-                var lst = stat()
-                guard fstatat(fd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 else {
-                    if errno != ENOENT { warnings.append("\(childRel): \(String(cString: strerror(errno)))") }
-                    continue
-                }
-                switch lst.st_mode & S_IFMT {
-                case S_IFDIR:
-                    if visited.insert(FileStamp(lst).identity).inserted { subdirs.append(childRel) }
-                case S_IFREG:
-                    entries.append(WalkEntry(relativePath: childRel, path: childPath, stamp: FileStamp(lst)))
-                case S_IFLNK:
-                    var target = stat()
-                    if fstatat(fd, name, &target, 0) != 0 {
-                        if errno == ELOOP { warnings.append("\(childRel): symlink loop") }
-                        continue  // dangling links load nothing
-                    }
-                    if (target.st_mode & S_IFMT) == S_IFREG {
-                        entries.append(WalkEntry(relativePath: childRel, path: childPath, stamp: FileStamp(target)))
-                    }
-                default:
-                    continue  // FIFOs, sockets, devices: never opened
-                }
-            }
-            stack.append(contentsOf: subdirs.reversed())
-        }
-        return (entries, warnings)
-    }
-}
-
 public enum ScanError: Error, CustomStringConvertible {
     case rootUnreadable(String, String)
     public var description: String {
@@ -262,15 +192,18 @@ public struct BundleScanner: Sendable {
     public let catalog: ELFCatalog
     public init(catalog: ELFCatalog = ELFCatalog()) { self.catalog = catalog }
 
-    public func inventory(root: String) throws(ScanError) -> BundleInventory { try scan(root: root).inventory }
+    public func inventory(root: String) throws(ScanError) -> BundleInventory {
+        let walk = try walk(root: root)
+        return inventory(root: root, entries: walk.entries, warnings: walk.warnings)
+    }
 
-    /// The inventory, and the stamp of every ELF file in it (what a cached audit depends on).
+    /// The tree's files with their stamps; on a first scan, each is read into the catalog meanwhile.
     /// `rescan`: the tree was audited before and is most likely unchanged, so there is nothing to
-    /// read while walking; the walk runs alone and `inventory` reads whatever did change.
-    public func scan(root: String, rescan: Bool = false) throws(ScanError) -> (inventory: BundleInventory, stamps: [String: FileStamp]) {
+    /// read: every core walks (stat() calls are all a rescan of an unchanged tree does), and
+    /// `inventoryAndStamps` reads whatever did change.
+    public func walk(root: String, rescan: Bool = false) throws(ScanError) -> (entries: [WalkEntry], warnings: [String]) {
         if rescan {
-            let walk = try TreeWalker.walk(root: root)
-            return inventoryAndStamps(root: root, entries: walk.entries, warnings: walk.warnings)
+            return try TreeWalker.walk(root: root, threads: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         }
         // Files are read while the walk goes on (the walk is one thread's stat() calls; reading is most
         // of a first scan): iteration 0 walks and queues each folder's files in small batches, the others
@@ -303,8 +236,7 @@ public struct BundleScanner: Sendable {
                 }
             }
         }
-        let walk = try outcome.withLock { $0! }.get()
-        return inventoryAndStamps(root: root, entries: walk.entries, warnings: walk.warnings)
+        return try outcome.withLock { $0! }.get()
     }
 
     public func inventory(root: String, entries: [WalkEntry], warnings: [String]) -> BundleInventory {

@@ -107,6 +107,57 @@ import Testing
         #expect(try !codes().contains("trust-store-missing"))
     }
 
+    /// Several threads walk a tree (a rescan) in any order; the result must be the one-thread walk:
+    /// the same files, stamps and warnings in the same order. The fixture trees have symlink loops,
+    /// dangling links and hard links; the scratch tree a folder split into parts (more than 128 names).
+    @Test func walkingOnSeveralThreadsGivesTheOneThreadWalk() throws {
+        let root = try Fixtures.temporaryDirectory("walk-threads")
+        for folder in ["big", "big/inner", "small", "small/deeper/deepest"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true)
+        }
+        for i in 0..<300 { try "\(i)".write(toFile: root + "/big/f\(i)", atomically: false, encoding: .utf8) }
+        for i in 0..<3 { try "x".write(toFile: root + "/small/deeper/deepest/g\(i)", atomically: false, encoding: .utf8) }
+        try FileManager.default.createSymbolicLink(atPath: root + "/big/link", withDestinationPath: "f7")
+        try FileManager.default.createSymbolicLink(atPath: root + "/small/loop", withDestinationPath: "loop")
+        try FileManager.default.createSymbolicLink(atPath: root + "/small/tree", withDestinationPath: "../big")
+        func flat(_ walk: (entries: [WalkEntry], warnings: [String])) -> [String] {
+            walk.entries.map { "\($0.relativePath) \($0.path) \($0.stamp)" } + walk.warnings
+        }
+        for tree in [root, try Fixtures.elfTrees()] {
+            let one = flat(try TreeWalker.walk(root: tree))
+            #expect(one.count > (tree == root ? 300 : 40))
+            for threads in [2, 4] {
+                #expect(flat(try TreeWalker.walk(root: tree, threads: threads)) == one)
+            }
+        }
+        let walk = try TreeWalker.walk(root: root, threads: 4)
+        #expect(walk.warnings == ["small/loop: symlink loop"])
+        #expect(walk.entries.first?.relativePath == "big/f0")
+        #expect(walk.entries.last?.relativePath == "small/deeper/deepest/g2")
+    }
+
+    /// A rescan of an unchanged tree reuses the last report without building an inventory; any file
+    /// added, removed or touched makes it a real audit again.
+    @Test func anUnchangedWalkReusesTheReportAndAnyChangeEndsThat() throws {
+        let trees = try Fixtures.elfTrees()
+        let root = try Fixtures.temporaryDirectory("walk-digest")
+        _ = try run("/bin/cp", ["-a", trees + "/canonical/.", root])
+        let auditor = BundleAuditor(catalog: ELFCatalog())
+        func audit() throws -> TargetReport { try auditor.audit(root: root, environment: TargetEnvironment(), expectFIPS: false) }
+        let first = try audit()
+        #expect(first.warnings.isEmpty)
+        #expect(try audit().stats == first.stats)
+        try "notes".write(toFile: root + "/README", atomically: false, encoding: .utf8)
+        #expect(try audit().stats["files"] == (first.stats["files"] ?? 0) + 1)
+        try FileManager.default.removeItem(atPath: root + "/README")
+        #expect(try audit().stats == first.stats)
+        // A consumer rewritten in place to need a name nothing provides.
+        #expect(!first.findings.contains { $0.code == .opensslUnresolved })
+        _ = try run("/usr/bin/patchelf", ["--replace-needed", "libcrypto.so.3", "libcrypto-deadbeef.so.3",
+                                          root + "/lib/_ssl.cpython-311-x86_64-linux-gnu.so"])
+        #expect(try audit().findings.contains { $0.code == .opensslUnresolved })
+    }
+
     @Test func rootErrorsAreOneLine() throws {
         #expect(throws: ScanError.self) { try TreeWalker.walk(root: "/nonexistent") }
         do {
