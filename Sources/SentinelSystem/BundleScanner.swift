@@ -31,6 +31,8 @@ public final class ELFCatalog: Sendable {
     private let entries = Locked<[FileIdentity: (FileStamp, CatalogEntry)]>([:])
     /// Byte-comparison results for pairs of unchanged files (duplicate copies are compared once).
     private let comparisons = Locked<[[FileStamp]: Bool]>([:])
+    /// Group comparisons under way, by their files' stamps: a second caller waits for the first.
+    private let comparing = Locked<[[FileStamp]: DispatchGroup]>([:])
     public init() {}
 
     public func contentsEqual(_ a: (path: String, stamp: FileStamp), _ b: (path: String, stamp: FileStamp)) -> Bool {
@@ -44,7 +46,28 @@ public final class ELFCatalog: Sendable {
 
     /// Whether every one of `others` holds the same bytes as `first`; each pair's answer is cached
     /// like `contentsEqual`'s. Stops at the first difference, as comparing pair by pair would.
+    /// A group being compared by another thread (the auditor starts them early) is waited for, not
+    /// compared twice.
     public func allContentsEqual(_ first: (path: String, stamp: FileStamp), _ others: [(path: String, stamp: FileStamp)]) -> Bool {
+        let key = [first.stamp] + others.map(\.stamp)
+        while true {
+            let (group, mine): (DispatchGroup, Bool) = comparing.withLock {
+                if let running = $0[key] { return (running, false) }
+                let group = DispatchGroup()
+                group.enter()
+                $0[key] = group
+                return (group, true)
+            }
+            guard mine else { group.wait(); continue }
+            defer {
+                comparing.withLock { $0[key] = nil }
+                group.leave()
+            }
+            return compareAll(first, others)
+        }
+    }
+
+    private func compareAll(_ first: (path: String, stamp: FileStamp), _ others: [(path: String, stamp: FileStamp)]) -> Bool {
         var pending: [(path: String, stamp: FileStamp)] = []
         for other in others {
             if other.stamp.size != first.stamp.size { return false }
@@ -148,6 +171,16 @@ public final class ELFCatalog: Sendable {
     }
 
     public var count: Int { entries.withLock { $0.count } }
+
+    /// What the cache holds for each file at its stamp (nil: not read at that stamp), under one lock.
+    func cached(_ files: [WalkEntry]) -> [CatalogEntry?] {
+        entries.withLock { entries in
+            files.map { file in
+                guard let hit = entries[file.stamp.identity], hit.0 == file.stamp else { return nil }
+                return hit.1
+            }
+        }
+    }
 
     /// Reads `path` (already stat()ed as `stamp`) unless the cache holds the same stamp.
     public func entry(path: String, stamp: FileStamp) -> CatalogEntry {
@@ -262,21 +295,28 @@ public struct BundleScanner: Sendable {
                 aliases.append([])
             }
         }
-        // In blocks of 64 files: one lock per block for the results, not one per file.
-        let block = 64
-        let results = Locked<[CatalogEntry?]>(Array(repeating: nil, count: firsts.count))
-        let catalog = self.catalog
-        let frozen = firsts
-        DispatchQueue.concurrentPerform(iterations: (firsts.count + block - 1) / block) { b in
-            let range = (b * block)..<min((b + 1) * block, frozen.count)
-            let mine = range.map { catalog.entry(path: frozen[$0].path, stamp: frozen[$0].stamp) }
-            results.withLock { for (k, i) in range.enumerated() { $0[i] = mine[k] } }
+        // Usually every file is in the catalog already (read during the walk, or unchanged since the
+        // last scan): looked up under one lock. The others are read on every core, 64 to a block.
+        var found = catalog.cached(firsts)
+        let misses = found.indices.filter { found[$0] == nil }
+        if !misses.isEmpty {
+            let block = 64
+            let reads = Locked<[(Int, CatalogEntry)]>([])
+            let catalog = self.catalog
+            let frozen = firsts
+            DispatchQueue.concurrentPerform(iterations: (misses.count + block - 1) / block) { b in
+                let mine = misses[(b * block)..<min((b + 1) * block, misses.count)].map {
+                    ($0, catalog.entry(path: frozen[$0].path, stamp: frozen[$0].stamp))
+                }
+                reads.withLock { $0 += mine }
+            }
+            for (i, entry) in reads.withLock({ $0 }) { found[i] = entry }
         }
         var elf: [BundleFile] = []
         var other: [String] = []
         var stamps: [String: FileStamp] = [:]
         var lines = warnings
-        for (i, result) in results.withLock({ $0 }).enumerated() {
+        for (i, result) in found.enumerated() {
             let e = firsts[i]
             switch result! {
             case .elf(let object):

@@ -121,11 +121,24 @@ func emit(_ report: Report, format: OutputFormat, failOn: Severity) -> Int32 {
         // JSONEncoder's exact bytes, without its cost (16 MB of evidence on a 20,000-file bundle).
         var bytes = ReportJSON.encode(report)
         bytes.append(0x0a)
-        FileHandle.standardOutput.write(Data(bytes))
+        writeAll(STDOUT_FILENO, bytes)
     case .text:
         FileHandle.standardOutput.write(Data(TextRenderer.render(report).utf8))
     }
     return report.exitStatus(failOn: failOn)
+}
+
+/// Writes every byte (no copy into Data: the JSON of a large bundle is 16 MB); a closed pipe ends it.
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    bytes.withUnsafeBytes { buffer in
+        var done = 0
+        while done < buffer.count {
+            let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            done += n
+        }
+    }
 }
 
 func warn(_ line: String) {

@@ -75,16 +75,19 @@ struct Scan: ParsableCommand {
 func runScan(root: String, environment: TargetEnvironment, expectFIPS: Bool, name: String?,
              format: OutputFormat, failOn: Severity) throws {
     let absolute = URL(fileURLWithPath: root).standardizedFileURL.path
+    let auditor = BundleAuditor(catalog: ELFCatalog())
     let result: TargetReport
     do {
-        result = try BundleAuditor(catalog: ELFCatalog()).audit(
-            root: absolute, name: name, environment: environment, expectFIPS: expectFIPS)
+        result = try auditor.audit(root: absolute, name: name, environment: environment, expectFIPS: expectFIPS)
     } catch {
         warn("\(error)")
         throw ExitCode(2)
     }
     let doc = Report(command: "scan", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: [result])
-    throw ExitCode(emit(doc, format: format, failOn: failOn))
+    let status = emit(doc, format: format, failOn: failOn)
+    // The process ends here, with the catalog and the report still alive: freeing a 20,000-file
+    // bundle's models object by object only delays the exit (milliseconds on a release gate).
+    withExtendedLifetime(auditor) { Foundation.exit(status) }
 }
 
 /// A simple `scan` command line (SimpleCommandLine: one ROOT, --format, --fail-on, --name,

@@ -210,11 +210,26 @@ public struct BundleAudit {
         }
     }
 
+    /// The copies of each OpenSSL library, when there is more than one.
+    func duplicateCopies() -> [(role: OpenSSLRole, copies: [BundleFile])] {
+        [OpenSSLRole.libcrypto, .libssl].compactMap { role in
+            let copies = inventory.elfFiles.filter { $0.file.object.openSSLRole == role }
+            return copies.count > 1 ? (role, copies) : nil
+        }
+    }
+
+    /// The byte comparisons `duplicateFindings` will ask the file system for (copies of one size only),
+    /// so an adapter can start them early, beside the loader simulation.
+    public func duplicateComparisons() -> [(first: String, others: [String])] {
+        duplicateCopies().compactMap { _, copies in
+            copies.allSatisfy { $0.size == copies[0].size }
+                ? (copies[0].file.path, copies.dropFirst().map(\.file.path)) : nil
+        }
+    }
+
     func duplicateFindings() -> [Finding] {
         var out: [Finding] = []
-        for role in [OpenSSLRole.libcrypto, .libssl] {
-            let copies = inventory.elfFiles.filter { $0.file.object.openSSLRole == role }
-            guard copies.count > 1 else { continue }
+        for (role, copies) in duplicateCopies() {
             let first = copies[0]
             let identical = copies.allSatisfy { $0.size == first.size }
                 && fileSystem.allContentsEqual(first.file.path, copies.dropFirst().map(\.file.path))
@@ -418,6 +433,9 @@ public struct BundleAudit {
         /// The `patchelf --replace-needed` lines per hashed name, in consumer order.
         var replaceSteps: [String: [String]] = [:]
         var recipes: [String: [String]] = [:]
+        /// The edges from a consumer in the tree to a library outside it, by the name asked for: each
+        /// hashed copy's recipe looks up its canonical name here instead of going through every edge.
+        var leavingUsesByName: [String: [Use]]?
 
         init(inventory: BundleInventory, mainRPathDirs: Set<String>) {
             for f in inventory.elfFiles { for n in f.file.object.needed { consumersByNeeded[n, default: []].append(f.relativePath) } }
@@ -460,7 +478,13 @@ public struct BundleAudit {
             steps += replace
             removals.append("rm \(shellQuote(h.relativePath))")
             // Consumers that already ask for the canonical name but resolve outside the bundle.
-            for use in linkage.uses where use.name == canonical && !isInTree(use.target.path) && isInTree(use.consumer) {
+            let leaving = inputs.leavingUsesByName ?? {
+                let index = Dictionary(grouping: linkage.uses.filter { !isInTree($0.target.path) && isInTree($0.consumer) },
+                                       by: \.name)
+                inputs.leavingUsesByName = index
+                return index
+            }()
+            for use in leaving[canonical] ?? [] {
                 let rel = relativeDir(from: dirOf(use.consumer), to: join(inventory.root, dir))
                 if !reachesViaMainRPath(canonicalDir: join(inventory.root, dir), consumer: use.consumer, mainRPathDirs: inputs.mainRPathDirs) {
                     steps.append("patchelf --add-rpath '$ORIGIN\(rel.isEmpty ? "" : "/" + rel)' \(shellQuote(display(use.consumer)))")

@@ -27,15 +27,39 @@ public enum ReportJSON {
 
         mutating func newline() {
             bytes.append(0x0a)
-            for _ in 0..<indent { bytes.append(0x20); bytes.append(0x20) }
+            let spaces = 2 * indent
+            if spaces <= Self.spaces.count {
+                bytes.append(contentsOf: Self.spaces[0..<spaces])
+            } else {
+                bytes.append(contentsOf: repeatElement(0x20, count: spaces))
+            }
+        }
+
+        static let spaces = [UInt8](repeating: 0x20, count: 64)
+
+        /// Whether any of the 8 bytes of `w` needs an escape: below 0x20, `"` or `\` (SWAR: a byte is
+        /// zero in `x ^ c` exactly where it equals c, and `(x - 0x01…) & ~x & 0x80…` flags zero bytes).
+        @inline(__always)
+        static func needsEscape(_ w: UInt64) -> Bool {
+            let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+            let quote = w ^ (ones &* 0x22), backslash = w ^ (ones &* 0x5c)
+            let low = (w &- ones &* 0x20) & ~w            // high bit set where the byte is below 0x20
+            let zeroQ = (quote &- ones) & ~quote, zeroB = (backslash &- ones) & ~backslash
+            return (low | zeroQ | zeroB) & highs != 0
         }
 
         mutating func string(_ s: String) {
             bytes.append(0x22)
             var s = s
             s.withUTF8 { utf8 in
+                // Most strings (paths) need no escape at all: checked 8 bytes at a time, copied whole.
+                var clean = 0
+                let view = UnsafeRawBufferPointer(utf8)
+                while clean + 8 <= utf8.count, !Self.needsEscape(view.loadUnaligned(fromByteOffset: clean, as: UInt64.self)) {
+                    clean += 8
+                }
                 var mark = 0
-                for i in 0..<utf8.count {
+                for i in clean..<utf8.count {
                     let b = utf8[i]
                     guard b < 0x20 || b == 0x22 || b == 0x5c else { continue }
                     bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[mark..<i]))
