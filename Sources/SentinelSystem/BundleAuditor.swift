@@ -47,11 +47,9 @@ public final class BundleAuditor: Sendable {
                 outsideUnchanged.withLock { $0 = same }
             }
         }
-        let T0 = DispatchTime.now().uptimeNanoseconds; func lap(_ m: String) { FileHandle.standardError.write("\(m) \((DispatchTime.now().uptimeNanoseconds - T0)/1000000)\n".data(using: .utf8)!) }
         let scanner = BundleScanner(catalog: catalog)
         let walk = try scanner.walk(root: root, rescan: cached != nil)
         let digest = Self.digest(walk)
-        lap("walked")
         let name = name ?? (root.split(separator: "/").last.map(String.init) ?? root)
         let ldCache = ProbeStamp.stamp("/etc/ld.so.cache")
         // Every file at the same path with the same stamp, in the same order, with the same warnings:
@@ -62,7 +60,6 @@ public final class BundleAuditor: Sendable {
             if outsideUnchanged.withLock({ $0 }) { return cached.report }
         }
         let (inventory, stamps) = scanner.inventoryAndStamps(root: root, entries: walk.entries, warnings: walk.warnings)
-        lap("inventory")
         let key = AuditKey(name: name, environment: environment, expectFIPS: expectFIPS, files: stamps,
                            otherFiles: inventory.otherFiles, warnings: inventory.warnings, ldCache: ldCache)
         if let cached, cached.key == key {
@@ -78,7 +75,7 @@ public final class BundleAuditor: Sendable {
         // they run beside the loader simulation and the findings' single-threaded work, and the
         // duplicate finding waits only for what is left (the catalog keeps each answer).
         let compared = DispatchGroup()
-        for (first, others) in makeAudit(DiskFileSystem(catalog: catalog)).duplicateComparisons() where getenv("NOPRIME") == nil {
+        for (first, others) in makeAudit(DiskFileSystem(catalog: catalog)).duplicateComparisons() {
             DispatchQueue.global().async(group: compared) {
                 _ = DiskFileSystem(catalog: catalog).allContentsEqual(first, others)
             }
@@ -94,12 +91,10 @@ public final class BundleAuditor: Sendable {
             partials.withLock { $0.append(partial) }
         }
         let done = partials.withLock { $0 }
-        lap("resolved")
         let findingsFileSystem = DiskFileSystem(catalog: catalog, memo: memo)
         let report = makeAudit(findingsFileSystem).run(linkage: BundleAudit.merge(done))
         // The stamps each probe saw: the report was made from those (a stat() now could see a file
         // changed since, and cache a stale report under its new stamp).
-        lap("findings")
         let probed = findingsFileSystem.probeStamps
         results.withLock {
             // The tree's own ELF files need no stamp here: the key already holds theirs.

@@ -191,6 +191,17 @@ public final class ELFCatalog: Sendable {
         return result
     }
 
+    /// The same for a file the caller opened and fstat()ed itself (`status`): a first scan's walk reads
+    /// each file it finds through the descriptor it found it with.
+    func entry(opened fd: Int32, status: stat) -> CatalogEntry {
+        let stamp = FileStamp(status)
+        if let hit = entries.withLock({ $0[stamp.identity] }), hit.0 == stamp { return hit.1 }
+        let result = Self.read(fd: fd, status: status)
+        if case .unreadable = result { return result }
+        entries.withLock { $0[stamp.identity] = (stamp, result) }
+        return result
+    }
+
     static func read(path: String, expected: FileStamp) -> CatalogEntry {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else {
@@ -200,8 +211,14 @@ public final class ELFCatalog: Sendable {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { return .unreadable("cannot stat: \(String(cString: strerror(errno)))") }
+        if (st.st_mode & S_IFMT) == S_IFREG, FileStamp(st).identity != expected.identity {
+            return .unreadable("replaced during the scan")
+        }
+        return read(fd: fd, status: st)
+    }
+
+    static func read(fd: Int32, status st: stat) -> CatalogEntry {
         guard (st.st_mode & S_IFMT) == S_IFREG else { return .notELF }
-        if FileStamp(st).identity != expected.identity { return .unreadable("replaced during the scan") }
         do {
             guard let object = try ELFFileReader.read(fd: fd, status: st) else { return .notELF }
             return .elf(object)
@@ -230,46 +247,12 @@ public struct BundleScanner: Sendable {
         return inventory(root: root, entries: walk.entries, warnings: walk.warnings)
     }
 
-    /// The tree's files with their stamps; on a first scan, each is read into the catalog meanwhile.
-    /// `rescan`: the tree was audited before and is most likely unchanged, so there is nothing to
-    /// read: every core walks (stat() calls are all a rescan of an unchanged tree does), and
-    /// `inventoryAndStamps` reads whatever did change.
+    /// The tree's files with their stamps, walked on every core. A first scan reads each file into the
+    /// catalog on the way, through the descriptor its stamp comes from (open and fstat instead of a
+    /// stat and, later, an open and fstat). `rescan`: the tree was audited before and is most likely
+    /// unchanged, so the walk only stat()s, and `inventoryAndStamps` reads whatever did change.
     public func walk(root: String, rescan: Bool = false) throws(ScanError) -> (entries: [WalkEntry], warnings: [String]) {
-        if rescan {
-            return try TreeWalker.walk(root: root, threads: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        }
-        // Files are read while the walk goes on (the walk is one thread's stat() calls; reading is most
-        // of a first scan): iteration 0 walks and queues each folder's files in small batches, the others
-        // read them. All inside concurrentPerform, so nothing waits for a thread pool that may be busy
-        // (the daemon calls this from its cycle thread): a caller left alone walks, then reads, itself.
-        // `inventory` then finds every file in the catalog; the order of everything it reports is the walk's.
-        let catalog = self.catalog
-        let readers = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        let queue = Locked<[ArraySlice<WalkEntry>]>([])
-        let ready = DispatchSemaphore(value: 0)
-        let outcome = Locked<Result<(entries: [WalkEntry], warnings: [String]), ScanError>?>(nil)
-        DispatchQueue.concurrentPerform(iterations: 1 + readers) { i in
-            if i == 0 {
-                let result = Result { () throws(ScanError) in
-                    try TreeWalker.walk(root: root) { files in
-                        for start in stride(from: 0, to: files.count, by: 32) {
-                            queue.withLock { $0.append(files[start..<min(start + 32, files.count)]) }
-                            ready.signal()
-                        }
-                    }
-                }
-                outcome.withLock { $0 = result }
-                // One more signal per reader: each takes it as "no more batches" once the queue is empty.
-                for _ in 0..<readers { ready.signal() }
-            } else {
-                while true {
-                    ready.wait()
-                    guard let batch = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { return }
-                    for e in batch { _ = catalog.entry(path: e.path, stamp: e.stamp) }
-                }
-            }
-        }
-        return try outcome.withLock { $0! }.get()
+        try TreeWalker.walk(root: root, threads: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), reading: rescan ? nil : catalog)
     }
 
     public func inventory(root: String, entries: [WalkEntry], warnings: [String]) -> BundleInventory {

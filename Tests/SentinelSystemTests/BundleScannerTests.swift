@@ -123,11 +123,24 @@ import Testing
         func flat(_ walk: (entries: [WalkEntry], warnings: [String])) -> [String] {
             walk.entries.map { "\($0.relativePath) \($0.path) \($0.stamp)" } + walk.warnings
         }
+        #expect(mkfifo(root + "/small/pipe", 0o644) == 0)  // a reading walk must not open it (it would block)
         for tree in [root, try Fixtures.elfTrees()] {
             let one = flat(try TreeWalker.walk(root: tree))
             #expect(one.count > (tree == root ? 300 : 40))
             for threads in [2, 4] {
                 #expect(flat(try TreeWalker.walk(root: tree, threads: threads)) == one)
+            }
+            // A first scan's walk opens and reads each regular file on the way: same walk, and every
+            // file it found is in the catalog at the stamp it reported.
+            let catalog = ELFCatalog()
+            let reading = try TreeWalker.walk(root: tree, threads: 2, reading: catalog)
+            #expect(flat(reading) == one)
+            for (entry, hit) in zip(reading.entries, catalog.cached(reading.entries)) where hit == nil {
+                // Not read on the way: only a symlink (read by path later) or a file that cannot be read.
+                let isLink = (try? FileManager.default.destinationOfSymbolicLink(atPath: entry.path)) != nil
+                var isUnreadable = false
+                if case .unreadable = ELFCatalog().entry(path: entry.path, stamp: entry.stamp) { isUnreadable = true }
+                #expect(isLink || isUnreadable, "\(entry.relativePath) was not read by the walk")
             }
         }
         let walk = try TreeWalker.walk(root: root, threads: 4)
