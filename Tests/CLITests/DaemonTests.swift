@@ -249,15 +249,20 @@ final class DaemonUnderTest {
         a.signal(SIGKILL)
         _ = a.waitForExit()
 
-        // Same state folder, a first cycle slowed by the POST command.
-        let b = try DaemonUnderTest(config: slowConfig("4", unit: unit), dir: a.dir)
+        // Same state folder, a first cycle slowed by the POST command. The first answer the socket gives
+        // must be the restored report (a loaded machine may take seconds to bring the socket up).
+        let b = try DaemonUnderTest(config: slowConfig("6", unit: unit), dir: a.dir)
         defer { b.stop() }
         var restored: Report?
-        for _ in 0..<100 where restored == nil {
-            if let h = try? b.health(), h["report_source"] as? String == "restored" { restored = try? report(b) }
+        var firstSource: String?
+        for _ in 0..<400 where firstSource == nil {
+            if let h = try? b.health() {
+                firstSource = h["report_source"] as? String
+                if firstSource == "restored" { restored = try? report(b) }
+            }
             usleep(50_000)
         }
-        let served = try #require(restored, "the restarted daemon did not serve the saved report; stderr: \(b.stderr)")
+        let served = try #require(restored, "the restarted daemon's first answer came from \(firstSource ?? "nowhere"), not the saved report; stderr: \(b.stderr)")
         #expect(served.generatedAt == before.generatedAt)
         #expect(served.targets.map(\.name) == before.targets.map(\.name))
         try #require(b.waitForNotify { $0.contains("READY=1") } != nil)
