@@ -42,6 +42,30 @@ import Testing
         ]),
     ]
 
+    /// The writer checks strings 8 bytes at a time for characters to escape: each such character at
+    /// every position of strings around that width, and nesting deeper than the indentation table.
+    @Test func escapesAtEveryPositionAndDeepNesting() throws {
+        var strings: [String] = (0..<18).map { String(repeating: "a", count: $0) }
+        for special in ["\"", "\\", "\n", "\u{1}", "\u{1f}", " ", "\u{7f}", "é"] {
+            for length in [7, 8, 9, 16, 17] {
+                for position in 0..<length {
+                    var chars = Array(repeating: "b", count: length)
+                    chars[position] = special
+                    strings.append(chars.joined())
+                }
+            }
+        }
+        var deep: JSONValue = .string("bottom \"\\")
+        for level in 0..<40 { deep = level % 2 == 0 ? .array([deep]) : .object(["k\(level)": deep]) }
+        let report = Report(command: "scan", toolVersion: "0.1.0", generatedAt: "t", targets: [
+            TargetReport(name: "n", kind: "bundle", findings: [
+                Finding(code: .orphanOpenSSLCopy, target: "t", summary: "s", evidence: deep, fix: strings),
+            ], warnings: strings),
+        ])
+        let ours = ReportJSON.encode(report)
+        #expect(ours == (try Self.encoderBytes(report)))
+    }
+
     @Test(arguments: reports.indices)
     func sameBytesAsJSONEncoder(_ index: Int) throws {
         let report = Self.reports[index]
