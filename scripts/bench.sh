@@ -28,8 +28,6 @@ if [[ " $SECTIONS " == *" scan "* ]]; then
 fi
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 
-median() { # hyperfine JSON → median seconds
-  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$1"; }
 rss() { /usr/bin/time -f %M "$@" >/dev/null 2>"$TMP/rss" || true; tail -1 "$TMP/rss"; }
 
 for TREE in /usr/lib/x86_64-linux-gnu "$FIXTURES/big-bundle"; do
@@ -37,21 +35,24 @@ for TREE in /usr/lib/x86_64-linux-gnu "$FIXTURES/big-bundle"; do
   files=$(find "$TREE" -type f | wc -l)
   scanelf -RBF '%F' "$TREE" 2>/dev/null | sort -u > "$TMP/elfs" || true
   grep -E '\.so' "$TMP/elfs" > "$TMP/libs" || true
-  echo "== $TREE ($files files, $(wc -l < "$TMP/elfs") ELF)"
-  # -N: no shell in between; -i: exit 1 means findings (scan) or a missing library (libtree), not a failure.
-  hyperfine -N -i -w 1 -r "$RUNS" --export-json "$TMP/scanelf.json" "scanelf -qR -n -r -S $TREE" >/dev/null 2>&1
-  hyperfine -N -i -w 1 -r "$RUNS" --export-json "$TMP/libtree.json" "xargs -a $TMP/libs libtree" >/dev/null 2>&1
-  hyperfine -N -i -w 1 -r "$RUNS" --export-json "$TMP/sentinel.json" "$BIN scan $TREE --format json" >/dev/null 2>&1
-  s=$(median "$TMP/scanelf.json"); l=$(median "$TMP/libtree.json"); c=$(median "$TMP/sentinel.json")
+  echo "== $TREE ($files files, $(wc -l < "$TMP/elfs") ELF); medians of $((RUNS * 4)) interleaved rounds"
+  # Interleaved like the POST rounds below (scripts/bench/interleave.py): each ratio is taken within one
+  # round, so load that comes and goes on a 2-core machine falls on every tool alike.
+  env -i PATH=/usr/bin:/bin python3 scripts/bench/interleave.py $((RUNS * 4)) \
+    "scanelf -qR -n -r -S=scanelf -qR -n -r -S $TREE" \
+    "libtree (ELF files)=xargs -a $TMP/libs libtree" \
+    "crypto-sentinel scan (target: 1.5x at most)=$BIN scan $TREE --format json"
   rs=$(rss scanelf -qR -n -r -S "$TREE"); rl=$(rss xargs -a "$TMP/libs" libtree); rc=$(rss "$BIN" scan "$TREE" --format json)
-  "$BENCH" "$TREE" 3 > "$TMP/repeat"
-  first=$(awk 'NR==1{print $4}' "$TMP/repeat"); again=$(awk 'NR==3{print $4}' "$TMP/repeat")
-  python3 - "$s" "$l" "$c" "$rs" "$rl" "$rc" "$first" "$again" <<'PY'
-import sys
-s, l, c = map(float, sys.argv[1:4]); rs, rl, rc = sys.argv[4:7]; first, again = map(float, sys.argv[7:9])
-print(f"  scanelf -qR -n -r -S   {s*1000:8.1f} ms  peak RSS {int(rs)/1024:6.1f} MiB   (1.00x)")
-print(f"  libtree (ELF files)    {l*1000:8.1f} ms  peak RSS {int(rl)/1024:6.1f} MiB   ({l/s:.2f}x scanelf)")
-print(f"  crypto-sentinel scan   {c*1000:8.1f} ms  peak RSS {int(rc)/1024:6.1f} MiB   ({c/s:.2f}x scanelf; target <= 1.5x)")
+  # The first scan and the rescans of the unchanged tree, in one process as the daemon does: medians
+  # over RUNS processes of 4 scans each (the first, then three rescans).
+  for _ in $(seq "$RUNS"); do "$BENCH" "$TREE" 4; done > "$TMP/repeat"
+  python3 - "$rs" "$rl" "$rc" "$TMP/repeat" <<'PY'
+import statistics, sys
+rs, rl, rc = (int(v) / 1024 for v in sys.argv[1:4])
+scans = [line.split() for line in open(sys.argv[4])]
+first = statistics.median(float(s[3]) for s in scans if s[1] == "1")
+again = statistics.median(float(s[3]) for s in scans if s[1] != "1")
+print(f"  peak RSS: scanelf {rs:.1f} MiB, libtree {rl:.1f} MiB, crypto-sentinel {rc:.1f} MiB")
 print(f"  rescan, same process   {again:8.1f} ms vs first {first:.1f} ms   ({again/first:.2f}x; target <= 0.2x)")
 PY
 done
