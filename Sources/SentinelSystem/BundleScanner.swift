@@ -184,20 +184,19 @@ public final class ELFCatalog: Sendable {
 
     /// Reads `path` (already stat()ed as `stamp`) unless the cache holds the same stamp.
     public func entry(path: String, stamp: FileStamp) -> CatalogEntry {
-        if let hit = entries.withLock({ $0[stamp.identity] }), hit.0 == stamp { return hit.1 }
-        let result = Self.read(path: path, expected: stamp)
-        if case .unreadable = result { return result }  // errors (EACCES, vanished) may pass: retry next time
-        entries.withLock { $0[stamp.identity] = (stamp, result) }
-        return result
+        entry(stamp) { Self.read(path: path, expected: stamp) }
     }
 
     /// The same for a file the caller opened and fstat()ed itself (`status`): a first scan's walk reads
     /// each file it finds through the descriptor it found it with.
     func entry(opened fd: Int32, status: stat) -> CatalogEntry {
-        let stamp = FileStamp(status)
+        entry(FileStamp(status)) { Self.read(fd: fd, status: status) }
+    }
+
+    private func entry(_ stamp: FileStamp, read: () -> CatalogEntry) -> CatalogEntry {
         if let hit = entries.withLock({ $0[stamp.identity] }), hit.0 == stamp { return hit.1 }
-        let result = Self.read(fd: fd, status: status)
-        if case .unreadable = result { return result }
+        let result = read()
+        if case .unreadable = result { return result }  // errors (EACCES, vanished) may pass: retry next time
         entries.withLock { $0[stamp.identity] = (stamp, result) }
         return result
     }
