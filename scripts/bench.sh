@@ -2,7 +2,8 @@
 # Benchmarks (not tests): crypto-sentinel's full bundle audit next to scanelf and libtree on the same
 # trees in the same run, as ratios (the machines are noisy), with peak RSS.
 #   - /usr/lib/x86_64-linux-gnu and a generated 20,000-file bundle
-#   - crypto-sentinel scan (fresh process) vs `scanelf -qR -n -r -S` and `libtree` over the tree's ELF files
+#   - crypto-sentinel scan (fresh process) vs `scanelf -qR -n -r -S` and `libtree` over the tree's ELF files,
+#     interleaved round by round (scripts/bench/interleave.py)
 #   - an unchanged tree rescanned in the same process (the stat-keyed cache) vs the first scan
 #   - POST: `crypto-sentinel post` (and the bare probe) vs `openssl list -providers && openssl dgst -sha256`
 #     under the same environment (Debian 13's fips.so in Debian 12's libcrypto, and plain system OpenSSL),
