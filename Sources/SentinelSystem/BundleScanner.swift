@@ -146,14 +146,7 @@ public final class ELFCatalog: Sendable {
     /// pread until `count` bytes (default: the buffer) or the end of the file; -1 on an error.
     private static func readFully(_ fd: Int32, _ buffer: inout [UInt8], at offset: Int, count: Int? = nil) -> Int {
         let want = count ?? buffer.count
-        var got = 0
-        while got < want {
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, want - got, off_t(offset + got)) }
-            if n < 0 { if errno == EINTR { continue }; return -1 }
-            if n == 0 { break }
-            got += n
-        }
-        return got
+        return buffer.withUnsafeMutableBytes { preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: $0[0..<want]), at: UInt64(offset)) }
     }
 
     static func compareBytes(_ a: String, _ b: String) -> Bool {

@@ -829,7 +829,7 @@ private struct Parser {
 }
 
 /// pread until `buffer` is full or the file ends; the count read, or -1 with errno set.
-private func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int {
+func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int {
     var got = 0
     while got < buffer.count {
         let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(offset) + off_t(got))
