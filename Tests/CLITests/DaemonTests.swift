@@ -291,17 +291,20 @@ final class DaemonUnderTest {
         #expect(good.status == 0 && good.stdout.contains("services: api") && good.stdout.contains("discover: off"))
     }
 
-    /// systemd-socket-activate binds the socket and execs the daemon on the first connection, with
-    /// LISTEN_FDS/LISTEN_PID, as crypto-sentinel.socket does: the daemon adopts the socket.
+    /// systemd-socket-activate binds the sockets and execs the daemon on the first connection, with
+    /// LISTEN_FDS/LISTEN_PID, as crypto-sentinel.socket does: the daemon adopts the one bound to its
+    /// path (of two), keeps the mode systemd gave it, and leaves the file, which is systemd's, at exit.
+    /// In a separate process on purpose: sd_listen_fds() needs every fd from 3 up to be open, which a
+    /// test process with other tests opening and closing files cannot promise.
     @Test func socketActivationAdoptsTheListeningSocket() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let sock = dir + "/activated.sock"
-        try "interval: 1h\nservices:\n  - name: api\n    unit: sentinel-absent-unit\n    post: false\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        let sock = dir + "/activated.sock", other = dir + "/other.sock"
+        try "interval: 1h\nsocket: \(sock)\nservices:\n  - name: api\n    unit: sentinel-absent-unit\n    post: false\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
         // posix_spawn, not Foundation's Process: the activator closes its inherited descriptors when it
         // execs the daemon, which Process takes for an exit and then blocks in wait4() on it, stalling
         // every other child of this test process (curl below).
-        let argv = ["/usr/bin/systemd-socket-activate", "-l", sock, "-E", "RUNTIME_DIRECTORY=\(dir)/run",
+        let argv = ["/usr/bin/systemd-socket-activate", "-l", other, "-l", sock, "-E", "RUNTIME_DIRECTORY=\(dir)/run",
                     "-E", "STATE_DIRECTORY=\(dir)/state", "-E", "PATH=/usr/bin:/bin"]
             + Sanitizers.environment.sorted { $0.key < $1.key }.flatMap { ["-E", "\($0.key)=\($0.value)"] }
             + [Sentinel.binary, "daemon", "--config", dir + "/c.yaml"]
@@ -316,6 +319,7 @@ final class DaemonUnderTest {
         var reaped = false
         defer { if !reaped { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0) } }
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: sock) { usleep(20_000) }
+        #expect(chmod(sock, 0o600) == 0)  // a mode systemd's SocketMode= chose; the daemon must not change it
         // The first connection starts the daemon, which answers it on the adopted socket.
         let r = try Sentinel.shell(["curl", "-s", "--max-time", "10", "--unix-socket", sock, "http://localhost/v1/health"])
         #expect(r.stdout.contains("\"status\":\"ok\""))
@@ -334,6 +338,8 @@ final class DaemonUnderTest {
             if !reaped { usleep(20_000) }
         }
         #expect(reaped && status == 0, "the daemon (exec'd by the activator, same pid) exits 0 within 20 s of SIGTERM")
+        var st = stat()
+        #expect(stat(sock, &st) == 0 && st.st_mode & 0o7777 == 0o600, "the adopted socket keeps its mode and stays")
     }
 
     /// A cycle step that hangs (the product's POST command, here 4 s) never stops WATCHDOG=1.
