@@ -12,6 +12,11 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 CATALOGDIR ?= /usr/lib/systemd/catalog
 CONFDIR ?= /etc/crypto-sentinel
 DOCDIR ?= $(PREFIX)/share/doc/crypto-sentinel
+LIBEXECDIR ?= $(PREFIX)/libexec/crypto-sentinel
+# SwiftPM gives every executable RUNPATH $$ORIGIN: ld.so would look for libc beside the launcher and the
+# probe, and the probe's dlopen("libcrypto.so.3") would search its own folder before the service's
+# LD_LIBRARY_PATH-then-cache order. Without it a soname resolves exactly as in the service.
+LOCAL_FLAGS := --disable-local-rpath
 
 .PHONY: setup build release fixtures demo demo-scan test fuzz sanitize bench install install-files clean
 
@@ -25,7 +30,7 @@ setup:
 	fi
 
 build:
-	swift build $(SWIFT_BUILD_FLAGS)
+	swift build $(LOCAL_FLAGS) $(SWIFT_BUILD_FLAGS)
 
 ## release: laid out for a small resident set and a short start (README, Benchmarks: the daemon's
 ## VmRSS 27 -> 19 MiB):
@@ -46,10 +51,10 @@ RELEASE_FLAGS := --static-swift-stdlib -Xswiftc -use-ld=lld -Xswiftc -Xfrontend 
                  -Xlinker --symbol-ordering-file=$(CURDIR)/release/hot-symbols.txt -Xlinker --no-warn-symbol-ordering \
                  -Xlinker -L$(STATIC_CXX)
 release:
-	rm -f .build/release/crypto-sentinel .build/release/sentinel-bench
+	rm -f .build/release/crypto-sentinel-core .build/release/sentinel-bench
 	@mkdir -p $(STATIC_CXX); a=$$(gcc -print-file-name=libstdc++.a); \
 	if [ -f "$$a" ]; then ln -sf "$$a" $(STATIC_CXX)/libstdc++.a; else rm -f $(STATIC_CXX)/libstdc++.a; fi
-	swift build -c release $(RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS)
+	swift build -c release $(LOCAL_FLAGS) $(RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS)
 
 ## fixtures: gcc-built ELF trees, real cx_Freeze bundles (PyPI), fake libcrypto for the POST's failure
 ## paths, and Debian 13's openssl-provider-fips (private apt sources list; cached under $(FIPS_CACHE)).
@@ -76,7 +81,7 @@ demo-scan: setup release
 
 ## test: the whole suite (what .ci/run runs).
 test: setup fixtures
-	SENTINEL_FIXTURES=$(FIXTURES) swift test $(SWIFT_BUILD_FLAGS)
+	SENTINEL_FIXTURES=$(FIXTURES) swift test $(LOCAL_FLAGS) $(SWIFT_BUILD_FLAGS)
 
 ## sanitize: the whole suite under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer (SANITIZERS=address
 ## or thread for one); non-zero on a failed test or any sanitizer report. Slow (about 10 min): not in .ci/run.
@@ -93,14 +98,14 @@ fuzz: setup fixtures
 bench: setup release fixtures
 	scripts/bench.sh
 
-## install: crypto-sentinel and its native POST probe side by side (the probe is found next to the
-## executable), then everything install-files places. SwiftPM gives every executable RUNPATH $$ORIGIN;
-## the installed probe has none, so a soname it dlopen()s resolves exactly as in the service
-## (LD_LIBRARY_PATH, ld.so.cache, defaults).
+## install: the launcher, the Swift binary it execs and the native POST probe side by side in
+## $(PREFIX)/libexec/crypto-sentinel (each finds the next beside /proc/self/exe), `crypto-sentinel` in
+## $(PREFIX)/bin as a link to the launcher, then everything install-files places.
 install: release install-files
-	install -D -m 0755 .build/release/crypto-sentinel $(DESTDIR)$(PREFIX)/bin/crypto-sentinel
-	install -D -m 0755 .build/release/sentinel-probe $(DESTDIR)$(PREFIX)/bin/sentinel-probe
-	patchelf --remove-rpath $(DESTDIR)$(PREFIX)/bin/sentinel-probe
+	install -d -m 0755 $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 .build/release/crypto-sentinel .build/release/crypto-sentinel-core .build/release/sentinel-probe \
+	  $(DESTDIR)$(LIBEXECDIR)/
+	ln -sfn $(LIBEXECDIR)/crypto-sentinel $(DESTDIR)$(PREFIX)/bin/crypto-sentinel
 
 ## install-files: what needs no build — the systemd units (paths rewritten for PREFIX), the journal
 ## catalog, the example config (never over a real config.yaml) and the docs the catalog points at.

@@ -5,7 +5,10 @@ let package = Package(
     name: "crypto-sentinel",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "crypto-sentinel", targets: ["crypto-sentinel"]),
+        // What users run: the C launcher (starts a `post`'s probe children, then execs the Swift binary).
+        .executable(name: "crypto-sentinel", targets: ["crypto-sentinel-launcher"]),
+        // The Swift CLI and daemon, exec'd by the launcher from the same folder.
+        .executable(name: "crypto-sentinel-core", targets: ["crypto-sentinel"]),
         .executable(name: "sentinel-probe", targets: ["sentinel-probe"]),
     ],
     dependencies: [
@@ -44,8 +47,15 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
-        // `post`'s probe children started from an ELF constructor, before the Swift runtime (early_post.c).
+        // `post`'s probe children, started by the launcher and adopted by the Swift binary (early_post.c).
         .target(name: "CEarlyPost", cSettings: [.unsafeFlags(["-Wall", "-O2"])]),
+        // C, libc only, linked like the probe (no Swift runtime): it runs before the Swift binary loads.
+        .executableTarget(
+            name: "crypto-sentinel-launcher",
+            dependencies: ["CEarlyPost"],
+            cSettings: [.unsafeFlags(["-Wall", "-O2"])],
+            linkerSettings: [.unsafeFlags(["-enable-experimental-feature", "Embedded", "-no-toolchain-stdlib-rpath", "-no-static-stdlib"])]
+        ),
         .executableTarget(
             name: "crypto-sentinel",
             dependencies: [

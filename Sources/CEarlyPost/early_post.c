@@ -1,7 +1,9 @@
 /* `crypto-sentinel post` on a simple command line (only --env, --libcrypto, --timeout, --expect-fips,
- * --format, --fail-on, --name, each as `--option value`) starts its probe children here, from an ELF
- * constructor: before the Swift runtime, Foundation and the rest of a static Swift binary's start
- * (~3 ms, as long as a non-FIPS POST itself), which then run beside the probe instead of before it.
+ * --format, --fail-on, --name, each as `--option value`) has its probe children started by the
+ * launcher (Sources/crypto-sentinel-launcher), a small C program, before it execs the Swift binary:
+ * the dynamic loader's ~2 ms on a 100 MB static Swift binary and the runtime's start then run beside
+ * the probe instead of before it. The children stay ours across the exec (same process); the Swift
+ * side adopts them from SENTINEL_EARLY_POST (pid, pipe fds, spawn time per child).
  *
  * Nothing is decided here. A child is started with exactly the argv, empty environment and stdin
  * bytes PostRunner would use (its spawn is mirrored below: new session, default signal dispositions,
@@ -17,8 +19,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,31 +125,32 @@ static void discard_untaken(void) {
     pthread_mutex_unlock(&lock);
 }
 
-/* 101: before the static Swift runtime's and Foundation's own constructors in this executable. */
-__attribute__((constructor(101))) static void start_early_post(int argc, char **argv, char **envp) {
-    (void)envp;
-    if (argc < 2 || strcmp(argv[1], "post") != 0) return;
+/* The children a simple `post` line asks for (argv and the stdin environment block), not started;
+ * the number of them, 0 for any other command line. Both sides compute it: the launcher to start
+ * them, the Swift binary to check that what it adopts is what this line asks for. */
+static int plan(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "post") != 0) return 0;
     const char *libraries[MAX_LIBRARIES], *pairs[MAX_PAIRS];
     int nlib = 0, npair = 0;
     for (int i = 2; i < argc;) {
         const char *option = argv[i];
         if (strcmp(option, "--expect-fips") == 0) { i++; continue; }
-        if (i + 1 >= argc || argv[i + 1][0] == '-') return;
+        if (i + 1 >= argc || argv[i + 1][0] == '-') return 0;
         const char *value = argv[i + 1];
         if (strcmp(option, "--env") == 0) {
             const char *eq = strchr(value, '=');
-            if (!eq || eq == value || npair == MAX_PAIRS) return;
+            if (!eq || eq == value || npair == MAX_PAIRS) return 0;
             pairs[npair++] = value;
         } else if (strcmp(option, "--libcrypto") == 0) {
             int seen = 0;
             for (int k = 0; k < nlib; k++) seen |= strcmp(libraries[k], value) == 0;
             if (!seen) {
-                if (nlib == MAX_LIBRARIES) return;
+                if (nlib == MAX_LIBRARIES) return 0;
                 libraries[nlib++] = value;
             }
         } else if (strcmp(option, "--timeout") && strcmp(option, "--format") && strcmp(option, "--fail-on") &&
                    strcmp(option, "--name")) {
-            return;
+            return 0;
         }
         i += 2;
     }
@@ -163,24 +168,89 @@ __attribute__((constructor(101))) static void start_early_post(int argc, char **
     qsort(kept, (size_t)nkept, sizeof kept[0], by_key);
     for (int i = 0; i < nkept; i++) {
         size_t n = strlen(kept[i]) + 1;
-        if (env_len + n > sizeof env_block) return;
+        if (env_len + n > sizeof env_block) return 0;
         memcpy(env_block + env_len, kept[i], n);
         env_len += n;
     }
 
     char *probe = locate_probe();
-    if (!probe) return;
-    /* PostRunner ignores SIGPIPE before it feeds a child; a child dead before reading must not kill us. */
-    signal(SIGPIPE, SIG_IGN);
+    if (!probe) return 0;
     for (int i = 0; i < nlib; i++) {
-        struct early *e = &children[child_count];
-        e->argv[0] = probe;
-        e->argv[1] = "--env-stdin";
-        e->argv[2] = (char *)libraries[i];
-        e->argv[3] = NULL;
-        spawn(e);
+        children[i].argv[0] = probe;
+        children[i].argv[1] = "--env-stdin";
+        children[i].argv[2] = (char *)libraries[i];
+        children[i].argv[3] = NULL;
     }
-    if (child_count > 0) atexit(discard_untaken);
+    return nlib;
+}
+
+int sentinel_early_post_start(int argc, char **argv) {
+    int planned = plan(argc, argv);
+    if (planned == 0) return 0;
+    /* PostRunner ignores SIGPIPE before it feeds a child; a child dead before reading must not kill us
+     * (the disposition stays ignored across the exec, until Post.swift restores it). */
+    signal(SIGPIPE, SIG_IGN);
+    for (int i = 0; i < planned; i++) {
+        spawn(&children[child_count]);
+        if (child_count != i + 1) break;   /* the table stays dense: index i is library i */
+    }
+    if (child_count == 0) return 0;
+    /* Handed to the exec'd binary: pid:out:err:start per child, in plan order; the read ends stay open. */
+    char value[MAX_LIBRARIES * 80] = "";
+    size_t used = 0;
+    for (int i = 0; i < child_count; i++) {
+        sentinel_early_child *c = &children[i].child;
+        fcntl(c->out_fd, F_SETFD, 0);
+        fcntl(c->err_fd, F_SETFD, 0);
+        used += (size_t)snprintf(value + used, sizeof value - used, "%s%d:%d:%d:%llu", i ? "," : "", c->pid, c->out_fd,
+                                 c->err_fd, (unsigned long long)c->start_ns);
+    }
+    setenv("SENTINEL_EARLY_POST", value, 1);
+    return child_count;
+}
+
+void sentinel_early_post_discard(void) { discard_untaken(); }
+
+/* A pipe's read end that this process holds. */
+static int is_pipe(int fd) {
+    struct stat st;
+    return fd > 2 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+/* A child of this process, whether or not it has exited yet. */
+static int is_our_child(pid_t pid) {
+    siginfo_t info = {0};
+    return pid > 0 && waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+void sentinel_early_post_adopt(int argc, char **argv) {
+    const char *handed = getenv("SENTINEL_EARLY_POST");
+    if (!handed) return;
+    char value[MAX_LIBRARIES * 80];
+    int fits = snprintf(value, sizeof value, "%s", handed) < (int)sizeof value;
+    unsetenv("SENTINEL_EARLY_POST");   /* never passed on, whatever it held */
+    int planned = plan(argc, argv);
+    sentinel_early_child got[MAX_LIBRARIES];
+    int n = 0, ok = fits;
+    char *save = NULL;
+    for (char *item = strtok_r(value, ",", &save); ok && item; item = strtok_r(NULL, ",", &save)) {
+        int pid, out, err;
+        unsigned long long start;
+        char tail;
+        if (n == MAX_LIBRARIES || sscanf(item, "%d:%d:%d:%llu%c", &pid, &out, &err, &start, &tail) != 4) ok = 0;
+        else got[n++] = (sentinel_early_child){.pid = pid, .out_fd = out, .err_fd = err, .start_ns = start};
+    }
+    for (int i = 0; ok && i < n; i++)
+        ok = is_our_child(got[i].pid) && is_pipe(got[i].out_fd) && is_pipe(got[i].err_fd) && got[i].out_fd != got[i].err_fd;
+    /* Only what this very line asks for, in order; anything else was not started for us. */
+    if (!ok || n == 0 || n > planned) return;
+    for (int i = 0; i < n; i++) {
+        fcntl(got[i].out_fd, F_SETFD, FD_CLOEXEC);
+        fcntl(got[i].err_fd, F_SETFD, FD_CLOEXEC);
+        children[i].child = got[i];
+    }
+    child_count = n;
+    atexit(discard_untaken);
 }
 
 int sentinel_early_post_take(const char *const *argv, size_t argc, const void *env, size_t len,

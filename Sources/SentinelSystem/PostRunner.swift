@@ -113,7 +113,7 @@ public struct PostRunner: Sendable {
     }
 
     /// A probe child already started elsewhere with exactly the argv and stdin bytes `start` would
-    /// use (the CLI starts its POST children from an ELF constructor, before the Swift runtime).
+    /// use (the launcher starts a CLI `post`'s children before it execs the Swift binary).
     public struct StartedChild: Sendable {
         public var pid: pid_t, outFD: Int32, errFD: Int32, startNanos: UInt64
         public init(pid: pid_t, outFD: Int32, errFD: Int32, startNanos: UInt64) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CEarlyPost
 import Foundation
 import SentinelCore
 import SentinelSystem
@@ -24,6 +25,7 @@ struct CryptoSentinel: ParsableCommand {
 
     /// ArgumentParser exits 64 on usage errors; PRODUCT.md's contract is 2.
     static func main() {
+        sentinel_early_post_adopt(CommandLine.argc, CommandLine.unsafeArgv)
         do {
             if let post = PostRequest(simpleCommandLine: CommandLine.arguments) {
                 try post.run()

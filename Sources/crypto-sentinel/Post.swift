@@ -124,7 +124,7 @@ struct PostRequest {
             }
             plan.identity = nil
         }
-        // Only `post` hands the children early_post.c started to the runner (the daemon spawns its own).
+        // Only `post` hands the launcher's children to the runner (the daemon spawns its own).
         PostRunner.adopt.withLock { $0 = EarlyPost.take }
         let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
@@ -164,7 +164,7 @@ extension PostRequest {
     }
 }
 
-/// The probe children early_post.c's constructor started for this command line, handed to PostRunner
+/// The probe children the launcher started for this command line (adopted in main), handed to PostRunner
 /// when it is about to spawn exactly one of them.
 enum EarlyPost {
     @Sendable static func take(argv: [String], stdin: [UInt8]) -> PostRunner.StartedChild? {

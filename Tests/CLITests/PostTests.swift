@@ -40,6 +40,22 @@ import Testing
         #expect(!symbols.stdout.contains("EVP_"), "the probe must not link OpenSSL")
     }
 
+    /// SwiftPM's default RUNPATH $ORIGIN would make the probe's dlopen("libcrypto.so.3") search the
+    /// probe's own folder before the service's order; make (build, test, release) links without it.
+    @Test func noExecutableSearchesItsOwnFolderForLibraries() throws {
+        let folder = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().path
+        for exe in [Self.probe, Sentinel.binary, folder + "/crypto-sentinel-core"] {
+            let r = try Sentinel.shell(["readelf", "-d", exe])
+            #expect(r.status == 0, "\(exe): \(r.stderr)")
+            #expect(!r.stdout.contains("$ORIGIN"), "\(exe) searches its own folder: build with --disable-local-rpath (make does)")
+            // A debug build's Swift binary keeps the toolchain's runtime folder; the C programs need nothing.
+            if exe != folder + "/crypto-sentinel-core" { #expect(!r.stdout.contains("PATH)"), "\(exe): \(r.stdout)") }
+        }
+        let launcher = try Sentinel.shell(["readelf", "-d", Sentinel.binary])
+        let needed = launcher.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }
+        #expect(needed.count == 1 && needed[0].contains("[libc.so.6]"), "the launcher loads only libc: \(needed)")
+    }
+
     @Test func fipsFinePassesEverythingAndBlocksMD5() throws {
         let lab = try FIPSLab()
         defer { lab.remove() }
@@ -321,9 +337,10 @@ import Testing
         }
     }
 
-    /// early_post.c starts the probe children of a simple command line from an ELF constructor; the
-    /// POST takes one over only when it is exactly the child it would spawn, so each libcrypto still
-    /// gets exactly one probe. The probe here is a wrapper that logs each start, then execs the real one.
+    /// The launcher starts the probe children of a simple command line before it execs the Swift
+    /// binary; the POST takes one over only when it is exactly the child it would spawn, so each
+    /// libcrypto still gets exactly one probe. The probe here is a wrapper that logs each start, then
+    /// execs the real one.
     @Test func theChildStartedBeforeSwiftIsTheOnlyProbePerLibcrypto() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -353,7 +370,43 @@ import Testing
         }
     }
 
-    /// A line the constructor started children for but ArgumentParser then rejects must leave none
+    /// What SENTINEL_EARLY_POST says is believed only from the launcher, and only for this process's
+    /// own children: the launcher drops one it inherits, and the Swift binary run on its own (no early
+    /// children) ignores one naming processes and descriptors that are not its probe children. Either
+    /// way the POST runs exactly once, and passes.
+    @Test func onlyTheLaunchersOwnChildrenAreAdopted() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let real = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
+        let wrapper = dir + "/probe", log = dir + "/starts"
+        try "#!/bin/sh\necho \"$*\" >> \(log)\nexec \(real) \"$@\"\n".write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        let core = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("crypto-sentinel-core").path
+        for (exe, forged) in [(Sentinel.binary, "1:0:1:0"), (core, "1:0:1:0"), (core, "\(getpid()):0:2:5,junk"), (core, nil)] {
+            try? FileManager.default.removeItem(atPath: log)
+            var env = ProcessInfo.processInfo.environment
+            env["SENTINEL_PROBE"] = wrapper
+            env["SENTINEL_EARLY_POST"] = forged
+            let r = try Sentinel.shell([exe, "post", "--format", "json"], environment: env)
+            #expect(r.status == 0, "\(exe) \(forged ?? "-"): \(r.stderr)")
+            #expect(r.report?.targets.first?.state == .healthy, "\(exe) \(forged ?? "-"): \(r.stdout.prefix(300))")
+            let starts = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+            #expect(starts.count == 1, "\(exe) \(forged ?? "-"): probe starts \(starts)")
+        }
+    }
+
+    /// The launcher alone (a broken install) says what is missing, in one line, with exit status 2.
+    @Test func aLauncherWithoutTheSwiftBinarySaysWhy() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: Sentinel.binary, toPath: dir + "/crypto-sentinel")
+        let r = try Sentinel.shell([dir + "/crypto-sentinel", "--version"])
+        #expect(r.status == 2)
+        #expect(r.stderr == "crypto-sentinel: cannot run \(dir)/crypto-sentinel-core: No such file or directory (it is installed beside this launcher)\n",
+                "\(r.stderr)")
+    }
+
+    /// A line the launcher started children for but ArgumentParser then rejects must leave none
     /// behind (the hanging fixture would run until its timeout).
     @Test func aRejectedCommandLineLeavesNoEarlyProbe() throws {
         let lib = try Fixtures.postLib("hang")

@@ -14,7 +14,7 @@
 # Usage: scripts/release/hot-symbols.sh [BIN]   (BIN: an unordered release build; needs valgrind, curl)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN=${1:-.build/release/crypto-sentinel}
+BIN=${1:-.build/release/crypto-sentinel-core}   # the Swift binary (the launcher only execs it)
 FIXTURES=${FIXTURES:-/tmp/crypto-sentinel-fixtures}
 OUT=${OUT:-release/hot-symbols.txt}
 PROBE=${SENTINEL_PROBE:-$(dirname "$BIN")/sentinel-probe}
