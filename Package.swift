@@ -26,6 +26,8 @@ let package = Package(
         // libsystemd's headers (libsystemd-dev): sd_notify, sd_journal_sendv, sd_listen_fds. Not linked: the
         // shim dlopen()s libsystemd.so.0 on first use (see shim.h), so only the daemon loads it.
         .systemLibrary(name: "CLibSystemd", providers: [.apt(["libsystemd-dev"])]),
+        // Linux calls Swift's Glibc module leaves out (memfd_create, file seals): header only.
+        .systemLibrary(name: "CLinux"),
         // Pure core: ELF model, loader resolution, findings, report, daemon config and change tracking.
         // No I/O side effects (Yams only parses text it is given).
         .target(name: "SentinelCore", dependencies: [.product(name: "Yams", package: "Yams")]),
@@ -36,7 +38,7 @@ let package = Package(
         .target(
             name: "SentinelDaemon",
             dependencies: [
-                "SentinelCore", "SentinelSystem", "CLibSystemd",
+                "SentinelCore", "SentinelSystem", "CLibSystemd", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

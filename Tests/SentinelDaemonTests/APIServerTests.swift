@@ -170,6 +170,43 @@ final class ScanCounter: Sendable {
         }
     }
 
+    /// The shared answer is sent from a memfd (sendfile). A client that reads slowly keeps writes of an
+    /// answer pending after a newer report replaced it (another client asked meanwhile): they must still
+    /// arrive whole, from the replaced answer's memfd.
+    @Test func aSlowReaderGetsEveryAnswerWholeAfterTheReportChanged() async throws {
+        try await TestAPI.with() { api in
+            // ~50 KB answers: 100 of them are far more than the socket buffers hold, so writes stay pending.
+            func publish(_ round: Int) -> [UInt8] {
+                var next = sampleReport()
+                next.generatedAt = "2026-11-23T12:00:0\(round)Z"
+                next.targets[1].findings += Array(repeating: next.targets[1].findings[0], count: 400)
+                api.board.publish(next, source: "cycle", cycleSeconds: 0.1)
+                return api.board.current().reportJSON
+            }
+            let first = publish(1)
+            let slow = try RawClient(socket: api.socket)
+            let requests = 100
+            slow.send(String(repeating: "GET /v1/report HTTP/1.1\r\nHost: x\r\n\r\n", count: requests - 1)
+                      + "GET /v1/report HTTP/1.1\r\nConnection: close\r\n\r\n")
+            try await Task.sleep(for: .milliseconds(100))
+            let second = publish(2)
+            #expect(try api.get("/v1/report").body == String(decoding: second, as: UTF8.self))
+            let stream = slow.readToEnd()
+            #expect(stream.closed)
+            var rest = stream.data[...], answers = 0
+            let separator = Array("\r\n\r\n".utf8)
+            while let end = rest.indices.first(where: { rest[$0...].starts(with: separator) }) {
+                let head = String(decoding: rest[..<end], as: UTF8.self)
+                guard head.hasPrefix("HTTP/1.1 200 OK"), head.contains("Content-Length: \(first.count)\r\n") || head.hasSuffix("Content-Length: \(first.count)"),
+                      end + 4 + first.count <= rest.endIndex, rest[(end + 4)..<(end + 4 + first.count)].elementsEqual(first)
+                else { break }
+                rest = rest[(end + 4 + first.count)...]
+                answers += 1
+            }
+            #expect(answers == requests && rest.isEmpty, "\(answers) whole answers of \(requests), \(rest.count) bytes left")
+        }
+    }
+
     @Test func keepAliveServesSeveralRequestsOnOneConnection() async throws {
         try await TestAPI.with() { api in
             let url = "http://localhost/v1/health"

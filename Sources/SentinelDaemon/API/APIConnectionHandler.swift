@@ -5,7 +5,7 @@ import NIOCore
 /// enforces the header and idle timeouts. Pipelined requests are answered in order.
 final class APIConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+    typealias OutboundOut = IOData
 
     private let server: APIServer
     private let record: ConnectionRecord
@@ -97,9 +97,18 @@ final class APIConnectionHandler: ChannelInboundHandler {
     }
 
     private func handle(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
-        switch server.router.route(head) {
+        switch server.router.route(head, loop: ObjectIdentifier(context.eventLoop)) {
         case .prepared(let answer):
-            write(context, answer, close: .no)
+            guard let file = answer.file else {
+                write(context, answer.bytes, close: .no)
+                return
+            }
+            // The promise keeps the answer, and so its memfd, open until this write is done.
+            let done = context.eventLoop.makePromise(of: Void.self)
+            done.futureResult.whenComplete { _ in withExtendedLifetime(answer) {} }
+            context.write(wrapOutboundOut(.fileRegion(FileRegion(fileHandle: file, readerIndex: 0, endIndex: answer.bytes.readableBytes))),
+                          promise: done)
+            needsFlush = true
         case .respond(let response):
             send(context, response, head: head, close: head.keepAlive ? .no : .now)
         case .scan:
@@ -164,13 +173,13 @@ final class APIConnectionHandler: ChannelInboundHandler {
     private func write(_ context: ChannelHandlerContext, _ out: ByteBuffer, close: Close) {
         switch close {
         case .no:
-            context.write(wrapOutboundOut(out), promise: nil)
+            context.write(wrapOutboundOut(.byteBuffer(out)), promise: nil)
             needsFlush = true
         case .now:
             closing = true
             timer?.cancel()
             timer = nil
-            context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.byteBuffer(out))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         case .linger:
             closing = true
             timer?.cancel()
@@ -178,7 +187,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
             buffer = nil
             // Shed first if the table fills up meanwhile.
             record.enter(.idle, at: .uptimeNanoseconds(0))
-            context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(.byteBuffer(out))).assumeIsolated().whenComplete { _ in
                 context.close(mode: .output, promise: nil)
                 context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { context.close(promise: nil) }
             }
