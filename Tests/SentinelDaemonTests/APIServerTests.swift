@@ -457,6 +457,15 @@ final class ScanCounter: Sendable {
         Array(text.utf8).withUnsafeBytes { HTTPRequestParser.parse($0, limits: limits) }
     }
 
+    @Test func aTargetsPathDropsTheQueryTheFragmentAndAnAbsoluteFormsAuthority() {
+        let cases: [(String, String)] = [
+            ("/v1/report", "/v1/report"), ("/v1/report?pretty=1", "/v1/report"), ("/v1/health#top", "/v1/health"),
+            ("/v1/targets/na%C3%AFve?x#y", "/v1/targets/na%C3%AFve"), ("http://localhost/metrics?a", "/metrics"),
+            ("http://localhost", "/"), ("http://h?x/y", "/y"), ("/\u{00e9}t\u{00e9}?q", "/\u{00e9}t\u{00e9}"), ("/?", "/"),
+        ]
+        for (target, path) in cases { #expect(Router.path(of: target) == path, "\(target)") }
+    }
+
     @Test func completeIncompleteAndPipelined() {
         #expect(parse("GET /v1/health HTTP/1.1\r\nHost: x\r\n") == .incomplete)
         let two = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
