@@ -28,6 +28,15 @@ import Testing
             ?? URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
     }
 
+    /// A probe in `dir` that logs each start (its arguments, one line) to `log`, then execs this build's probe.
+    static func loggingProbe(in dir: String) throws -> (path: String, log: String) {
+        let real = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
+        let wrapper = dir + "/probe", log = dir + "/starts"
+        try "#!/bin/sh\necho \"$*\" >> \(log)\nexec \(real) \"$@\"\n".write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        return (wrapper, log)
+    }
+
     @Test func probeLinksOnlyLibc() throws {
         let probe = Self.probe
         let r = try Sentinel.shell(["readelf", "-d", probe])
@@ -344,10 +353,7 @@ import Testing
     @Test func theChildStartedBeforeSwiftIsTheOnlyProbePerLibcrypto() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let real = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
-        let wrapper = dir + "/probe", log = dir + "/starts"
-        try "#!/bin/sh\necho \"$*\" >> \(log)\nexec \(real) \"$@\"\n".write(toFile: wrapper, atomically: true, encoding: .utf8)
-        chmod(wrapper, 0o755)
+        let (wrapper, log) = try Self.loggingProbe(in: dir)
         var env = ProcessInfo.processInfo.environment
         env["SENTINEL_PROBE"] = wrapper
         let split = try Fixtures.proc()
@@ -377,10 +383,7 @@ import Testing
     @Test func onlyTheLaunchersOwnChildrenAreAdopted() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let real = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
-        let wrapper = dir + "/probe", log = dir + "/starts"
-        try "#!/bin/sh\necho \"$*\" >> \(log)\nexec \(real) \"$@\"\n".write(toFile: wrapper, atomically: true, encoding: .utf8)
-        chmod(wrapper, 0o755)
+        let (wrapper, log) = try Self.loggingProbe(in: dir)
         let core = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("crypto-sentinel-core").path
         for (exe, forged) in [(Sentinel.binary, "1:0:1:0"), (core, "1:0:1:0"), (core, "\(getpid()):0:2:5,junk"), (core, nil)] {
             try? FileManager.default.removeItem(atPath: log)
