@@ -6,6 +6,7 @@
 #include "CEarlyPost.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,9 @@
 
 int main(int argc, char **argv) {
     unsetenv("SENTINEL_EARLY_POST");   /* only ever what this launcher started */
+    /* Descriptors 0-2 open (on /dev/null when closed): no pipe below may land on one of them. */
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0) return 2;
     char core[PATH_MAX + 1];
     ssize_t n = readlink("/proc/self/exe", core, PATH_MAX);
     char *slash = n > 0 ? memrchr(core, '/', (size_t)n) : NULL;

@@ -396,6 +396,14 @@ import Testing
             let starts = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
             #expect(starts.count == 1, "\(exe) \(forged ?? "-"): probe starts \(starts)")
         }
+        // Started with descriptors 0-2 closed: the launcher reopens them on /dev/null first, so the
+        // children's pipes land above 2 and are adopted (else the POST would start a second probe).
+        try? FileManager.default.removeItem(atPath: log)
+        var env = ProcessInfo.processInfo.environment
+        env["SENTINEL_PROBE"] = wrapper
+        let closed = try Sentinel.shell(["/bin/sh", "-c", "exec \"$0\" post 0<&- 1>&- 2>&-", Sentinel.binary], environment: env)
+        let starts = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(closed.status == 0 && starts.count == 1, "exit \(closed.status), probe starts \(starts)")
     }
 
     /// The launcher alone (a broken install) says what is missing, in one line, with exit status 2.
