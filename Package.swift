@@ -52,13 +52,12 @@ let package = Package(
         // `post`'s probe children, started by the launcher and adopted by the Swift binary (early_post.c).
         .target(name: "CEarlyPost", cSettings: [.unsafeFlags(["-Wall", "-O2"])]),
         // C, libc only, linked like the probe (no Swift runtime): it runs before the Swift binary loads.
-        // The toolchain's library folder stays on its RUNPATH in debug builds: a sanitizer build needs
-        // runtime libraries from there (a release build links the standard library statically: none).
+        // (An instrumented build needs the toolchain's library folder: scripts/sanitize.sh adds it.)
         .executableTarget(
             name: "crypto-sentinel-launcher",
             dependencies: ["CEarlyPost"],
             cSettings: [.unsafeFlags(["-Wall", "-O2"])],
-            linkerSettings: [.unsafeFlags(["-enable-experimental-feature", "Embedded", "-no-static-stdlib"])]
+            linkerSettings: [.unsafeFlags(["-enable-experimental-feature", "Embedded", "-no-toolchain-stdlib-rpath", "-no-static-stdlib"])]
         ),
         .executableTarget(
             name: "crypto-sentinel",

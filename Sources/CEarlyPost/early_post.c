@@ -28,6 +28,8 @@
 #include <unistd.h>
 
 enum { MAX_LIBRARIES = 8, MAX_PAIRS = 64, MAX_ENV_BLOCK = 16384 };
+/* SENTINEL_EARLY_POST: "pid:out:err:start_ns" per child, comma-separated (each well under 80 bytes). */
+enum { MAX_HANDOFF = MAX_LIBRARIES * 80 };
 
 struct early {
     char *argv[4]; /* probe, --env-stdin, library, NULL */
@@ -196,7 +198,7 @@ int sentinel_early_post_start(int argc, char **argv) {
     }
     if (child_count == 0) return 0;
     /* Handed to the exec'd binary: pid:out:err:start per child, in plan order; the read ends stay open. */
-    char value[MAX_LIBRARIES * 80] = "";
+    char value[MAX_HANDOFF] = "";
     size_t used = 0;
     for (int i = 0; i < child_count; i++) {
         sentinel_early_child *c = &children[i].child;
@@ -226,7 +228,7 @@ static int is_our_child(pid_t pid) {
 void sentinel_early_post_adopt(int argc, char **argv) {
     const char *handed = getenv("SENTINEL_EARLY_POST");
     if (!handed) return;
-    char value[MAX_LIBRARIES * 80];
+    char value[MAX_HANDOFF];
     int fits = snprintf(value, sizeof value, "%s", handed) < (int)sizeof value;
     unsetenv("SENTINEL_EARLY_POST");   /* never passed on, whatever it held */
     int planned = plan(argc, argv);

@@ -58,7 +58,7 @@ import Testing
             let r = try Sentinel.shell(["readelf", "-d", exe])
             #expect(r.status == 0, "\(exe): \(r.stderr)")
             #expect(!r.stdout.contains("$ORIGIN"), "\(exe) searches its own folder: build with --disable-local-rpath (make does)")
-            // Debug builds of the Swift binary and the launcher keep the toolchain's runtime folder.
+            // The Swift binary's debug build, and a sanitizer build of the launcher, keep the toolchain's folder.
             if exe == Self.probe { #expect(!r.stdout.contains("PATH)"), "\(exe): \(r.stdout)") }
         }
         // A sanitizer's runtime brings its own libraries into the instrumented launcher.
@@ -388,25 +388,26 @@ import Testing
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (wrapper, log) = try Self.loggingProbe(in: dir)
+        var env = ProcessInfo.processInfo.environment
+        env["SENTINEL_PROBE"] = wrapper
+        /// Runs argv with `forged` as SENTINEL_EARLY_POST; the probe starts it caused.
+        func run(_ argv: [String], forged: String? = nil) throws -> (Sentinel.Result, [Substring]) {
+            try? FileManager.default.removeItem(atPath: log)
+            var env = env
+            env["SENTINEL_EARLY_POST"] = forged
+            let r = try Sentinel.shell(argv, environment: env)
+            return (r, ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n"))
+        }
         let core = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("crypto-sentinel-core").path
         for (exe, forged) in [(Sentinel.binary, "1:0:1:0"), (core, "1:0:1:0"), (core, "\(getpid()):0:2:5,junk"), (core, nil)] {
-            try? FileManager.default.removeItem(atPath: log)
-            var env = ProcessInfo.processInfo.environment
-            env["SENTINEL_PROBE"] = wrapper
-            env["SENTINEL_EARLY_POST"] = forged
-            let r = try Sentinel.shell([exe, "post", "--format", "json"], environment: env)
+            let (r, starts) = try run([exe, "post", "--format", "json"], forged: forged)
             #expect(r.status == 0, "\(exe) \(forged ?? "-"): \(r.stderr)")
             #expect(r.report?.targets.first?.state == .healthy, "\(exe) \(forged ?? "-"): \(r.stdout.prefix(300))")
-            let starts = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
             #expect(starts.count == 1, "\(exe) \(forged ?? "-"): probe starts \(starts)")
         }
         // Started with descriptors 0-2 closed: the launcher reopens them on /dev/null first, so the
         // children's pipes land above 2 and are adopted (else the POST would start a second probe).
-        try? FileManager.default.removeItem(atPath: log)
-        var env = ProcessInfo.processInfo.environment
-        env["SENTINEL_PROBE"] = wrapper
-        let closed = try Sentinel.shell(["/bin/sh", "-c", "exec \"$0\" post 0<&- 1>&- 2>&-", Sentinel.binary], environment: env)
-        let starts = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+        let (closed, starts) = try run(["/bin/sh", "-c", "exec \"$0\" post 0<&- 1>&- 2>&-", Sentinel.binary])
         #expect(closed.status == 0 && starts.count == 1, "exit \(closed.status), probe starts \(starts)")
     }
 

@@ -197,7 +197,7 @@ final class ScanCounter: Sendable {
             let separator = Array("\r\n\r\n".utf8)
             while let end = rest.indices.first(where: { rest[$0...].starts(with: separator) }) {
                 let head = String(decoding: rest[..<end], as: UTF8.self)
-                guard head.hasPrefix("HTTP/1.1 200 OK"), head.contains("Content-Length: \(first.count)\r\n") || head.hasSuffix("Content-Length: \(first.count)"),
+                guard head.hasPrefix("HTTP/1.1 200 OK"), (head + "\r\n").contains("\r\nContent-Length: \(first.count)\r\n"),
                       end + 4 + first.count <= rest.endIndex, rest[(end + 4)..<(end + 4 + first.count)].elementsEqual(first)
                 else { break }
                 rest = rest[(end + 4 + first.count)...]

@@ -196,10 +196,12 @@ final class Router: Sendable {
             t = t.dropFirst(7)
             guard let slash = t.firstIndex(of: 0x2f) else { return "/" }
             t = t[slash...]
-        } else if !t.contains(where: { $0 == 0x3f || $0 == 0x23 }) {
-            return target
         }
-        if let cut = t.firstIndex(where: { $0 == 0x3f || $0 == 0x23 }) { t = t[..<cut] }
+        if let cut = t.firstIndex(where: { $0 == 0x3f || $0 == 0x23 }) {
+            t = t[..<cut]
+        } else if t.startIndex == target.utf8.startIndex {
+            return target   // nothing to cut: no copy
+        }
         return String(Substring(t))
     }
 
