@@ -13,7 +13,7 @@ CATALOGDIR ?= /usr/lib/systemd/catalog
 CONFDIR ?= /etc/crypto-sentinel
 DOCDIR ?= $(PREFIX)/share/doc/crypto-sentinel
 LIBEXECDIR ?= $(PREFIX)/libexec/crypto-sentinel
-# SwiftPM gives every executable RUNPATH $$ORIGIN: ld.so would look for libc beside the launcher and the
+# SwiftPM gives every executable RUNPATH $$ORIGIN: ld.so would look for libc beside the binary and the
 # probe, and the probe's dlopen("libcrypto.so.3") would search its own folder before the service's
 # LD_LIBRARY_PATH-then-cache order. Without it a soname resolves exactly as in the service.
 LOCAL_FLAGS := --disable-local-rpath
@@ -32,28 +32,11 @@ setup:
 build:
 	swift build $(LOCAL_FLAGS) $(SWIFT_BUILD_FLAGS)
 
-## release: laid out for a small resident set and a short start (README, Benchmarks: the daemon's
-## VmRSS 27 -> 19 MiB):
-##  - the Swift runtime and Foundation linked in (--static-swift-stdlib): only the pages touched are
-##    resident, not whole shared libraries and their relocations;
-##  - lld with packed relative relocations (DT_RELR, glibc >= 2.36): 18 KiB instead of 2.2 MiB of
-##    relocation records read at every start; no --export-dynamic (nothing dlopens into us);
-##  - one section per Swift function and release/hot-symbols.txt (scripts/release/hot-symbols.sh) as
-##    the link order, so the code the daemon runs sits together instead of across 20 MiB of .text.
-##  - libstdc++ linked in as well (the Swift runtime's C++ library): ld.so then loads and relocates
-##    one library less at every start, ~0.5 ms of each CLI run (measured from exec to the first
-##    constructor). A folder holding only its archive is searched first; without the archive
-##    (no libstdc++-dev) the link falls back to the shared library.
-## The executables are removed first: SwiftPM does not know the order file is an input of the link.
-STATIC_CXX := $(CURDIR)/.build/static-libstdc++
-RELEASE_FLAGS := --static-swift-stdlib -Xswiftc -use-ld=lld -Xswiftc -Xfrontend -Xswiftc -function-sections \
-                 -Xlinker --no-export-dynamic -Xlinker -z -Xlinker pack-relative-relocs \
-                 -Xlinker --symbol-ordering-file=$(CURDIR)/release/hot-symbols.txt -Xlinker --no-warn-symbol-ordering \
-                 -Xlinker -L$(STATIC_CXX)
+## release: the Swift runtime linked in (--static-swift-stdlib: only the pages touched are resident), lld
+## with packed relative relocations (DT_RELR, glibc >= 2.36), no --export-dynamic (nothing dlopens into us).
+RELEASE_FLAGS := --static-swift-stdlib -Xswiftc -use-ld=lld \
+                 -Xlinker --no-export-dynamic -Xlinker -z -Xlinker pack-relative-relocs
 release:
-	rm -f .build/release/crypto-sentinel-core .build/release/sentinel-bench
-	@mkdir -p $(STATIC_CXX); a=$$(gcc -print-file-name=libstdc++.a); \
-	if [ -f "$$a" ]; then ln -sf "$$a" $(STATIC_CXX)/libstdc++.a; else rm -f $(STATIC_CXX)/libstdc++.a; fi
 	swift build -c release $(LOCAL_FLAGS) $(RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS)
 
 ## fixtures: gcc-built ELF trees, real cx_Freeze bundles (PyPI), fake libcrypto for the POST's failure
@@ -98,13 +81,12 @@ fuzz: setup fixtures
 bench: setup release fixtures
 	scripts/bench.sh
 
-## install: the launcher, the Swift binary it execs and the native POST probe side by side in
-## $(PREFIX)/libexec/crypto-sentinel (each finds the next beside /proc/self/exe), `crypto-sentinel` in
-## $(PREFIX)/bin as a link to the launcher, then everything install-files places.
+## install: crypto-sentinel and the native POST probe side by side in $(PREFIX)/libexec/crypto-sentinel
+## (the binary finds the probe beside /proc/self/exe), stripped, `crypto-sentinel` in $(PREFIX)/bin as a
+## link, then everything install-files places.
 install: release install-files
 	install -d -m 0755 $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 .build/release/crypto-sentinel .build/release/crypto-sentinel-core .build/release/sentinel-probe \
-	  $(DESTDIR)$(LIBEXECDIR)/
+	install -s -m 0755 .build/release/crypto-sentinel .build/release/sentinel-probe $(DESTDIR)$(LIBEXECDIR)/
 	ln -sfn $(LIBEXECDIR)/crypto-sentinel $(DESTDIR)$(PREFIX)/bin/crypto-sentinel
 
 ## install-files: what needs no build — the systemd units (paths rewritten for PREFIX), the journal

@@ -5,10 +5,7 @@ let package = Package(
     name: "crypto-sentinel",
     platforms: [.macOS(.v13)],
     products: [
-        // What users run: the C launcher (starts a `post`'s probe children, then execs the Swift binary).
-        .executable(name: "crypto-sentinel", targets: ["crypto-sentinel-launcher"]),
-        // The Swift CLI and daemon, exec'd by the launcher from the same folder.
-        .executable(name: "crypto-sentinel-core", targets: ["crypto-sentinel"]),
+        .executable(name: "crypto-sentinel", targets: ["crypto-sentinel"]),
         .executable(name: "sentinel-probe", targets: ["sentinel-probe"]),
     ],
     dependencies: [
@@ -26,14 +23,14 @@ let package = Package(
         // libsystemd's headers (libsystemd-dev): sd_notify, sd_journal_sendv, sd_listen_fds. Not linked: the
         // shim dlopen()s libsystemd.so.0 on first use (see shim.h), so only the daemon loads it.
         .systemLibrary(name: "CLibSystemd", providers: [.apt(["libsystemd-dev"])]),
-        // Linux calls Swift's Glibc module leaves out (memfd_create, file seals): header only.
+        // Linux calls Swift's Glibc module leaves out (closefrom in posix_spawn, pipe2, memfd): header only.
         .systemLibrary(name: "CLinux"),
         // Pure core: ELF model, loader resolution, findings, report, daemon config and change tracking.
         // No I/O side effects (Yams only parses text it is given).
         .target(name: "SentinelCore", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Thin adapters: libelf reader, filesystem walk and cache, host loader facts, /proc, the probe,
         // sd_notify and the journal.
-        .target(name: "SentinelSystem", dependencies: ["SentinelCore", "CLibElf", "CLibSystemd"]),
+        .target(name: "SentinelSystem", dependencies: ["SentinelCore", "CLibElf", "CLibSystemd", "CLinux"]),
         // The long-running service: scheduler, cycle, persistence, the Unix-socket API and metrics.
         .target(
             name: "SentinelDaemon",
@@ -49,20 +46,10 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
-        // `post`'s probe children, started by the launcher and adopted by the Swift binary (early_post.c).
-        .target(name: "CEarlyPost", cSettings: [.unsafeFlags(["-Wall", "-O2"])]),
-        // C, libc only, linked like the probe (no Swift runtime): it runs before the Swift binary loads.
-        // (An instrumented build needs the toolchain's library folder: scripts/sanitize.sh adds it.)
-        .executableTarget(
-            name: "crypto-sentinel-launcher",
-            dependencies: ["CEarlyPost"],
-            cSettings: [.unsafeFlags(["-Wall", "-O2"])],
-            linkerSettings: [.unsafeFlags(["-enable-experimental-feature", "Embedded", "-no-toolchain-stdlib-rpath", "-no-static-stdlib"])]
-        ),
         .executableTarget(
             name: "crypto-sentinel",
             dependencies: [
-                "SentinelCore", "SentinelSystem", "SentinelDaemon", "CEarlyPost",
+                "SentinelCore", "SentinelSystem", "SentinelDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -22,16 +22,13 @@ case $WHICH in address|thread|all) ;; *) echo "usage: $0 [address|thread|all] [s
 swift build --disable-local-rpath --product sentinel-probe --scratch-path .build-san >/dev/null
 export SENTINEL_FIXTURES=$FIXTURES SENTINEL_PROBE=$PWD/.build-san/debug/sentinel-probe
 
-# The C launcher links no Swift runtime, so nothing puts the toolchain's library folder on its RUNPATH;
-# instrumented, it needs the sanitizer runtime's libraries from there (libBlocksRuntime, libdispatch).
-RUNTIME_RPATH=(-Xlinker -rpath -Xlinker "$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")/lib/swift/linux")
 status=0
 run() {  # run NAME SANITIZER ENV...
     local name=$1 sanitizer=$2; shift 2
     rm -rf "${OUT:?}/$name"; mkdir -p "$OUT/$name"
     chmod 1777 "$OUT/$name"   # children run as other users (setpriv) write their reports here too
     local t0=$SECONDS rc=0
-    env "$@" swift test --disable-local-rpath --sanitize="$sanitizer" --scratch-path ".build-$name" "${RUNTIME_RPATH[@]}" "${EXTRA[@]}" \
+    env "$@" swift test --disable-local-rpath --sanitize="$sanitizer" --scratch-path ".build-$name" "${EXTRA[@]}" \
         >"$OUT/$name/test.log" 2>&1 || rc=$?
     local reports; reports=$(find "$OUT/$name" -name 'report.*' | sort)
     echo "== $sanitizer: swift test exit $rc in $((SECONDS - t0)) s; $(grep -E '^(✔|✘) Test run' "$OUT/$name/test.log" | tail -1)"

@@ -5,7 +5,12 @@
 #include <linux/memfd.h>
 #include <sys/syscall.h>
 #include <errno.h>
+#include <spawn.h>
 #include <unistd.h>
+
+/* Behind _GNU_SOURCE in glibc (>= 2.34 and 2.9): declared here so Swift sees them. */
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+extern int pipe2(int fds[2], int flags);
 
 /* Glibc's names for these need _GNU_SOURCE, and <linux/fcntl.h> clashes with <fcntl.h>: the kernel's values. */
 #ifndef F_ADD_SEALS

@@ -1,4 +1,5 @@
 import Foundation
+import CLinux
 import Glibc
 import SentinelCore
 
@@ -18,6 +19,12 @@ public struct PostRunner: Sendable {
     public struct Identity: Sendable, Hashable {
         public var uid: UInt32, gid: UInt32
         public init(uid: UInt32, gid: UInt32) { self.uid = uid; self.gid = gid }
+    }
+    /// The running process a POST follows: the probe takes its mount namespace, root, cwd and
+    /// capability bounds from /proc/PID, refusing it when the start time no longer matches.
+    public struct Process: Sendable, Hashable {
+        public var pid: Int32, startTime: UInt64?
+        public init(pid: Int32, startTime: UInt64?) { self.pid = pid; self.startTime = startTime }
     }
 
     public var probe: String
@@ -48,8 +55,11 @@ public struct PostRunner: Sendable {
         env.filter { $0.key != "NOTIFY_SOCKET" && !$0.key.hasPrefix("WATCHDOG_") }
     }
 
-    public func runProbe(library: String, environment: [String: String], cwd: String?, identity: Identity?) -> PostRun {
-        let r = spawn(mode: [library], environment: environment, cwd: cwd, identity: identity)
+    /// `mappedRange`: the library is the file `process` maps at that range (deleted or replaced on disk).
+    public func runProbe(library: String, environment: [String: String], cwd: String?, identity: Identity?,
+                         process: Process? = nil, mappedRange: String? = nil) -> PostRun {
+        let r = spawn(mode: (mappedRange.map { ["--mapped", $0] } ?? []) + [library], environment: environment, cwd: cwd,
+                      identity: identity, process: process)
         let outcome: PostOutcome
         switch r.end {
         case .timedOut: outcome = .timedOut(seconds: timeout)
@@ -58,14 +68,14 @@ public struct PostRunner: Sendable {
             let doc = r.overCap ? nil : ProbeJSON.parse(r.stdout)
             outcome = .exited(status: status, result: doc.flatMap { if case .object = $0 { return $0 } else { return nil } })
         }
-        let parsed: Bool = { if case .exited(_, let d?) = outcome { return d["probe"] != nil } else { return false } }()
-        return PostRun(library: library, outcome: outcome, stderrTail: Self.tail(r.stderr, lines: 12),
-                       stdoutTail: parsed ? "" : Self.tail(r.stdout, lines: 5), elapsedMs: r.elapsedMs)
+        // Only the probe's own lines: anything else on its stderr or stdout comes from code of the
+        // service's (an LD_PRELOAD, ld.so echoing LD_AUDIT=…) and may carry its environment's values.
+        return PostRun(library: library, outcome: outcome, stderrTail: Self.tail(Self.probeLines(r.stderr), lines: 12), elapsedMs: r.elapsedMs)
     }
 
     /// The product's own POST program, under the same environment, uid and timeout.
-    public func runCommand(_ argv: [String], environment: [String: String], cwd: String?, identity: Identity?) -> (PostOutcome, String, Int) {
-        let r = spawn(mode: ["--exec", "--"] + argv, environment: environment, cwd: cwd, identity: identity, mergeOutput: true)
+    public func runCommand(_ argv: [String], environment: [String: String], cwd: String?, identity: Identity?, process: Process? = nil) -> (PostOutcome, String, Int) {
+        let r = spawn(mode: ["--exec", "--"] + argv, environment: environment, cwd: cwd, identity: identity, process: process, mergeOutput: true)
         let outcome: PostOutcome
         switch r.end {
         case .timedOut: outcome = .timedOut(seconds: timeout)
@@ -75,7 +85,6 @@ public struct PostRunner: Sendable {
         return (outcome, Self.tail(r.stdout + r.stderr, lines: 20), r.elapsedMs)
     }
 
-    static let spawnLock = NSLock()
     /// Children now running (each leads its own session): a daemon stopping mid-cycle kills them all.
     static let running = Locked(Set<pid_t>())
 
@@ -112,16 +121,13 @@ public struct PostRunner: Sendable {
         return String(decoding: kept, as: UTF8.self)
     }
 
-    /// A probe child already started elsewhere with exactly the argv and stdin bytes `start` would
-    /// use (the launcher starts a CLI `post`'s children before it execs the Swift binary).
-    public struct StartedChild: Sendable {
-        public var pid: pid_t, outFD: Int32, errFD: Int32, startNanos: UInt64
-        public init(pid: pid_t, outFD: Int32, errFD: Int32, startNanos: UInt64) {
-            self.pid = pid; self.outFD = outFD; self.errFD = errFD; self.startNanos = startNanos
-        }
+    /// The lines the probe writes itself ("sentinel-probe: …").
+    static func probeLines(_ bytes: [UInt8]) -> [UInt8] {
+        let prefix = Array("sentinel-probe: ".utf8)
+        var out: [UInt8] = []
+        for line in bytes.split(separator: UInt8(ascii: "\n")) where line.starts(with: prefix) { out += line; out.append(UInt8(ascii: "\n")) }
+        return out
     }
-    /// Asked before each probe spawn: a child started with this argv and stdin, handed over once, or nil.
-    public static let adopt = Locked<(@Sendable (_ argv: [String], _ stdin: [UInt8]) -> StartedChild?)?>(nil)
 
     /// A child spawned and fed its environment on stdin from `finish`'s loop.
     struct Child: Sendable {
@@ -130,17 +136,20 @@ public struct PostRunner: Sendable {
     }
     enum Started { case running(Child), failed(Raw) }
 
-    func spawn(mode: [String], environment: [String: String], cwd: String?, identity: Identity?, mergeOutput: Bool = false) -> Raw {
-        switch start(mode: mode, environment: environment, cwd: cwd, identity: identity, mergeOutput: mergeOutput) {
+    func spawn(mode: [String], environment: [String: String], cwd: String?, identity: Identity?, process: Process?, mergeOutput: Bool = false) -> Raw {
+        switch start(mode: mode, environment: environment, cwd: cwd, identity: identity, process: process, mergeOutput: mergeOutput) {
         case .running(let child): return finish(child)
         case .failed(let raw): return raw
         }
     }
 
-    func start(mode: [String], environment: [String: String], cwd: String?, identity: Identity?, mergeOutput: Bool = false) -> Started {
+    func start(mode: [String], environment: [String: String], cwd: String?, identity: Identity?, process: Process?, mergeOutput: Bool = false) -> Started {
         var args = [probe]
         if let identity { args += ["--uid", String(identity.uid), "--gid", String(identity.gid)] }
-        if let cwd { args += ["--cwd", cwd] }
+        if let process {
+            args += ["--pid", String(process.pid)]
+            if let t = process.startTime { args += ["--start-time", String(t)] }
+        } else if let cwd { args += ["--cwd", cwd] }
         // The service's environment goes to the probe on stdin: the probe starts (maybe as root) with
         // an empty one and hands it to ld.so only after dropping privileges (see probe.c).
         args += ["--env-stdin"] + mode
@@ -149,22 +158,10 @@ public struct PostRunner: Sendable {
             envBlock += Array("\(k)=\(v)".utf8) + [0]
         }
         let envStrings: [String] = []
-        if !mergeOutput, let take = Self.adopt.withLock({ $0 }), let c = take(args, envBlock) {
-            Self.running.withLock { _ = $0.insert(c.pid) }
-            return .running(Child(pid: c.pid, outFD: c.outFD, errFD: c.errFD, inFD: -1, pendingIn: [], start: c.startNanos))
-        }
-
-        // pipe() then FD_CLOEXEC is not atomic (pipe2 is not in Swift's Glibc): with POSTs running on
-        // several threads, another thread's spawn in between would inherit these descriptors and hold
-        // our pipes open. One spawn at a time, from pipe() until the child's ends are closed.
-        Self.spawnLock.lock()
-        var locked = true
-        defer { if locked { Self.spawnLock.unlock() } }
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0], inPipe: [Int32] = [0, 0]
-        guard pipe(&outPipe) == 0, pipe(&errPipe) == 0, pipe(&inPipe) == 0 else {
+        guard pipe2(&outPipe, O_CLOEXEC) == 0, pipe2(&errPipe, O_CLOEXEC) == 0, pipe2(&inPipe, O_CLOEXEC) == 0 else {
             return .failed(Raw(end: .exited(127), stdout: [], stderr: Array("pipe: \(String(cString: strerror(errno)))".utf8), overCap: false, elapsedMs: 0))
         }
-        for fd in outPipe + errPipe + inPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         _ = fcntl(inPipe[1], F_SETFL, O_NONBLOCK)
         // A child that exits before reading its stdin must not kill us with SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
@@ -174,6 +171,9 @@ public struct PostRunner: Sendable {
         posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, mergeOutput ? outPipe[1] : errPipe[1], 2)
+        // The child gets 0-2 and nothing else: not the API's sockets, the selector's epoll or eventfd,
+        // another thread's pipes, nor a file the caller had open (the probe closes them again itself).
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -197,7 +197,6 @@ public struct PostRunner: Sendable {
         }
         close(outPipe[1]); close(errPipe[1]); close(inPipe[0])
         if rc == 0 { Self.running.withLock { _ = $0.insert(pid) } }
-        Self.spawnLock.unlock(); locked = false
         var inFD: Int32 = inPipe[1]
         if envBlock.isEmpty { close(inFD); inFD = -1 }
         guard rc == 0 else {
@@ -220,7 +219,8 @@ public struct PostRunner: Sendable {
         let pid = child.pid, start = child.start
         var pendingIn = child.pendingIn
         var inFD = child.inFD
-        let deadline = start + UInt64(timeout * 1e9)
+        // Callers bound the timeout; a day caps what reaches the conversion (a Double past UInt64 traps).
+        let deadline = start + UInt64(min(max(timeout, 0), 86_400) * 1e9)
         var out: [UInt8] = [], err: [UInt8] = []
         var open = [child.outFD, child.errFD]
         var overCap = false, timedOut = false

@@ -50,65 +50,59 @@ public struct PostPlan: Sendable {
 }
 
 public enum PostSession {
+    /// Who the POST child is, in the words the README uses.
+    static func describeRunAs(_ plan: PostPlan) -> String {
+        let ids = plan.identity.map { "uid \($0.uid), gid \($0.gid) (supplementary groups reset)" }
+            ?? "uid \(getuid()), gid \(getgid()) (this process)"
+        guard let p = plan.process else { return ids }
+        return ids + "; pid \(p.pid)'s mount namespace, root, cwd and capability bounds; no_new_privs"
+    }
+
     /// Runs the plan: one report target per library ("NAME LIBRARY") and one for the command.
     public static func run(_ plan: PostPlan, runner: PostRunner) -> [TargetReport] {
         let kept = TargetEnvironment(plan.environment).values
-        let runAs = plan.identity.map { "uid \($0.uid), gid \($0.gid) (supplementary groups reset)" }
-            ?? "uid \(getuid()), gid \(getgid()) (this process)"
+        let runAs = Self.describeRunAs(plan)
+        let follow = plan.process.map { PostRunner.Process(pid: $0.pid, startTime: $0.startTime) }
         var targets: [TargetReport] = []
-        var scratch: String?
-        defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
-        var jobs: [(lib: String, probeLib: String, deleted: Finding?)] = []
+        var jobs: [(lib: String, range: String?, deleted: Finding?)] = []
         var seen = Set<String>()
         for lib in plan.libraries where seen.insert(lib).inserted {
             // A libcrypto deleted or replaced under the running service: POST what it really maps.
-            var probeLib = lib
-            var deleted: Finding?
-            if let t = plan.process, plan.changedOnDisk.contains(lib) {
-                if scratch == nil {
-                    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-post-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-                    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                    chmod(dir, 0o755)  // despite UMask=0077 in the unit: the service user must reach the copy
-                    scratch = dir
-                }
-                let copy = t.copyOfMapping(lib, into: scratch!)
-                if let copy { probeLib = copy }
-                let shown = lib.hasSuffix(MapsParser.deletedSuffix) ? String(lib.dropLast(MapsParser.deletedSuffix.count)) : lib
-                deleted = Finding(code: .processDeletedLibrary, target: plan.targetName,
-                    summary: "\(shown) was deleted or replaced on disk; the service runs the old code until it is restarted"
-                        + (copy == nil ? " (its mapped content cannot be read: the POST below loads nothing)" : "; the POST ran on the mapped content"),
-                    evidence: ["path": .string(lib), "tested_copy": JSONValue(copy)],
-                    fix: ["systemctl restart <the service>   # then rerun: crypto-sentinel post --pid <new pid>"])
-            }
-            jobs.append((lib, probeLib, deleted))
+            guard let t = plan.process, plan.changedOnDisk.contains(lib) else { jobs.append((lib, nil, nil)); continue }
+            let range = t.ranges[lib]
+            let shown = lib.hasSuffix(MapsParser.deletedSuffix) ? String(lib.dropLast(MapsParser.deletedSuffix.count)) : lib
+            let deleted = Finding(code: .processDeletedLibrary, target: plan.targetName,
+                summary: "\(shown) was deleted or replaced on disk; the service runs the old code until it is restarted"
+                    + (range == nil ? " (its mapping was not found: the POST below loads the path)" : "; the POST ran on the mapped content"),
+                evidence: ["path": .string(lib), "mapped_range": JSONValue(range)],
+                fix: ["systemctl restart <the service>   # then rerun: crypto-sentinel post --pid <new pid>"])
+            jobs.append((lib, range, deleted))
         }
         // One child per libcrypto, side by side when there are several (the split bundle's two POSTs
         // take the time of one on a multi-core machine). Each child is still its own fresh process.
         let runs = Locked([PostRun?](repeating: nil, count: jobs.count))
-        let threads = jobs.indices.dropFirst().map { i in
-            Thread { [probeLib = jobs[i].probeLib] in
-                let run = runner.runProbe(library: probeLib, environment: plan.environment, cwd: plan.cwd, identity: plan.identity)
-                runs.withLock { $0[i] = run }
-            }
+        let done = DispatchSemaphore(value: 0)
+        let work = jobs.map { (lib: $0.lib, range: $0.range) }
+        @Sendable func probe(_ i: Int) {
+            let run = runner.runProbe(library: work[i].lib, environment: plan.environment, cwd: plan.cwd, identity: plan.identity,
+                                      process: follow, mappedRange: work[i].range)
+            runs.withLock { $0[i] = run }
         }
-        threads.forEach { $0.start() }
-        if let first = jobs.first {
-            let run = runner.runProbe(library: first.probeLib, environment: plan.environment, cwd: plan.cwd, identity: plan.identity)
-            runs.withLock { $0[0] = run }
-        }
-        while !threads.allSatisfy(\.isFinished) { usleep(500) }
+        for i in jobs.indices.dropFirst() { Thread { probe(i); done.signal() }.start() }
+        if !jobs.isEmpty { probe(0) }
+        for _ in jobs.indices.dropFirst() { done.wait() }
         for (i, job) in jobs.enumerated() {
             guard let run = runs.withLock({ $0[i] }) else { continue }
             var result = PostAnalysis.analyze(run, target: plan.targetName, expectFIPS: plan.expectFIPS)
             if let deleted = job.deleted { result.findings.append(deleted) }
             let post: JSONValue = ["library": result.library, "checks": .array(result.checks.map(\.json)),
-                                   "run_as": .string(runAs), "elapsed_ms": .int(Int64(run.elapsedMs)),
-                                   "expect_fips": .bool(plan.expectFIPS)]
+                                   "run_as": .string(runAs), "not_reproduced": JSONValue(plan.process?.notReproduced ?? []),
+                                   "elapsed_ms": .int(Int64(run.elapsedMs)), "expect_fips": .bool(plan.expectFIPS)]
             targets.append(TargetReport(name: "\(plan.targetName) \(job.lib)", kind: "post", root: plan.cwd, environment: kept,
                                         stats: ["elapsed_ms": run.elapsedMs], findings: result.findings, post: post))
         }
         if !plan.command.isEmpty {
-            let (outcome, tail, ms) = runner.runCommand(plan.command, environment: plan.environment, cwd: plan.cwd, identity: plan.identity)
+            let (outcome, tail, ms) = runner.runCommand(plan.command, environment: plan.environment, cwd: plan.cwd, identity: plan.identity, process: follow)
             let finding = PostAnalysis.commandFinding(argv: plan.command, outcome: outcome, outputTail: tail, target: plan.targetName)
             let check: JSONValue = ["name": "post command", "status": .string(finding == nil ? "pass" : "fail"),
                                     "summary": .string(plan.command.joined(separator: " ") + (finding == nil ? " exited 0" : " failed")),

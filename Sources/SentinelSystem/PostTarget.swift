@@ -16,6 +16,10 @@ public struct PostTarget: Sendable {
     public var mappedLibcrypto: [String]
     /// The first address range ("start-end") of each mapped libcrypto, for /proc/PID/map_files.
     public var ranges: [String: String] = [:]
+    /// Clock ticks since boot at the process's start: the probe refuses the pid if it changed.
+    public var startTime: UInt64?
+    /// What confines the process that the POST child cannot take over (a seccomp filter, an LSM label).
+    public var notReproduced: [String] = []
 
     public static func read(pid: Int32) throws -> PostTarget {
         let environ = parseEnviron(try ProcessEnvironment.readAll("/proc/\(pid)/environ"))
@@ -25,22 +29,28 @@ public struct PostTarget: Sendable {
         let n = readlink("/proc/\(pid)/cwd", &buf, 4096)
         let cwd = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
         let (uid, gid) = try parseIDs(status, pid: pid)
+        let label = (try? ProcessEnvironment.readAll("/proc/\(pid)/attr/current")).map { String(decoding: $0, as: UTF8.self) }
         return PostTarget(pid: pid, environ: environ, uid: uid, gid: gid, cwd: cwd,
-                          mappedLibcrypto: libcryptoMappings(maps), ranges: mappingRanges(maps))
+                          mappedLibcrypto: libcryptoMappings(maps), ranges: mappingRanges(maps),
+                          startTime: ProcReader.startTime(pid: pid), notReproduced: confinement(status: status, label: label))
     }
 
-    /// A mapped file that was deleted or replaced on disk: copies what the process really maps, from
-    /// /proc/PID/map_files (root only), into a private world-readable folder. Nil when not possible.
-    public func copyOfMapping(_ mapsPathname: String, into dir: String) -> String? {
-        guard let range = ranges[mapsPathname],
-              let data = FileManager.default.contents(atPath: "/proc/\(pid)/map_files/\(range)") else { return nil }
-        let stripped = mapsPathname.hasSuffix(" (deleted)") ? String(mapsPathname.dropLast(" (deleted)".count)) : mapsPathname
-        let base = String(stripped.split(separator: "/").last ?? "libcrypto.so")
-        let copy = dir + "/" + base
-        guard FileManager.default.createFile(atPath: copy, contents: data) else { return nil }
-        // Explicitly: the unit's UMask=0077 would leave it unreadable to the service user running the POST.
-        chmod(copy, 0o644)
-        return copy
+    /// The confinement a child cannot copy from another process: a seccomp mode (the filter itself is
+    /// not readable) and an LSM label other than unconfined.
+    public static func confinement(status: String, label: String?) -> [String] {
+        var out: [String] = []
+        for line in status.split(separator: "\n") where line.hasPrefix("Seccomp:") {
+            switch line.dropFirst(8).trimmingCharacters(in: .whitespaces) {
+            case "1": out.append("seccomp strict mode")
+            case "2": out.append("seccomp filter")
+            default: break
+            }
+        }
+        let l = (label ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "\0\n "))
+        if !l.isEmpty, l != "unconfined", !l.hasPrefix("unconfined ") {
+            out.append("LSM label \(l)")
+        }
+        return out
     }
 
     /// NUL-separated KEY=VALUE; the first occurrence of a key wins, as getenv() sees it.

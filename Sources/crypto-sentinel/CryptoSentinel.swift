@@ -1,5 +1,4 @@
 import ArgumentParser
-import CEarlyPost
 import Foundation
 import SentinelCore
 import SentinelSystem
@@ -25,7 +24,6 @@ struct CryptoSentinel: ParsableCommand {
 
     /// ArgumentParser exits 64 on usage errors; PRODUCT.md's contract is 2.
     static func main() {
-        sentinel_early_post_adopt(CommandLine.argc, CommandLine.unsafeArgv)
         do {
             if let post = PostRequest(simpleCommandLine: CommandLine.arguments) {
                 try post.run()

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CEarlyPost
 import Foundation
 import Glibc
 import SentinelCore
@@ -36,7 +35,8 @@ struct Post: ParsableCommand {
     @Flag(name: .customLong("expect-fips"), help: "The fips provider must be active and MD5 refused.")
     var expectFIPS = false
 
-    @Option(help: "Seconds before a POST child is killed (SIGKILL to its process group).")
+    // .unconditional: `--timeout -1` is a value to refuse with a reason, not a missing one.
+    @Option(parsing: .unconditional, help: "Seconds before a POST child is killed (SIGKILL to its process group; at most \(Int(PostRequest.maxTimeout))).")
     var timeout: Double = PostRequest.defaultTimeout
 
     @Option(help: "The target's name in the report.")
@@ -51,7 +51,9 @@ struct Post: ParsableCommand {
         for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--env takes KEY=VALUE, got '\(pair)'")
         }
-        if timeout <= 0 { throw ValidationError("--timeout must be positive") }
+        if !PostRequest.validTimeout(timeout) {
+            throw ValidationError("--timeout must be positive and at most \(Int(PostRequest.maxTimeout)) seconds")
+        }
     }
 
     func run() throws {
@@ -64,6 +66,8 @@ struct Post: ParsableCommand {
 /// line, by `init?(simpleCommandLine:)` without it.
 struct PostRequest {
     static let defaultTimeout = 10.0
+    static let maxTimeout = 3600.0
+    static func validTimeout(_ t: Double) -> Bool { t > 0 && t <= maxTimeout }
     var pid: Int32?
     var env: [String] = []
     var envFile: String?
@@ -124,8 +128,6 @@ struct PostRequest {
             }
             plan.identity = nil
         }
-        // Only `post` hands the launcher's children to the runner (the daemon spawns its own).
-        PostRunner.adopt.withLock { $0 = EarlyPost.take }
         let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
         // end quietly on a closed stdout, as every other command does.
@@ -152,7 +154,7 @@ extension PostRequest {
             case "--libcrypto":
                 libcrypto.append(value)
             case "--timeout":
-                guard let t = Double(value), t > 0 else { return nil }
+                guard let t = Double(value), Self.validTimeout(t) else { return nil }
                 timeout = t
             default:
                 name = value
@@ -161,20 +163,5 @@ extension PostRequest {
         expectFIPS = line.flags.contains("--expect-fips")
         format = line.format
         failOn = line.failOn
-    }
-}
-
-/// The probe children the launcher started for this command line (adopted in main), handed to PostRunner
-/// when it is about to spawn exactly one of them.
-enum EarlyPost {
-    @Sendable static func take(argv: [String], stdin: [UInt8]) -> PostRunner.StartedChild? {
-        let args = argv.map { strdup($0) }
-        defer { args.forEach { free($0) } }
-        var child = sentinel_early_child()
-        let found = args.map { UnsafePointer($0) }.withUnsafeBufferPointer { argv in
-            stdin.withUnsafeBytes { sentinel_early_post_take(argv.baseAddress, argv.count, $0.baseAddress, $0.count, &child) }
-        }
-        guard found == 1 else { return nil }
-        return PostRunner.StartedChild(pid: child.pid, outFD: child.out_fd, errFD: child.err_fd, startNanos: child.start_ns)
     }
 }

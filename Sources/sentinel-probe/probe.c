@@ -7,15 +7,18 @@
  * It prints one JSON document on stdout and progress ("stage NAME") on stderr, so a crash or hang
  * can be pinned to a step.
  *
- *   sentinel-probe [--uid N --gid N] [--cwd DIR] [--env-stdin] LIBCRYPTO      the POST
- *   sentinel-probe --exec [--uid N --gid N] [--cwd DIR] [--env-stdin] -- PROG ARGS...   a program, the same way
+ *   sentinel-probe [--uid N --gid N] [--pid N [--start-time T] [--mapped RANGE] | --cwd DIR] [--env-stdin] LIBCRYPTO
+ *                                                              the POST (--mapped: the file PID maps at RANGE)
+ *   sentinel-probe --exec [the same options] -- PROG ARGS...   a program, the same way
+ *
+ * With --pid the child becomes that process as far as a process can (drop() says what that is); its
+ * mount namespace, root and cwd are taken from /proc/PID, checked against the start time T.
  *
  * Two stages. Stage 1 starts with the runner's clean environment (as root when the user changes),
- * reads the service's environment from stdin (--env-stdin; never argv, which anyone can read), drops
- * privileges (setgroups([gid]), setgid, setuid, checked), sets PR_SET_NO_NEW_PRIVS and rlimits,
- * chdirs, then re-executes itself (fexecve) as stage 2 with the service's environment: ld.so then
- * applies LD_LIBRARY_PATH / LD_PRELOAD exactly as for the service, as the service's user, never as
- * root. When that environment holds nothing ld.so or libc's start-up reads (no LD_*, GLIBC_TUNABLES,
+ * closes every descriptor above 2, reads the service's environment from stdin (--env-stdin; never argv,
+ * which anyone can read), drops privileges (drop(): every step checked), then re-executes itself
+ * (fexecve) as stage 2 with the service's environment: ld.so then applies LD_LIBRARY_PATH / LD_PRELOAD
+ * exactly as for the service, with no more than the service holds. When that environment holds nothing ld.so or libc's start-up reads (no LD_*, GLIBC_TUNABLES,
  * MALLOC_*), a new image would start exactly as stage 1 did, so stage 2 runs in place with the
  * environment swapped in. Stage 2 is the POST; nothing of OpenSSL is loaded before it.
  */
@@ -34,7 +37,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <sched.h>
+#include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -245,22 +253,161 @@ static void trust_print(const struct trust_entry *e) {
 }
 
 /* ---------- privileges and limits ---------- */
-static const char *drop_error;
-static int drop(long uid, long gid, const char *cwd) {
-    static char err[256];
+/* The service whose POST this is (--pid): what the child may hold is read from its /proc entry. */
+struct service {
+    int dir, mnt, root, cwd;               /* /proc/PID and its ns/mnt, root, cwd (-1 when absent) */
+    long uid, gid;                         /* real ids from status */
+    uint64_t inh, prm, eff, bnd, amb;      /* capability sets from status */
+};
+static char drop_err[320];
+static int fail_step(const char *what) { snprintf(drop_err, sizeof drop_err, "%s: %s", what, strerror(errno)); return -1; }
+
+static int read_small(int dir, const char *name, char *buf, size_t cap) {
+    int fd = openat(dir, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t len = 0; ssize_t n;
+    while (len + 1 < cap && (n = read(fd, buf + len, cap - 1 - len)) != 0) {
+        if (n < 0) { if (errno == EINTR) continue; close(fd); return -1; }
+        len += (size_t)n;
+    }
+    close(fd); buf[len] = 0; return 0;
+}
+/* Field 22 of stat (start time in clock ticks); the comm field may hold spaces and parentheses. */
+static long long start_time(int dir) {
+    char buf[1024];
+    if (read_small(dir, "stat", buf, sizeof buf) != 0) return -1;
+    char *p = strrchr(buf, ')'); if (!p) return -1;
+    p++;
+    for (int field = 3; field < 22; field++) { p = strchr(p + 1, ' '); if (!p) return -1; }
+    return strtoll(p + 1, NULL, 10);
+}
+static int status_field(const char *status, const char *name, char *out, size_t cap) {
+    size_t nl = strlen(name);
+    for (const char *l = status; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, name, nl) && l[nl] == ':') {
+            l += nl + 1; while (*l == '\t' || *l == ' ') l++;
+            size_t k = 0; while (l[k] && l[k] != '\n' && k + 1 < cap) { out[k] = l[k]; k++; } out[k] = 0; return 0;
+        }
+    return -1;
+}
+static int status_caps(const char *status, const char *name, uint64_t *out) {
+    char v[64]; if (status_field(status, name, v, sizeof v) != 0) return -1;
+    char *end; errno = 0; *out = strtoull(v, &end, 16); return errno || end == v ? -1 : 0;
+}
+
+/* Opens what the service is made of before anything changes: its /proc entry (checked against the
+ * start time the runner saw, so a reused pid is refused), its identity and capability sets, and its
+ * mount namespace, root and cwd as descriptors. */
+static int open_service(long pid, long long want_start, struct service *sv) {
+    char path[64]; snprintf(path, sizeof path, "/proc/%ld", pid);
+    sv->dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sv->dir < 0) return fail_step(path);
+    if (want_start >= 0 && start_time(sv->dir) != want_start) { errno = ESRCH; return fail_step("the process is gone (its pid names another process)"); }
+    static char status[8192];
+    if (read_small(sv->dir, "status", status, sizeof status) != 0) return fail_step("status");
+    char v[64];
+    if (status_field(status, "Uid", v, sizeof v) != 0) { errno = EINVAL; return fail_step("status: no Uid"); }
+    sv->uid = atol(v);
+    if (status_field(status, "Gid", v, sizeof v) != 0) { errno = EINVAL; return fail_step("status: no Gid"); }
+    sv->gid = atol(v);
+    if (status_caps(status, "CapInh", &sv->inh) || status_caps(status, "CapPrm", &sv->prm) || status_caps(status, "CapEff", &sv->eff)
+        || status_caps(status, "CapBnd", &sv->bnd)) { errno = EINVAL; return fail_step("status: no capability sets"); }
+    if (status_caps(status, "CapAmb", &sv->amb)) sv->amb = 0;   /* kernels before 4.3 */
+    if ((sv->mnt = openat(sv->dir, "ns/mnt", O_RDONLY | O_CLOEXEC)) < 0) return fail_step("ns/mnt");
+    if ((sv->root = openat(sv->dir, "root", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) return fail_step("root");
+    sv->cwd = openat(sv->dir, "cwd", O_PATH | O_DIRECTORY | O_CLOEXEC);   /* a missing cwd is reported, not fatal */
+    return 0;
+}
+
+static int same_file(int fd, const char *path) {
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static int capsets(uint64_t inh, uint64_t prm, uint64_t eff) {
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2] = {
+        {(uint32_t)eff, (uint32_t)prm, (uint32_t)inh}, {(uint32_t)(eff >> 32), (uint32_t)(prm >> 32), (uint32_t)(inh >> 32)}};
+    return (int)syscall(SYS_capset, &h, d);
+}
+
+/* What this process holds now must be within what the service holds. Asked of the kernel, not of
+ * /proc/self, which the service's mount namespace may not show. */
+static int verify_within(uint64_t inh, uint64_t prm, uint64_t eff, uint64_t bnd, uint64_t amb) {
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0) return fail_step("capget");
+    uint64_t have[5] = {d[0].inheritable | (uint64_t)d[1].inheritable << 32, d[0].permitted | (uint64_t)d[1].permitted << 32,
+                        d[0].effective | (uint64_t)d[1].effective << 32, 0, 0};
+    for (int c = 0; c < 64; c++) {
+        if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1) have[3] |= 1ULL << c;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, c, 0, 0) == 1) have[4] |= 1ULL << c;
+    }
+    const char *names[5] = {"inheritable", "permitted", "effective", "bounding", "ambient"};
+    uint64_t limit[5] = {inh, prm, eff, bnd, amb};
+    for (int k = 0; k < 5; k++)
+        if (have[k] & ~limit[k]) {
+            snprintf(drop_err, sizeof drop_err, "%s capabilities %016llx are not within the service's %016llx", names[k],
+                     (unsigned long long)have[k], (unsigned long long)limit[k]);
+            return -1;
+        }
+    if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) { snprintf(drop_err, sizeof drop_err, "no_new_privs is not set"); return -1; }
+    return 0;
+}
+
+/* Becomes the service, as far as a process can: its mount namespace and root, its bounding set,
+ * groups reset to its gid, its uid, at most its capabilities, no_new_privs, not dumpable, limits.
+ * Every step is checked and any failure aborts (-1). Only the cwd is soft (-2): a service whose cwd
+ * was deleted still gets its POST, with the reason reported. */
+static int drop(long uid, long gid, const char *cwd, struct service *sv) {
+    if (sv) {
+        /* The runner names the ids it saw; a process that changed them since is not the one audited. */
+        if (uid >= 0 && uid != sv->uid) { snprintf(drop_err, sizeof drop_err, "the process now runs as uid %ld, not %ld", sv->uid, uid); return -1; }
+        if (gid >= 0 && gid != sv->gid) { snprintf(drop_err, sizeof drop_err, "the process now runs as gid %ld, not %ld", sv->gid, gid); return -1; }
+        /* Paths (its libcrypto, LD_PRELOAD, OPENSSL_CONF) resolve as the service sees them. */
+        int own = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+        struct stat a, b;
+        if (own < 0 || fstat(own, &a) != 0 || fstat(sv->mnt, &b) != 0) return fail_step("mount namespace");
+        close(own);
+        if ((a.st_dev != b.st_dev || a.st_ino != b.st_ino) && setns(sv->mnt, CLONE_NEWNS) != 0) return fail_step("setns(mount namespace)");
+        if (!same_file(sv->root, "/") && (fchdir(sv->root) != 0 || chroot(".") != 0)) return fail_step("chroot(the service's root)");
+        for (int c = 0; c < 64; c++)
+            if (!(sv->bnd & (1ULL << c)) && prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 1 && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0)
+                return fail_step("PR_CAPBSET_DROP");
+    }
     if (gid >= 0) {
         gid_t g = (gid_t)gid;
-        if (setgroups(1, &g) != 0 || setgid(g) != 0) { snprintf(err, sizeof err, "setgid(%ld): %s", gid, strerror(errno)); drop_error = err; return -1; }
+        if (setgroups(1, &g) != 0) return fail_step("setgroups");
+        if (setgid(g) != 0) return fail_step("setgid");
+        if (getgid() != g || getegid() != g) { snprintf(drop_err, sizeof drop_err, "gid did not change"); return -1; }
     }
-    if (uid >= 0 && setuid((uid_t)uid) != 0) { snprintf(err, sizeof err, "setuid(%ld): %s", uid, strerror(errno)); drop_error = err; return -1; }
-    if (uid >= 0 && (getuid() != (uid_t)uid || geteuid() != (uid_t)uid)) { drop_error = "uid did not change"; return -1; }
-    if (uid > 0 && setuid(0) == 0) { drop_error = "could regain root"; return -1; }
-    if (cwd && chdir(cwd) != 0) { snprintf(err, sizeof err, "chdir(%s): %s", cwd, strerror(errno)); drop_error = err; return -2; }
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    struct rlimit core = {0, 0}; setrlimit(RLIMIT_CORE, &core);
-    struct rlimit cpu = {60, 60}; setrlimit(RLIMIT_CPU, &cpu);
-    struct rlimit fsz = {16 << 20, 16 << 20}; setrlimit(RLIMIT_FSIZE, &fsz);
+    if (uid > 0) {
+        if (setuid((uid_t)uid) != 0) return fail_step("setuid");
+        if (getuid() != (uid_t)uid || geteuid() != (uid_t)uid) { snprintf(drop_err, sizeof drop_err, "uid did not change"); return -1; }
+        if (setuid(0) == 0) { snprintf(drop_err, sizeof drop_err, "could regain root"); return -1; }
+        if (capsets(0, 0, 0) != 0) return fail_step("capset");   /* the inheritable set survives setuid */
+    } else if (uid == 0 && sv) {
+        /* A root service may hold fewer capabilities than root: exec must not give the rest back. */
+        if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED, 0, 0, 0) != 0)
+            return fail_step("PR_SET_SECUREBITS");
+        if (capsets(sv->inh, sv->prm, sv->eff & sv->prm) != 0) return fail_step("capset");
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return fail_step("PR_CAP_AMBIENT_CLEAR_ALL");
+        for (int c = 0; c < 64; c++)
+            if ((sv->amb & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) != 0) return fail_step("PR_CAP_AMBIENT_RAISE");
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail_step("PR_SET_NO_NEW_PRIVS");
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return fail_step("PR_SET_DUMPABLE");
+    struct rlimit core = {0, 0}, cpu = {60, 60}, fsz = {16 << 20, 16 << 20};
+    if (setrlimit(RLIMIT_CORE, &core) != 0) return fail_step("RLIMIT_CORE");
+    if (setrlimit(RLIMIT_CPU, &cpu) != 0) return fail_step("RLIMIT_CPU");
+    if (setrlimit(RLIMIT_FSIZE, &fsz) != 0) return fail_step("RLIMIT_FSIZE");
+    if (sv && verify_within(sv->inh, sv->prm, sv->eff, sv->bnd, sv->amb) != 0) return -1;
+    if (!sv && uid > 0 && verify_within(0, 0, 0, ~0ULL, 0) != 0) return -1;
+    if (sv) {
+        if (sv->cwd < 0 || fchdir(sv->cwd) != 0) { fail_step("the service's cwd"); return -2; }
+    } else if (cwd && chdir(cwd) != 0) {
+        snprintf(drop_err, sizeof drop_err, "chdir(%s): %s", cwd, strerror(errno)); return -2;
+    }
     return 0;
 }
 
@@ -292,9 +439,18 @@ static char **read_env_stdin(void) {
 }
 
 int main(int argc, char **argv) {
-    long uid = -1, gid = -1; const char *cwd = NULL, *cwd_error = NULL; int exec_mode = 0, stage2 = 0, env_stdin = 0, i = 1;
+    /* Nothing the caller had open reaches the service's code (a daemon's sockets, a root-only file). */
+    if (close_range(3, ~0U, 0) != 0) {
+        if (errno != ENOSYS) { fprintf(stderr, "sentinel-probe: close_range: %s\n", strerror(errno)); return 125; }
+        for (long fd = sysconf(_SC_OPEN_MAX) - 1; fd > 2; fd--) close((int)fd);
+    }
+    long uid = -1, gid = -1, pid = -1; long long start = -1;
+    const char *cwd = NULL, *cwd_error = NULL, *mapped = NULL; int exec_mode = 0, stage2 = 0, env_stdin = 0, i = 1;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--uid") && i + 1 < argc) uid = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--pid") && i + 1 < argc) pid = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--start-time") && i + 1 < argc) start = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--mapped") && i + 1 < argc) mapped = argv[++i];
         else if (!strcmp(argv[i], "--gid") && i + 1 < argc) gid = atol(argv[++i]);
         else if (!strcmp(argv[i], "--cwd") && i + 1 < argc) cwd = argv[++i];
         else if (!strcmp(argv[i], "--cwd-error") && i + 1 < argc) cwd_error = argv[++i];
@@ -313,12 +469,28 @@ int main(int argc, char **argv) {
         char **env = env_stdin ? read_env_stdin() : environ;
         if (!env) { fprintf(stderr, "sentinel-probe: cannot read the environment\n"); return 125; }
         int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);   /* before the user may lose access to our path */
-        int dropped = drop(uid, gid, cwd);
-        if (dropped == -1) { fprintf(stderr, "sentinel-probe: %s\n", drop_error); return 125; }
+        struct service sv;
+        if (pid > 0 && open_service(pid, start, &sv) != 0) { fprintf(stderr, "sentinel-probe: %s\n", drop_err); return 125; }
+        /* A library deleted or replaced under the service: load what it really maps, through a
+         * descriptor opened while still root (map_files needs it) and kept across the drop and the
+         * exec; the service's user sees only its own library's content. No copy is made. */
+        static char mapped_path[64];
+        if (mapped) {
+            char name[96];
+            if (pid <= 0 || strspn(mapped, "0123456789abcdef-") != strlen(mapped)) { fprintf(stderr, "sentinel-probe: --mapped needs --pid and a range\n"); return 125; }
+            snprintf(name, sizeof name, "map_files/%s", mapped);
+            int fd = openat(sv.dir, name, O_RDONLY);
+            if (fd < 0) { fprintf(stderr, "sentinel-probe: %s: %s\n", name, strerror(errno)); return 125; }
+            snprintf(mapped_path, sizeof mapped_path, "/proc/self/fd/%d", fd);
+            argv[i] = mapped_path;
+        }
+        int dropped = drop(uid, gid, cwd, pid > 0 ? &sv : NULL);
+        if (dropped == -1) { fprintf(stderr, "sentinel-probe: %s\n", drop_err); return 125; }
+        if (pid > 0) { close(sv.dir); close(sv.mnt); close(sv.root); if (sv.cwd >= 0) close(sv.cwd); }
         int null = open("/dev/null", O_RDONLY);
         if (null >= 0) { dup2(null, 0); if (null > 0) close(null); }
         if (exec_mode) {
-            if (dropped == -2) { fprintf(stderr, "sentinel-probe: %s\n", drop_error); return 125; }
+            if (dropped == -2) { fprintf(stderr, "sentinel-probe: %s\n", drop_err); return 125; }
             execve(argv[i], argv + i, env);
             fprintf(stderr, "sentinel-probe: cannot run %s: %s\n", argv[i], strerror(errno));
             return 127;
@@ -326,7 +498,7 @@ int main(int argc, char **argv) {
         if (loader_reads(env)) {
             char *args[8]; int a = 0;
             args[a++] = argv[0]; args[a++] = "--stage2";
-            if (dropped == -2) { args[a++] = "--cwd-error"; args[a++] = (char *)drop_error; }
+            if (dropped == -2) { args[a++] = "--cwd-error"; args[a++] = (char *)drop_err; }
             args[a++] = "--"; args[a++] = argv[i]; args[a] = NULL;
             if (self >= 0) fexecve(self, args, env);
             fprintf(stderr, "sentinel-probe: cannot re-execute itself: %s\n", strerror(errno));
@@ -337,7 +509,7 @@ int main(int argc, char **argv) {
          * the service's environment swapped in; OpenSSL reads it with getenv, after this point. */
         if (self >= 0) close(self);
         environ = env;
-        if (dropped == -2) cwd_error = drop_error;
+        if (dropped == -2) cwd_error = drop_err;
     }
     const char *requested = argv[i];
     double t0 = now_ms();

@@ -53,19 +53,12 @@ import Testing
     /// SwiftPM's default RUNPATH $ORIGIN would make the probe's dlopen("libcrypto.so.3") search the
     /// probe's own folder before the service's order; make (build, test, release) links without it.
     @Test func noExecutableSearchesItsOwnFolderForLibraries() throws {
-        let folder = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().path
-        for exe in [Self.probe, Sentinel.binary, folder + "/crypto-sentinel-core"] {
+        for exe in [Self.probe, Sentinel.binary] {
             let r = try Sentinel.shell(["readelf", "-d", exe])
             #expect(r.status == 0, "\(exe): \(r.stderr)")
             #expect(!r.stdout.contains("$ORIGIN"), "\(exe) searches its own folder: build with --disable-local-rpath (make does)")
-            // The Swift binary's debug build, and a sanitizer build of the launcher, keep the toolchain's folder.
+            // The Swift binary's debug build keeps the toolchain's folder.
             if exe == Self.probe { #expect(!r.stdout.contains("PATH)"), "\(exe): \(r.stdout)") }
-        }
-        // A sanitizer's runtime brings its own libraries into the instrumented launcher.
-        if !Sanitizers.address && !Sanitizers.thread {
-            let launcher = try Sentinel.shell(["readelf", "-d", Sentinel.binary])
-            let needed = launcher.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }
-            #expect(needed.count == 1 && needed[0].contains("[libc.so.6]"), "the launcher loads only libc: \(needed)")
         }
     }
 
@@ -192,7 +185,9 @@ import Testing
         #expect(crash.findings(.postCrashed).first?.evidence["signal"] == .int(11))
         let garbage = try Sentinel.run(["post", "--libcrypto", try Fixtures.postLib("garbage"), "--format", "json"])
         #expect(garbage.codes() == ["post-crashed"])
-        #expect(garbage.findings(.postCrashed).first?.evidence["stdout_tail"]?.stringValue == "this is not JSON")
+        // What the library printed is not the probe's: it is never copied into the report.
+        #expect(garbage.findings(.postCrashed).first?.evidence["stdout_tail"] == nil)
+        #expect(!garbage.stdout.contains("this is not JSON"))
     }
 
     @Test func probeRunsAsTheNonRootServiceUser() throws {
@@ -294,8 +289,7 @@ import Testing
         #expect(deleted.evidence["path"]?.stringValue == lib + " (deleted)")
         #expect(checks(r)["sha-256 known answer"] == "pass")  // the POST ran on the mapped content
         #expect(r.report?.targets.first?.post?["library"]?["version"]?.stringValue?.hasPrefix("OpenSSL 3.0") == true)
-        let copy = try #require(deleted.evidence["tested_copy"]?.stringValue)
-        #expect(!FileManager.default.fileExists(atPath: copy), "the private copy is removed afterwards")
+        #expect(deleted.evidence["mapped_range"]?.stringValue != nil, "loaded from the mapping itself, not a copy")
     }
 
     @Test func libcryptoUnderAnotherNameIsFoundByContent() throws {
@@ -342,97 +336,14 @@ import Testing
         #expect(summary(fast).first?.contains("post-fips-not-active") == true, "\(summary(fast))")
 
         for (bad, message) in [(["--format", "yaml"], "yaml"), (["--fail-on", "never"], "never"),
-                               (["--timeout", "0"], "--timeout must be positive"), (["--env", "NOEQUALS"], "KEY=VALUE"),
+                               (["--timeout", "0"], "--timeout must be positive"), (["--timeout", "-1"], "--timeout must be positive"),
+                               // Past UInt64 nanoseconds: trapped (SIGILL) in the runner before it was refused here.
+                               (["--timeout", "1e999"], "at most 3600 seconds"), (["--timeout", "2e10"], "at most 3600 seconds"),
+                               (["--env", "NOEQUALS"], "KEY=VALUE"),
                                (["--name", "a", "--name", "b", "--bogus"], "--bogus")] {
             let r = try Sentinel.run(["post", "--libcrypto", "libcrypto.so.3"] + bad)
             #expect(r.status == 2, "\(bad): \(r.stderr)")
             #expect(r.stderr.contains(message) && r.stdout.isEmpty, "\(bad): \(r.stderr)")
-        }
-    }
-
-    /// The launcher starts the probe children of a simple command line before it execs the Swift
-    /// binary; the POST takes one over only when it is exactly the child it would spawn, so each
-    /// libcrypto still gets exactly one probe. The probe here is a wrapper that logs each start, then
-    /// execs the real one.
-    @Test func theChildStartedBeforeSwiftIsTheOnlyProbePerLibcrypto() throws {
-        let dir = try Fixtures.tempDir()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (wrapper, log) = try Self.loggingProbe(in: dir)
-        var env = ProcessInfo.processInfo.environment
-        env["SENTINEL_PROBE"] = wrapper
-        let split = try Fixtures.proc()
-        let libs = [split + "/fake/a/libcrypto.so.3", split + "/fake/b/libcrypto.so.3"]
-        for (args, starts) in [
-            // Early: two libraries, a repeated key (the later wins), a variable a child never sees.
-            (["--libcrypto", libs[0], "--libcrypto", libs[1], "--libcrypto", libs[0], "--env", "OPENSSL_CONF=/x",
-              "--env", "OPENSSL_CONF=/dev/null", "--env", "NOTIFY_SOCKET=/run/n", "--format", "json"], 2),
-            // Not early (`--opt=value` goes to ArgumentParser): PostRunner spawns it itself.
-            (["--libcrypto=\(libs[0])", "--format", "json"], 1),
-        ] {
-            try? FileManager.default.removeItem(atPath: log)
-            let r = try Sentinel.shell([Sentinel.binary, "post"] + args, environment: env)
-            #expect(r.report?.targets.count == starts, "\(args): \(r.stderr)")
-            let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
-            #expect(lines.count == starts, "\(args): probe starts \(lines)")
-            #expect(Set(lines.map { String($0.split(separator: " ").last ?? "") }).count == starts, "\(lines)")
-            let env = r.report?.targets.first?.environment ?? [:]
-            if starts == 2 { #expect(env["OPENSSL_CONF"] == "/dev/null", "\(env)") }
-        }
-    }
-
-    /// What SENTINEL_EARLY_POST says is believed only from the launcher, and only for this process's
-    /// own children: the launcher drops one it inherits, and the Swift binary run on its own (no early
-    /// children) ignores one naming processes and descriptors that are not its probe children. Either
-    /// way the POST runs exactly once, and passes.
-    @Test func onlyTheLaunchersOwnChildrenAreAdopted() throws {
-        let dir = try Fixtures.tempDir()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (wrapper, log) = try Self.loggingProbe(in: dir)
-        var env = ProcessInfo.processInfo.environment
-        env["SENTINEL_PROBE"] = wrapper
-        /// Runs argv with `forged` as SENTINEL_EARLY_POST; the probe starts it caused.
-        func run(_ argv: [String], forged: String? = nil) throws -> (Sentinel.Result, [Substring]) {
-            try? FileManager.default.removeItem(atPath: log)
-            var env = env
-            env["SENTINEL_EARLY_POST"] = forged
-            let r = try Sentinel.shell(argv, environment: env)
-            return (r, ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n"))
-        }
-        let core = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("crypto-sentinel-core").path
-        for (exe, forged) in [(Sentinel.binary, "1:0:1:0"), (core, "1:0:1:0"), (core, "\(getpid()):0:2:5,junk"), (core, nil)] {
-            let (r, starts) = try run([exe, "post", "--format", "json"], forged: forged)
-            #expect(r.status == 0, "\(exe) \(forged ?? "-"): \(r.stderr)")
-            #expect(r.report?.targets.first?.state == .healthy, "\(exe) \(forged ?? "-"): \(r.stdout.prefix(300))")
-            #expect(starts.count == 1, "\(exe) \(forged ?? "-"): probe starts \(starts)")
-        }
-        // Started with descriptors 0-2 closed: the launcher reopens them on /dev/null first, so the
-        // children's pipes land above 2 and are adopted (else the POST would start a second probe).
-        let (closed, starts) = try run(["/bin/sh", "-c", "exec \"$0\" post 0<&- 1>&- 2>&-", Sentinel.binary])
-        #expect(closed.status == 0 && starts.count == 1, "exit \(closed.status), probe starts \(starts)")
-    }
-
-    /// The launcher alone (a broken install) says what is missing, in one line, with exit status 2.
-    @Test func aLauncherWithoutTheSwiftBinarySaysWhy() throws {
-        let dir = try Fixtures.tempDir()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.copyItem(atPath: Sentinel.binary, toPath: dir + "/crypto-sentinel")
-        let r = try Sentinel.shell([dir + "/crypto-sentinel", "--version"])
-        #expect(r.status == 2)
-        #expect(r.stderr == "crypto-sentinel: cannot run \(dir)/crypto-sentinel-core: No such file or directory (it is installed beside this launcher)\n",
-                "\(r.stderr)")
-    }
-
-    /// A line the launcher started children for but ArgumentParser then rejects must leave none
-    /// behind (the hanging fixture would run until its timeout).
-    @Test func aRejectedCommandLineLeavesNoEarlyProbe() throws {
-        let lib = try Fixtures.postLib("hang")
-        // This build's probe only: other checkouts' tests may run the same fixture at the same time.
-        let probe = URL(fileURLWithPath: Sentinel.binary).deletingLastPathComponent().appendingPathComponent("sentinel-probe").path
-        for bad in [["--format", "yaml"], ["--fail-on", "never"], ["--timeout", "0"], ["--help"]] {
-            let r = try Sentinel.run(["post", "--libcrypto", lib] + bad)
-            #expect(r.status == (bad == ["--help"] ? 0 : 2), "\(bad): \(r.stderr)")
-            let left = try Sentinel.shell(["pgrep", "-f", "^\(probe) .*\(lib)"])
-            #expect(left.stdout.isEmpty, "\(bad): an early probe survived: \(left.stdout)")
         }
     }
 

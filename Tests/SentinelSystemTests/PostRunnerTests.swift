@@ -62,7 +62,6 @@ struct PostRunnerTests {
         let run = PostRunner(probe: probe, timeout: 10, outputCap: 1 << 20).runProbe(library: "l", environment: [:], cwd: nil, identity: nil)
         guard case .exited(_, let doc) = run.outcome else { Issue.record("\(run.outcome)"); return }
         #expect(doc == nil)
-        #expect(!run.stdoutTail.isEmpty)
         #expect(run.elapsedMs < 5000)
     }
 
@@ -72,11 +71,20 @@ struct PostRunnerTests {
         #expect(run.outcome == .signaled(11))
         // The child sees exactly the given environment, minus NOTIFY_SOCKET and WATCHDOG_*.
         // The probe gets the service's environment on stdin (NUL-separated), its own is empty.
-        let env = try Self.script("tr '\\0' '\\n' | sort >&2; env | grep -v -E '^(PWD|SHLVL|_)=' | sed 's/^/own:/' >&2")
+        let env = try Self.script("tr '\\0' '\\n' | sort | sed 's/^/sentinel-probe: /' >&2; env | grep -v -E '^(PWD|SHLVL|_)=' | sed 's/^/own:/' >&2")
         let r = PostRunner(probe: env, timeout: 5).runProbe(
             library: "l", environment: ["A": "1", "NOTIFY_SOCKET": "/run/n", "WATCHDOG_USEC": "5", "WATCHDOG_PID": "1"], cwd: nil, identity: nil)
-        let lines = r.stderrTail.split(separator: "\n").filter { !$0.hasPrefix("PWD=") }
-        #expect(lines == ["A=1"])
+        #expect(r.stderrTail == "sentinel-probe: A=1")
+    }
+
+    /// What the child prints that is not the probe's own line (an LD_PRELOAD, ld.so echoing a
+    /// variable) never reaches the report: it may carry the service's secrets.
+    @Test func onlyTheProbesOwnLinesAreKept() throws {
+        let probe = try Self.script(#"echo "SECRET=hunter2" >&2; echo "sentinel-probe: stage dlopen" >&2; echo "ld.so: LD_AUDIT=x" >&2; echo "SECRET=hunter2"; kill -SEGV $$"#)
+        let run = PostRunner(probe: probe, timeout: 5).runProbe(library: "l", environment: [:], cwd: nil, identity: nil)
+        #expect(run.stderrTail == "sentinel-probe: stage dlopen")
+        let result = PostAnalysis.analyze(run, target: "t", expectFIPS: false)
+        #expect(!"\(result.findings)".contains("hunter2") && !"\(result.findings)".contains("LD_AUDIT"))
     }
 
     @Test func commandOutputTail() throws {

@@ -12,11 +12,10 @@ public struct PostRun: Sendable, Hashable {
     public var outcome: PostOutcome
     /// The last lines of the child's stderr (the probe writes "stage NAME" there).
     public var stderrTail: String
-    public var stdoutTail: String
     public var elapsedMs: Int
-    public init(library: String, outcome: PostOutcome, stderrTail: String = "", stdoutTail: String = "", elapsedMs: Int = 0) {
+    public init(library: String, outcome: PostOutcome, stderrTail: String = "", elapsedMs: Int = 0) {
         self.library = library; self.outcome = outcome; self.stderrTail = stderrTail
-        self.stdoutTail = stdoutTail; self.elapsedMs = elapsedMs
+        self.elapsedMs = elapsedMs
     }
 }
 
@@ -43,8 +42,7 @@ public enum PostAnalysis {
     }
 
     public static func analyze(_ run: PostRun, target: String, expectFIPS: Bool) -> Result {
-        let tail = ["stderr_tail": JSONValue(run.stderrTail.isEmpty ? nil : run.stderrTail),
-                    "stdout_tail": JSONValue(run.stdoutTail.isEmpty ? nil : run.stdoutTail)]
+        let tail = ["stderr_tail": JSONValue(run.stderrTail.isEmpty ? nil : run.stderrTail)]
         var evidenceBase: [String: JSONValue] = ["libcrypto": .string(run.library)]
         let stage = lastStage(run.stderrTail).flatMap { $0 == "done" ? nil : $0 }
         func fail(_ code: FindingCode, _ summary: String, _ extra: [String: JSONValue] = [:], fix: [String] = []) -> Finding {
