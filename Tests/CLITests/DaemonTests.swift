@@ -294,6 +294,12 @@ final class DaemonUnderTest {
         try "services:\n  - name: api\n    unit: api\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
         let good = try Sentinel.run(["daemon", "--check", "--config", dir + "/c.yaml"])
         #expect(good.status == 0 && good.stdout.contains("services: api") && good.stdout.contains("discover: off"))
+        // A state folder a service user could write: refused at start, before anything is written there.
+        let state = dir + "/state"
+        mkdir(state, 0o777); chmod(state, 0o777)
+        let open = try Sentinel.shell(["env", "RUNTIME_DIRECTORY=\(dir)", "STATE_DIRECTORY=\(state)", Sentinel.binary, "daemon", "--config", dir + "/c.yaml"])
+        #expect(open.status == 2)
+        #expect(open.stderr.contains("\(state): writable by group or others (mode 777)"), "\(open.stderr)")
     }
 
     /// systemd-socket-activate binds the sockets and execs the daemon on the first connection, with

@@ -118,7 +118,7 @@ import Testing
 
     @Test func aReadOnlyStateFolderStillServesTheReportAndSaysTheStateWasNotSaved() throws {
         let d = try DaemonUnderTest(config: Self.config(), wrapper: Self.privateNamespace(
-            #"mkdir -p "$STATE_DIRECTORY" && mount -t tmpfs -o ro,size=1m tmpfs "$STATE_DIRECTORY""#))
+            #"mkdir -p "$STATE_DIRECTORY" && mount -t tmpfs -o ro,size=1m,mode=0750 tmpfs "$STATE_DIRECTORY""#))
         defer { d.remove() }
         try #require(d.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1; stderr: \(d.stderr)")
         #expect(try report(d).targets.contains { $0.name == "absent" })
@@ -133,7 +133,7 @@ import Testing
 
     @Test func aFullStateFolderStillServesTheReportAndSavesAgainOnceThereIsRoom() throws {
         let d = try DaemonUnderTest(config: Self.config(), wrapper: Self.privateNamespace(
-            #"mkdir -p "$STATE_DIRECTORY" && mount -t tmpfs -o size=64k tmpfs "$STATE_DIRECTORY" && (dd if=/dev/zero of="$STATE_DIRECTORY/fill" bs=4k 2>/dev/null || true)"#))
+            #"mkdir -p "$STATE_DIRECTORY" && mount -t tmpfs -o size=64k,mode=0750 tmpfs "$STATE_DIRECTORY" && (dd if=/dev/zero of="$STATE_DIRECTORY/fill" bs=4k 2>/dev/null || true)"#))
         defer { d.remove() }
         try #require(d.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1; stderr: \(d.stderr)")
         #expect(try report(d).targets.contains { $0.name == "absent" })

@@ -51,4 +51,39 @@ import SentinelCore
         #expect(throws: StateStore.Failure.self) { try store.save(report: report) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).allSatisfy { !$0.contains(".tmp-") })
     }
+
+    /// A link planted at the temp file's name (by anyone who could write the folder) is never
+    /// followed: root used to truncate and overwrite the file it pointed at.
+    @Test func aLinkAtTheTempNameIsNeverFollowed() throws {
+        let dir = tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let victimDir = tempDir(); defer { try? FileManager.default.removeItem(atPath: victimDir) }
+        let victim = victimDir + "/shadow"
+        try "root-only\n".write(toFile: victim, atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/" + StateStore.tempName("report.json"), withDestinationPath: victim)
+        let store = StateStore(directory: dir, historyLimit: 3)
+        try store.save(report: report)
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "root-only\n")
+        #expect(store.load().report?.targets.first?.name == "api")
+        var st = stat()
+        #expect(lstat(dir + "/report.json", &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG)
+    }
+
+    /// A state folder another user can write, or owns, is refused with the reason.
+    @Test func aFolderOthersCanChangeIsRefused() throws {
+        let dir = tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = StateStore(directory: dir, historyLimit: 3)
+        try store.checkFolder()
+        chmod(dir, 0o777)
+        #expect { try store.checkFolder() } throws: { "\($0)".contains("writable by group or others (mode 777)") }
+        #expect(throws: StateStore.Failure.self) { try store.save(report: report) }
+        chmod(dir, 0o750)
+        if geteuid() == 0 {
+            chown(dir, 65534, 65534)
+            #expect { try store.checkFolder() } throws: { "\($0)".contains("owned by uid 65534") }
+        }
+        let link = dir + "-link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: dir)
+        defer { unlink(link) }
+        #expect { try StateStore(directory: link, historyLimit: 3).checkFolder() } throws: { "\($0)".contains("not a directory") }
+    }
 }

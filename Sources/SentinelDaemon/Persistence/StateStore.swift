@@ -16,6 +16,31 @@ public final class StateStore: Sendable {
         self.historyLimit = max(1, historyLimit)
     }
 
+    /// Creates the folder if needed (mode 0750) and refuses one that another user could change: it
+    /// must be a real directory (not a link), owned by this process's user, writable by no one else.
+    /// Otherwise whoever can write there could plant links for root to write through.
+    public func checkFolder() throws(Failure) {
+        if mkdir(directory, 0o750) != 0 && errno != EEXIST {
+            throw Failure(description: "\(directory): cannot create: \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard lstat(directory, &st) == 0 else { throw Failure(description: "\(directory): \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw Failure(description: "\(directory): not a directory (a link or a file)") }
+        guard st.st_uid == geteuid() else {
+            throw Failure(description: "\(directory): owned by uid \(st.st_uid), not by this daemon's uid \(geteuid())")
+        }
+        guard st.st_mode & 0o022 == 0 else {
+            throw Failure(description: "\(directory): writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8))); chmod go-w it")
+        }
+    }
+
+    /// The folder itself, opened without following a link: every file below is opened relative to it.
+    func openFolder() throws(Failure) -> Int32 {
+        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard dfd >= 0 else { throw Failure(description: "\(directory): \(String(cString: strerror(errno)))") }
+        return dfd
+    }
+
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
     }
@@ -30,14 +55,23 @@ public final class StateStore: Sendable {
     }
 
     func read<T: Decodable>(_ path: String, warnings: inout [String]) -> T? {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            if access(path, F_OK) == 0 { warnings.append("\(path): cannot be read: \(String(cString: strerror(errno)))") }
+        let name = String(path.dropFirst(directory.count + 1))
+        let dfd: Int32
+        do { dfd = try openFolder() } catch {
+            if errno != ENOENT { warnings.append(error.description) }
             return nil
         }
+        defer { close(dfd) }
+        let fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno != ENOENT { warnings.append("\(path): cannot be read: \(String(cString: strerror(errno)))") }
+            return nil
+        }
+        let data = FileHandle(fileDescriptor: fd, closeOnDealloc: true).readDataToEndOfFile()
         do { return try JSONDecoder().decode(T.self, from: data) } catch {
-            let aside = "\(path).corrupt-\(time(nil))"
-            let moved = rename(path, aside) == 0
-            warnings.append("\(path): not a valid state file (\(Self.reason(error))); " + (moved ? "set aside as \(aside)" : "ignored (cannot rename: \(String(cString: strerror(errno))))"))
+            let aside = "\(name).corrupt-\(time(nil))"
+            let moved = renameat(dfd, name, dfd, aside) == 0
+            warnings.append("\(path): not a valid state file (\(Self.reason(error))); " + (moved ? "set aside as \(directory)/\(aside)" : "ignored (cannot rename: \(String(cString: strerror(errno))))"))
             return nil
         }
     }
@@ -57,12 +91,18 @@ public final class StateStore: Sendable {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data: Data
         do { data = try encoder.encode(value) } catch { throw Failure(description: "\(path): cannot encode: \(error)") }
-        if mkdir(directory, 0o750) != 0 && errno != EEXIST {
-            throw Failure(description: "\(directory): cannot create: \(String(cString: strerror(errno)))")
+        try checkFolder()
+        let dfd = try openFolder()
+        defer { close(dfd) }
+        let name = String(path.dropFirst(directory.count + 1))
+        let temp = Self.tempName(name)
+        // O_EXCL|O_NOFOLLOW: never through a file or link left at that name, only a file made here.
+        var fd = openat(dfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o640)
+        if fd < 0 && errno == EEXIST {  // a crash of an earlier daemon with the same pid
+            unlinkat(dfd, temp, 0)
+            fd = openat(dfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o640)
         }
-        let temp = "\(path).tmp-\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { throw Failure(description: "\(temp): cannot create: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw Failure(description: "\(directory)/\(temp): cannot create: \(String(cString: strerror(errno)))") }
         var ok = true
         var why = ""
         data.withUnsafeBytes { raw in
@@ -75,13 +115,14 @@ public final class StateStore: Sendable {
         }
         if ok && fsync(fd) != 0 { ok = false; why = "fsync: \(String(cString: strerror(errno)))" }
         close(fd)
-        guard ok else { unlink(temp); throw Failure(description: "\(path): \(why)") }
-        guard rename(temp, path) == 0 else {
+        guard ok else { unlinkat(dfd, temp, 0); throw Failure(description: "\(path): \(why)") }
+        guard renameat(dfd, temp, dfd, name) == 0 else {
             let e = String(cString: strerror(errno))
-            unlink(temp)
+            unlinkat(dfd, temp, 0)
             throw Failure(description: "\(path): rename: \(e)")
         }
-        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        fsync(dfd)
     }
+
+    static func tempName(_ name: String) -> String { "\(name).tmp-\(getpid())" }
 }

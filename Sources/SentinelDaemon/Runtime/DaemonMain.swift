@@ -68,6 +68,7 @@ public final class DaemonMain: Sendable {
             journal.log(priority: 4, message: why + ": POSTs are skipped, inspection and scans go on")
         }
         let store = StateStore(directory: config.resolvedStateDirectory(environment: env), historyLimit: config.historyLimit)
+        do { try store.checkFolder() } catch { throw StartupError(description: error.description) }
         let journal = self.journal, notifier = self.notifier, metrics = self.metrics
         var hooks = Scheduler.Hooks()
         hooks.alert = { journal.send($0) }
