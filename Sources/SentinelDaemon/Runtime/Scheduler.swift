@@ -141,9 +141,12 @@ public final class Scheduler: Sendable {
         let watcher = LiveWatcher()
         _ = watcher.changed(currentConfig)
         baselineTaken.resume()
+        var budget = TriggerBudget()
+        let start = ContinuousClock.now
         while !Task.isCancelled && !stopping.load(ordering: .relaxed) {
             try? await Task.sleep(for: watchEvery)
-            if watcher.changed(currentConfig) { wakeup.ring() }
+            let changed = watcher.changed(currentConfig)
+            if budget.tick(at: Self.seconds(ContinuousClock.now - start), changed: changed) { wakeup.ring() }
         }
     }
 
