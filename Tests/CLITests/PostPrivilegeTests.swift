@@ -171,3 +171,30 @@ struct PostPrivilegeTests {
         return nil
     }
 }
+
+/// Bounded work for what a service maps: a 1 GiB sparse file named like a libcrypto, mapped and
+/// deleted by a process any user can start, used to be read whole and written to /tmp by `post`.
+@Suite("post bounded", .serialized)
+struct PostBoundedTests {
+    @Test func aHugeDeletedMappingIsNeitherReadWholeNorCopied() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-huge-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lib = dir + "/libcrypto.so.3"
+        let service = try LiveProcess(["/usr/bin/python3", "-c", """
+            import mmap, os, time
+            f = open('\(lib)', 'wb+'); f.truncate(1 << 30)
+            m = mmap.mmap(f.fileno(), 1 << 30, prot=mmap.PROT_READ); os.remove('\(lib)')
+            print('mapped', flush=True); time.sleep(120)
+            """])
+        defer { service.stop() }
+        #expect(service.firstLine == "mapped")
+        let r = try Sentinel.shell(["/usr/bin/time", "-f", "maxrss_kb=%M", Sentinel.binary, "post", "--pid", String(service.pid), "--format", "json"])
+        let rss = r.stderr.split(separator: "\n").compactMap { $0.hasPrefix("maxrss_kb=") ? Int($0.dropFirst(10)) : nil }.first
+        #expect(r.report?.targets.contains { $0.name.hasSuffix(lib + " (deleted)") } == true, "\(r.stdout.prefix(400)) \(r.stderr)")
+        #expect(r.findings(.processDeletedLibrary).first?.evidence["mapped_range"]?.stringValue != nil)
+        let kb = try #require(rss)
+        // It was read into memory whole (and written to /tmp) to be tested: about 1 GiB at the peak.
+        #expect(kb < 200_000, "post peaked at \(kb) KiB for a 1 GiB mapping")
+    }
+}
