@@ -3,7 +3,7 @@ SHELL := /bin/bash
 FIXTURES ?= /tmp/crypto-sentinel-fixtures
 FIPS_CACHE ?= /var/tmp/crypto-sentinel-fips
 PREFIX ?= /usr/local
-APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev patchelf gcc make python3 python3-venv python3-pip \
+APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev libyaml-dev patchelf gcc make python3 python3-venv python3-pip \
                 python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates \
                 openssl procps binutils systemd nginx-light curl
 SWIFT_BUILD_FLAGS ?=

@@ -10,10 +10,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
@@ -25,9 +23,11 @@ let package = Package(
         .systemLibrary(name: "CLibSystemd", providers: [.apt(["libsystemd-dev"])]),
         // Linux calls Swift's Glibc module leaves out (closefrom in posix_spawn, pipe2, memfd): header only.
         .systemLibrary(name: "CLinux"),
+        // libyaml through pkg-config (libyaml-dev): the config file's parser.
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         // Pure core: ELF model, loader resolution, findings, report, daemon config and change tracking.
-        // No I/O side effects (Yams only parses text it is given).
-        .target(name: "SentinelCore", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // No I/O side effects (libyaml only parses text it is given).
+        .target(name: "SentinelCore", dependencies: ["CYAML"]),
         // Thin adapters: libelf reader, filesystem walk and cache, host loader facts, /proc, the probe,
         // sd_notify and the journal.
         .target(name: "SentinelSystem", dependencies: ["SentinelCore", "CLibElf", "CLibSystemd", "CLinux"]),
@@ -38,9 +38,7 @@ let package = Package(
                 "SentinelCore", "SentinelSystem", "CLibSystemd", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -1,4 +1,4 @@
-// libFuzzer target: the daemon's YAML config parser (Yams underneath, then the schema checks).
+// libFuzzer target: the daemon's YAML config parser (libyaml underneath, then the schema checks).
 // Every input must end in a DaemonConfig or a ConfigError, never a trap.
 import SentinelCore
 

@@ -3,7 +3,7 @@
 # target, executions, exec/s, crashes. Exits non-zero if any target crashed (or failed to build).
 #
 # SwiftPM renames an executable's entry point, so libFuzzer's main cannot come through it: the library
-# modules (SentinelCore, SentinelSystem, Yams) are compiled by SwiftPM with coverage + ASan on their own
+# modules (SentinelCore, SentinelSystem) are compiled by SwiftPM with coverage + ASan on their own
 # scratch path, and each fuzz/<target>.swift is linked against their objects by swiftc. Release mode:
 # a -Onone + ASan build ran 10-60x fewer executions per second (ld.so.cache: 98/s against 6,000/s).
 # Seeds come from this machine's real files at run time (fuzz/corpus/ holds only small text seeds).
@@ -22,10 +22,10 @@ swift build -c release --scratch-path "$SCRATCH" --target SentinelSystem \
     || { tail -20 "$OUT/logs/build.log"; echo "fuzz: library build failed (log: $OUT/logs/build.log)" >&2; exit 2; }
 B=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
 objs() { for m in "$@"; do ls "$B/$m.build"/*.o; done; }
-CORE_OBJS=$(objs SentinelCore Yams; ls "$B"/CYaml.build/src/*.o)
+CORE_OBJS="$(objs SentinelCore) -lyaml"
 SYS_OBJS=$(objs SentinelSystem)
 MAPS=(-Xcc "-fmodule-map-file=Sources/CLibElf/module.modulemap" -Xcc "-fmodule-map-file=Sources/CLibSystemd/module.modulemap"
-      -Xcc "-fmodule-map-file=$SCRATCH/checkouts/Yams/Sources/CYaml/include/module.modulemap" -Xcc "-I$SCRATCH/checkouts/Yams/Sources/CYaml/include")
+      -Xcc "-fmodule-map-file=Sources/CYAML/module.modulemap" -Xcc "-fmodule-map-file=Sources/CLinux/module.modulemap")
 build_target() {
     local t=$1 extra=()
     case $t in

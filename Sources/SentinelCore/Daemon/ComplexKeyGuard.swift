@@ -1,7 +1,6 @@
-/// Finds a mapping key that is not a scalar (an alias, a list or a mapping) before Yams composes the
-/// text. Yams hashes every key to detect duplicates, and hashing an alias key walks the aliased tree
-/// with every repetition expanded: a few hundred bytes of nested aliases take minutes. Our keys are
-/// always words, so such a key is rejected up front, in time linear in the text.
+/// Finds a mapping key that is not a plain word (an explicit `? KEY`, an alias, a list or a mapping)
+/// before the text is composed, and says which, at its line and column: libyaml's events no longer
+/// tell an explicit key from a plain one, and our keys are always words. Linear in the text.
 ///
 /// A lexer only as deep as that needs: comments, quoted and block scalars and the continuation lines
 /// of plain scalars are skipped, so their text is never taken for YAML syntax.
@@ -43,7 +42,7 @@ enum ComplexKeyGuard {
         func indent(from start: Int) -> Int { var j = start; while byte(j) == Self.space { j += 1 }; return j - start }
 
         func hit(_ at: Int, _ message: String) -> Hit {
-            // Columns count Unicode scalars, as Yams' marks do (continuation bytes start none).
+            // Columns count Unicode scalars, as libyaml's marks do (continuation bytes start none).
             let column = c[lineStart..<at].reduce(1) { $1 & 0xC0 == 0x80 ? $0 : $0 + 1 }
             return Hit(line: line, column: column, message: message)
         }

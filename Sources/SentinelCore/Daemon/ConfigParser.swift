@@ -1,9 +1,8 @@
-import Yams
-
 /// Walks the YAML node tree by hand rather than through Codable: every node keeps its mark, so each
 /// rejection names the exact line, column and dotted key, and unknown keys are caught at every level.
 struct ConfigParser {
     let file: String
+    typealias Node = YAMLNode
 
     typealias Keys = DaemonConfig.Keys
 
@@ -39,13 +38,7 @@ struct ConfigParser {
             throw ConfigError(file: file, line: complex.line, column: complex.column, key: "", message: complex.message)
         }
         let composed: Node?
-        do {
-            composed = try Yams.compose(yaml: text)
-        } catch let error as YamlError {
-            throw translate(error, text: text)
-        } catch {
-            throw ConfigError(file: file, line: 1, column: 1, key: "", message: "YAML error: \(error)")
-        }
+        do { composed = try YAMLNode.compose(text) } catch { throw translate(error) }
         guard let root = composed else {
             throw ConfigError(file: file, line: 1, column: 1, key: "",
                               message: "the file is empty: expected a mapping of settings such as `interval: 5m`")
@@ -191,7 +184,7 @@ struct ConfigParser {
     }
 
     private func entries(_ node: Node, path: String, allowed: [String]) throws(ConfigError) -> [String: Entry] {
-        guard case .mapping(let mapping) = node else {
+        guard case .mapping(let mapping, _) = node else {
             throw fail(node, path, "expected a mapping (key: value lines), got \(Self.kind(node))")
         }
         var result: [String: Entry] = [:]
@@ -207,7 +200,7 @@ struct ConfigParser {
                 message += " (known here: \(allowed.joined(separator: ", ")))"
                 throw fail(key, keyPath, message)
             }
-            // Yams compares keys with their tags, so `post:` and `"post":` would both get through.
+            // The composer compares keys with their tags, so `post:` and `"post":` would both get through.
             if let first = result[name] {
                 throw fail(key, keyPath, "given twice (first at line \(Self.position(first.key).line))")
             }
@@ -217,7 +210,7 @@ struct ConfigParser {
     }
 
     private func list(_ e: Entry) throws(ConfigError) -> [Node] {
-        guard case .sequence(let sequence) = e.value else {
+        guard case .sequence(let sequence, _) = e.value else {
             throw fail(e, "expected a list (lines starting with `- `, or [] for none), got \(Self.kind(e.value))")
         }
         return Array(sequence)
@@ -236,14 +229,14 @@ struct ConfigParser {
     }
 
     private func bool(_ e: Entry) throws(ConfigError) -> Bool {
-        guard case .scalar(let scalar) = e.value, Self.tag(e.value) == .bool, let value = Bool.construct(from: scalar) else {
+        guard case .scalar(let scalar) = e.value, scalar.tag == .bool, let value = YAMLNode.bool(scalar.string) else {
             throw fail(e, "expected true or false, got \(Self.show(e.value))")
         }
         return value
     }
 
     private func number(_ e: Entry, expected: String) throws(ConfigError) -> Double {
-        guard case .scalar(let scalar) = e.value, [Tag.Name.int, .float].contains(Self.tag(e.value)),
+        guard case .scalar(let scalar) = e.value, scalar.tag == .int || scalar.tag == .float,
               let value = Double(scalar.string), value.isFinite else {
             throw fail(e, "expected \(expected), got \(Self.show(e.value))")
         }
@@ -251,7 +244,7 @@ struct ConfigParser {
     }
 
     private func integer(_ e: Entry) throws(ConfigError) -> Int {
-        guard case .scalar(let scalar) = e.value, Self.tag(e.value) == .int, let value = Int(scalar.string) else {
+        guard case .scalar(let scalar) = e.value, scalar.tag == .int, let value = Int(scalar.string) else {
             throw fail(e, "expected a whole number, got \(Self.show(e.value))")
         }
         return value
@@ -335,7 +328,7 @@ struct ConfigParser {
     /// `keptOnly`: nil for a service's full environment; otherwise the keys are limited to
     /// TargetEnvironment.keptKeys and the text says why.
     private func environment(_ e: Entry, keptOnly: String?) throws(ConfigError) -> [String: String] {
-        guard case .mapping(let mapping) = e.value else {
+        guard case .mapping(let mapping, _) = e.value else {
             throw fail(e, "expected a mapping of VARIABLE: value, got \(Self.kind(e.value))")
         }
         var result: [String: String] = [:]
@@ -351,7 +344,7 @@ struct ConfigParser {
 
     /// process-env-drift expectations: `""` (or no value) expects the variable unset or empty.
     private func expectedEnvironment(_ e: Entry) throws(ConfigError) -> [String: String] {
-        guard case .mapping(let mapping) = e.value else {
+        guard case .mapping(let mapping, _) = e.value else {
             throw fail(e, "expected a mapping of VARIABLE: value, got \(Self.kind(e.value))")
         }
         var result: [String: String] = [:]
@@ -381,7 +374,7 @@ struct ConfigParser {
     }
 
     private func command(_ e: Entry) throws(ConfigError) -> [String] {
-        guard case .sequence(let sequence) = e.value else {
+        guard case .sequence(let sequence, _) = e.value else {
             throw fail(e, "expected a list: [/path/to/program, argument, …] ([] for none), got \(Self.kind(e.value))")
         }
         var argv: [String] = []
@@ -442,40 +435,24 @@ struct ConfigParser {
         fail(node, Self.join(path, key), "missing (\(hint))")
     }
 
-    private func translate(_ error: YamlError, text: String) -> ConfigError {
-        func syntax(_ problem: String, _ context: YamlError.Context?, _ mark: Mark) -> ConfigError {
-            var message = "YAML syntax error: \(problem)"
-            if let context { message += " (\(context.text) at line \(context.mark.line))" }
-            return ConfigError(file: file, line: mark.line, column: mark.column, key: "", message: message)
-        }
-        switch error {
-        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
-             let .composer(context, problem, mark, _):
-            return syntax(problem, context, mark)
-        case let .reader(problem, offset, _, _):
-            // The reader reports a Character offset, not a mark.
-            var line = 1, column = 1
-            for ch in text.prefix(offset ?? 0) {
-                if ch.isNewline { line += 1; column = 1 } else { column += 1 }
-            }
-            return ConfigError(file: file, line: line, column: column, key: "", message: "unreadable text: \(problem)")
-        case let .duplicatedKeysInMapping(duplicates, context):
-            let key = duplicates.first ?? ""
-            return ConfigError(file: file, line: context.mark.line, column: context.mark.column, key: key,
-                               message: "given more than once in the same mapping (this is the first)")
-        default:
-            return ConfigError(file: file, line: 1, column: 1, key: "", message: "YAML error: \(error)")
+    private func translate(_ error: YAMLNode.SyntaxError) -> ConfigError {
+        switch error.kind {
+        case .reader:
+            return ConfigError(file: file, line: error.mark.line, column: error.mark.column, key: "", message: "unreadable text: \(error.problem)")
+        case .duplicateKey(let key):
+            return ConfigError(file: file, line: error.mark.line, column: error.mark.column, key: key, message: error.problem)
+        case .syntax:
+            var message = "YAML syntax error: \(error.problem)"
+            if let context = error.context { message += " (\(context.text) at line \(context.mark.line))" }
+            return ConfigError(file: file, line: error.mark.line, column: error.mark.column, key: "", message: message)
         }
     }
 
     // MARK: - Helpers
 
-    /// The resolved tag (Tag.name itself is internal to Yams).
-    static func tag(_ node: Node) -> Tag.Name { Tag.Name(rawValue: node.tag.rawValue) }
+    static func tag(_ node: Node) -> YAMLNode.Tag? { node.tag }
 
-    static func position(_ node: Node) -> (line: Int, column: Int) {
-        node.mark.map { ($0.line, $0.column) } ?? (1, 1)
-    }
+    static func position(_ node: Node) -> (line: Int, column: Int) { (node.mark.line, node.mark.column) }
 
     private static func join(_ path: String, _ key: String) -> String {
         let shown = key.unicodeScalars.allSatisfy { isAlnum($0) || "_-".unicodeScalars.contains($0) } && !key.isEmpty
@@ -496,7 +473,7 @@ struct ConfigParser {
 
     static func show(_ node: Node) -> String {
         if case .scalar(let scalar) = node {
-            switch Self.tag(node) {
+            switch scalar.tag {
             case .null: return "no value"
             case .int, .float, .bool: return show(scalar.string).dropFirst().dropLast().description
             default: return show(scalar.string)
@@ -509,9 +486,8 @@ struct ConfigParser {
         switch node {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
-        case .alias: return "an alias"
         case .scalar(let scalar):
-            switch Self.tag(node) {
+            switch scalar.tag {
             case .null: return "no value"
             case .bool: return "true/false"
             case .int, .float: return "the number \(scalar.string)"

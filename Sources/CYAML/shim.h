@@ -1,0 +1,2 @@
+/* libyaml (libyaml-dev): the config file's parser. */
+#include <yaml.h>
