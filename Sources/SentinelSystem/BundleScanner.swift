@@ -298,6 +298,7 @@ public struct BundleScanner: Sendable {
                 elf.append(BundleFile(file: LoadedFile(path: e.path, identity: e.stamp.identity, object: object),
                                       relativePath: e.relativePath, aliases: aliases[i], size: e.stamp.size))
                 stamps[e.path] = e.stamp
+                if let note = object.searchWarning { lines.append("\(e.relativePath): \(note)") }
             case .notELF:
                 other.append(e.relativePath)
                 other.append(contentsOf: aliases[i])

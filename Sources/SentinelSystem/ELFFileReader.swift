@@ -266,19 +266,18 @@ private struct Parser {
                 try readExports(dynsym)
             }
         }
-        // Most files hold no OpenSSL build strings: look for them in a small reused buffer first, and
-        // have libelf load the read-only data (for the full search) only where they are.
-        var searchData = !object.exports.isEmpty
-        if !searchData, !sections.readOnlyData.isEmpty { searchData = try mayHoldBuildStrings(sections.readOnlyData) }
-        if !sections.readOnlyData.isEmpty, searchData {
-            var buffers: [UnsafeRawBufferPointer] = []
-            for (scn, _, _) in sections.readOnlyData {
-                let data = try sectionData(scn, "section \(elf_ndxscn(scn))")
-                if let buf = data.pointee.d_buf, data.pointee.d_size > 0 {
-                    buffers.append(UnsafeRawBufferPointer(start: buf, count: data.pointee.d_size))
-                }
+        // Most files hold no OpenSSL build strings: a cheap pass looks for their key first, and the full
+        // search runs only where it hits or where the object exports OpenSSL entry points.
+        if !sections.readOnlyData.isEmpty {
+            let data = try ReadOnlyData(fd: fd, sections: sections.readOnlyData, fileSize: fileSize)
+            if data.declared > ReadOnlyData.limit {
+                object.unsearchedReadOnlyData = data.declared
+            } else {
+                var search = !object.exports.isEmpty
+                // `OPENSSLDIR: "` is 13 bytes: windows overlapping by 12 hold each key whole.
+                if !search { search = try data.windows(overlap: 12) { window, _ in EmbeddedStrings.hasBuildDirKey(window) } }
+                if search { object.embeddedOpenSSL = try EmbeddedStrings.find(in: data) }
             }
-            object.embeddedOpenSSL = EmbeddedStrings.find(in: buffers, exportsOpenSSL: !object.exports.isEmpty)
         }
         return object
     }
@@ -342,31 +341,6 @@ private struct Parser {
     /// pread until `buffer` is full or the file ends; the count read, or -1 with errno set.
     func preadFully(_ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int {
         SentinelSystem.preadFully(fd, buffer, at: offset)
-    }
-
-    /// Whether any read-only data section holds `OPENSSLDIR: "`, `MODULESDIR: "` or `ENGINESDIR: "`,
-    /// read in 128 KiB pieces that overlap by the 12 bytes a match spans beyond its first byte.
-    func mayHoldBuildStrings(_ sections: [(scn: OpaquePointer, offset: UInt64, size: UInt64)]) throws(ELFReadError) -> Bool {
-        let chunk = 1 << 17, overlap = 12
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
-        defer { buffer.deallocate() }
-        for section in sections {
-            // Out of the file: libelf refuses it with its own reason, as it did when it loaded everything.
-            guard let sectionEnd = end(section.offset, section.size), sectionEnd <= fileSize else {
-                _ = try sectionData(section.scn, "section \(elf_ndxscn(section.scn))")
-                continue
-            }
-            var offset: UInt64 = 0
-            while offset < section.size {
-                let want = Int(min(UInt64(chunk), section.size - offset))
-                let got = preadFully(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: section.offset + offset)
-                guard got >= 0 else { throw .cannotRead(errno: errno) }
-                if EmbeddedStrings.hasBuildDirKey(UnsafeRawBufferPointer(rebasing: buffer[0..<got])) { return true }
-                if got < want || offset + UInt64(want) >= section.size { break }
-                offset += UInt64(want - overlap)
-            }
-        }
-        return false
     }
 
     // MARK: sections
@@ -845,21 +819,92 @@ private func memmem(_ haystack: UnsafeRawPointer, _ count: Int, _ needle: Unsafe
     CLibElf.memmem(haystack, count, needle, length).map(UnsafeRawPointer.init)
 }
 
-/// The OpenSSL build strings, found with memmem over the read-only data buffers.
+/// A file's read-only data sections, read a window at a time into one buffer: what a search holds in
+/// memory does not depend on the sizes a file declares. Holes (SEEK_DATA) are skipped unread: zeros
+/// start none of the strings searched for.
+private final class ReadOnlyData {
+    /// Files declaring more read-only data than this (holes included: a sparse file declares any size
+    /// at no cost on disk) are not searched but reported, as every search pass may read all of it.
+    static let limit: UInt64 = 1 << 30
+    static let windowSize = 1 << 17
+
+    let fd: Int32
+    let sections: [(offset: UInt64, size: UInt64)]
+    /// The sections' sizes added up (overlapping sections count twice: each is searched).
+    let declared: UInt64
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: windowSize, alignment: 16)
+
+    init(fd: Int32, sections: [(scn: OpaquePointer, offset: UInt64, size: UInt64)], fileSize: UInt64) throws(ELFReadError) {
+        var declared: UInt64 = 0
+        for section in sections {
+            // A section past the end of the file is refused, whatever it declares.
+            guard let sectionEnd = end(section.offset, section.size), sectionEnd <= fileSize else {
+                throw .truncated(what: "section \(elf_ndxscn(section.scn))", end: end(section.offset, section.size) ?? .max,
+                                 fileSize: fileSize)
+            }
+            declared = end(declared, section.size) ?? .max
+        }
+        self.fd = fd
+        self.sections = sections.map { ($0.offset, $0.size) }
+        self.declared = declared
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Calls `body` with each window of each section, in order, until it returns true (then true).
+    /// A section's windows overlap by `overlap` bytes, so a match up to that long lies whole in one of
+    /// them; `own` is how many of a window's first bytes are its own: a match starting past them comes
+    /// again, whole, at the start of the next window.
+    func windows(overlap: Int, _ body: (_ window: UnsafeRawBufferPointer, _ own: Int) -> Bool) throws(ELFReadError) -> Bool {
+        for section in sections {
+            var position: UInt64 = 0
+            while position < section.size {
+                let at = section.offset + position
+                let data = lseek(fd, off_t(at), 3)  // SEEK_DATA, which Glibc's module leaves out (_GNU_SOURCE)
+                if data < 0, errno == ENXIO { break }  // a hole to the end of the file
+                if data > off_t(at) { position = min(section.size, UInt64(data) - section.offset); continue }
+                let want = Int(min(UInt64(Self.windowSize), section.size - position))
+                let got = preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: at)
+                guard got >= 0 else { throw .cannotRead(errno: errno) }
+                // A short read: the file was cut while it was read; what is there is searched.
+                let last = got < want || position + UInt64(want) >= section.size
+                let own = last ? got : got - overlap
+                if body(UnsafeRawBufferPointer(rebasing: buffer[0..<got]), own) { return true }
+                if last { break }
+                position += UInt64(own)
+            }
+        }
+        return false
+    }
+}
+
+/// The OpenSSL build strings, found with memmem over the read-only data, a window at a time.
 private enum EmbeddedStrings {
-    /// One pass over every file's read-only data looks for the `DIR: "` that OPENSSLDIR, MODULESDIR
-    /// and ENGINESDIR share (every libcrypto and every static copy has them); the other searches run
-    /// only where it hits or where the object exports OpenSSL entry points (libssl has no such string).
-    static func find(in buffers: [UnsafeRawBufferPointer], exportsOpenSSL: Bool) -> EmbeddedOpenSSL? {
-        guard exportsOpenSSL || buffers.contains(where: hasBuildDirKey) else { return nil }
+    /// The longest match a search needs whole in one window: a quoted value (up to 4096 bytes) with
+    /// its key and quotes, or that value with "/cert.pem" and a NUL.
+    static let longestMatch = 8 << 10
+
+    /// One pass for the version text and the three directories (the first match of each, in file
+    /// order), and one for the cert defaults where OPENSSLDIR is known.
+    static func find(in data: ReadOnlyData) throws(ELFReadError) -> EmbeddedOpenSSL? {
         var found = EmbeddedOpenSSL()
-        found.versionText = firstMatch(in: buffers, "OpenSSL ", versionText(at:in:))
-        found.openSSLDir = quotedValue(in: buffers, "OPENSSLDIR: \"")
-        found.modulesDir = quotedValue(in: buffers, "MODULESDIR: \"")
-        found.enginesDir = quotedValue(in: buffers, "ENGINESDIR: \"")
+        _ = try data.windows(overlap: longestMatch) { window, own in
+            if found.versionText == nil { found.versionText = firstMatch(in: window, own: own, "OpenSSL ", versionText(at:in:)) }
+            if found.openSSLDir == nil { found.openSSLDir = quotedValue(in: window, own: own, "OPENSSLDIR: \"") }
+            if found.modulesDir == nil { found.modulesDir = quotedValue(in: window, own: own, "MODULESDIR: \"") }
+            if found.enginesDir == nil { found.enginesDir = quotedValue(in: window, own: own, "ENGINESDIR: \"") }
+            return found.versionText != nil && found.openSSLDir != nil && found.modulesDir != nil && found.enginesDir != nil
+        }
         if let dir = found.openSSLDir {
-            if contains(buffers, dir + "/cert.pem") { found.certFile = dir + "/cert.pem" }
-            if contains(buffers, dir + "/certs") { found.certDir = dir + "/certs" }
+            let file = Array((dir + "/cert.pem").utf8) + [0], certs = Array((dir + "/certs").utf8) + [0]
+            var hasFile = false, hasCerts = false
+            _ = try data.windows(overlap: longestMatch) { window, _ in
+                hasFile = hasFile || contains(window, file)
+                hasCerts = hasCerts || contains(window, certs)
+                return hasFile && hasCerts
+            }
+            if hasFile { found.certFile = dir + "/cert.pem" }
+            if hasCerts { found.certDir = dir + "/certs" }
         }
         return found == EmbeddedOpenSSL() ? nil : found
     }
@@ -903,26 +948,25 @@ private enum EmbeddedStrings {
         }
     }
 
-    /// Calls `check` at each occurrence of `needle` (its start, the bytes from there to the buffer end)
-    /// until it returns a value.
-    static func firstMatch(in buffers: [UnsafeRawBufferPointer], _ needle: StaticString,
+    /// Calls `check` at each occurrence of `needle` starting in the window's `own` bytes (its start, the
+    /// bytes from there to the window's end) until it returns a value.
+    static func firstMatch(in window: UnsafeRawBufferPointer, own: Int, _ needle: StaticString,
                            _ check: (Int, UnsafeRawBufferPointer) -> String?) -> String? {
-        for buffer in buffers {
-            guard let base = buffer.baseAddress else { continue }
-            var offset = 0
-            while offset < buffer.count,
-                  let hit = memmem(base + offset, buffer.count - offset, needle.utf8Start, needle.utf8CodeUnitCount) {
-                let at = hit - base
-                if let value = check(at, buffer) { return value }
-                offset = at + 1
-            }
+        guard let base = window.baseAddress else { return nil }
+        var offset = 0
+        while offset < own,
+              let hit = memmem(base + offset, window.count - offset, needle.utf8Start, needle.utf8CodeUnitCount) {
+            let at = hit - base
+            guard at < own else { return nil }
+            if let value = check(at, window) { return value }
+            offset = at + 1
         }
         return nil
     }
 
     /// `PREFIX"value"\0` → value (ENGINESDIR: N/A has no quote and so gives nil).
-    static func quotedValue(in buffers: [UnsafeRawBufferPointer], _ prefix: StaticString) -> String? {
-        firstMatch(in: buffers, prefix) { at, buffer in
+    static func quotedValue(in window: UnsafeRawBufferPointer, own: Int, _ prefix: StaticString) -> String? {
+        firstMatch(in: window, own: own, prefix) { at, buffer in
             let start = at + prefix.utf8CodeUnitCount
             let limit = min(buffer.count, start + 4097)
             guard start < limit, let base = buffer.baseAddress,
@@ -933,15 +977,11 @@ private enum EmbeddedStrings {
         }
     }
 
-    /// Whether `text` followed by NUL occurs (a suffix of a longer string counts: linkers tail-merge strings).
-    static func contains(_ buffers: [UnsafeRawBufferPointer], _ text: String) -> Bool {
-        let needle = Array(text.utf8) + [0]
-        return needle.withUnsafeBytes { needle in
-            buffers.contains { buffer in
-                guard let base = buffer.baseAddress else { return false }
-                return memmem(base, buffer.count, needle.baseAddress!, needle.count) != nil
-            }
-        }
+    /// Whether `needle` (text and its NUL) occurs; a suffix of a longer string counts: linkers
+    /// tail-merge strings.
+    static func contains(_ window: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
+        guard let base = window.baseAddress else { return false }
+        return needle.withUnsafeBytes { memmem(base, window.count, $0.baseAddress!, $0.count) != nil }
     }
 
     private static let months: [StaticString] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun",

@@ -388,6 +388,43 @@ struct EmbeddedStringTests {
         #expect(try read(so).embeddedOpenSSL == nil)
     }
 
+    /// The search reads windows: strings across a window boundary and past holes are found as when
+    /// the section was read whole, and a section declared past the file's end is refused.
+    @Test func windowedSearchAcrossBoundariesAndHoles() throws {
+        let dir = try Fixtures.temporaryDirectory("elf-windows")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/sparse.so"
+        // 128 KiB windows: with data from the start (no hole to skip), the key starts 5 bytes before the
+        // first window's end; the version text and the cert defaults sit beyond holes.
+        try SparseELF.write(path, declared: 64 << 20, strings: [
+            (0, String(repeating: "a", count: (128 << 10) - 6)), ((128 << 10) - 5, "OPENSSLDIR: \"/straddle\""),
+            (40 << 20, "OpenSSL 3.5.9 29 Sep 2026"),
+            ((16 << 20) - 3, "/straddle/certs"), ((64 << 20) - 32, "/straddle/cert.pem"),
+        ])
+        #expect(try read(path).embeddedOpenSSL == EmbeddedOpenSSL(
+            versionText: "OpenSSL 3.5.9 29 Sep 2026", openSSLDir: "/straddle", certFile: "/straddle/cert.pem",
+            certDir: "/straddle/certs"))
+        #expect(try read(path).unsearchedReadOnlyData == nil)
+
+        try SparseELF.write(path, declared: 64 << 20, strings: [(0, "OPENSSLDIR: \"/x\"")], sized: false)
+        #expect(readError(path)?.description.hasPrefix("truncated: section 1 ends at byte \(0x1000 + (64 << 20))") == true,
+                "\(String(describing: readError(path)))")
+    }
+
+    /// More read-only data than the search reads per file: not searched, and said so.
+    @Test func readOnlyDataOverTheLimitIsNotSearched() throws {
+        let dir = try Fixtures.temporaryDirectory("elf-limit")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/huge.so"
+        try SparseELF.write(path, declared: (1 << 30) + 1, strings: [(0, "OpenSSL 3.5.9 29 Sep 2026"), (26, "OPENSSLDIR: \"/x\"")])
+        let object = try read(path)
+        #expect(object.embeddedOpenSSL == nil)
+        #expect(object.unsearchedReadOnlyData == (1 << 30) + 1)
+        #expect(object.searchWarning?.hasPrefix("declares 1024 MiB of read-only data") == true)
+        try SparseELF.write(path, declared: 1 << 30, strings: [(0, "OpenSSL 3.5.9 29 Sep 2026"), (26, "OPENSSLDIR: \"/x\"")])
+        #expect(try read(path).embeddedOpenSSL?.openSSLDir == "/x")
+    }
+
     @Test func relocatable32BitObject() throws {
         let dir = try Fixtures.temporaryDirectory("elf-32")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -27,6 +27,9 @@ public struct ELFObject: Sendable, Hashable, Codable {
     public var exports: OpenSSLExports
     /// OpenSSL build strings found in the read-only data (version text, OPENSSLDIR, MODULESDIR…).
     public var embeddedOpenSSL: EmbeddedOpenSSL?
+    /// The read-only data the file declares, when that is more than the build-string search reads
+    /// per file: then it was not searched, and `embeddedOpenSSL` says nothing about a static copy.
+    public var unsearchedReadOnlyData: UInt64?
 
     public init(elfClass: ELFClass, machine: UInt16, type: ObjectType, interpreter: String? = nil,
                 soname: String? = nil, needed: [String] = [], rpath: String? = nil, runpath: String? = nil,
@@ -36,6 +39,11 @@ public struct ELFObject: Sendable, Hashable, Codable {
         self.soname = soname; self.needed = needed; self.rpath = rpath; self.runpath = runpath
         self.noDefaultLib = noDefaultLib; self.versionNeedFiles = versionNeedFiles; self.exports = exports
         self.embeddedOpenSSL = embeddedOpenSSL
+    }
+
+    /// The one-line warning for a file that was not searched for a static OpenSSL copy (nil when it was).
+    public var searchWarning: String? {
+        unsearchedReadOnlyData.map { "declares \($0 >> 20) MiB of read-only data, more than the static-copy search reads per file: not checked for a static OpenSSL copy" }
     }
 
     /// The RPATH glibc honours: ignored entirely when the object also has a RUNPATH.

@@ -16,6 +16,7 @@ public enum ProcessAudit {
         for f in s.files where f.readError != nil && f.role != nil {
             warnings.append("\(f.path): content not readable (\(f.readError!)); identified by its name only")
         }
+        for f in s.files { if let note = f.object?.searchWarning { warnings.append("\(f.path): \(note)") } }
         if mapsRead {
             for role in [OpenSSLRole.libcrypto, .libssl] {
                 if let f = split(s, role: role, name: name) { findings.append(f) }
