@@ -111,12 +111,12 @@ public final class ELFCatalog: Sendable {
         var answers = [Bool?](repeating: nil, count: paths.count)
         var fds = [Int32](repeating: -1, count: paths.count)
         defer { for fd in fds where fd >= 0 { close(fd) } }
-        let ff = open(first, O_RDONLY | O_CLOEXEC)
+        let ff = open(EscapedBytes.cString(first), O_RDONLY | O_CLOEXEC)
         guard ff >= 0 else { return answers.map { _ in false } }
         defer { close(ff) }
         var active: [Int] = []
         for (i, path) in paths.enumerated() {
-            fds[i] = open(path, O_RDONLY | O_CLOEXEC)
+            fds[i] = open(EscapedBytes.cString(path), O_RDONLY | O_CLOEXEC)
             if fds[i] < 0 { answers[i] = false } else { active.append(i) }
         }
         let chunk = 1 << 17
@@ -150,7 +150,7 @@ public final class ELFCatalog: Sendable {
     }
 
     static func compareBytes(_ a: String, _ b: String) -> Bool {
-        let fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b, O_RDONLY | O_CLOEXEC)
+        let fa = open(EscapedBytes.cString(a), O_RDONLY | O_CLOEXEC), fb = open(EscapedBytes.cString(b), O_RDONLY | O_CLOEXEC)
         defer { if fa >= 0 { close(fa) }; if fb >= 0 { close(fb) } }
         guard fa >= 0, fb >= 0 else { return false }
         let size = 1 << 16
@@ -195,7 +195,7 @@ public final class ELFCatalog: Sendable {
     }
 
     static func read(path: String, expected: FileStamp) -> CatalogEntry {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+        let fd = open(EscapedBytes.cString(path), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else {
             let e = errno
             return .unreadable(e == ENOENT ? "vanished during the scan" : "cannot open: \(String(cString: strerror(e)))")
@@ -338,7 +338,7 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
         let result: LoaderProbe
         let stamp: ProbeStamp
         var st = stat()
-        if stat(path, &st) != 0 {
+        if stat(EscapedBytes.cString(path), &st) != 0 {
             let code = errno
             stamp = .missing(code)
             result = (code == ENOENT || code == ENOTDIR) ? .missing : .unusable(reason: String(cString: strerror(code)))
@@ -367,18 +367,18 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
     public private(set) var existence: [String: Bool] = [:]
 
     public func exists(_ path: String) -> Bool {
-        let answer = access(path, F_OK) == 0
+        let answer = access(EscapedBytes.cString(path), F_OK) == 0
         existence[path] = answer
         return answer
     }
 
     public func allContentsEqual(_ first: String, _ others: [String]) -> Bool {
         var sf = stat()
-        guard stat(first, &sf) == 0 else { return others.isEmpty }
+        guard stat(EscapedBytes.cString(first), &sf) == 0 else { return others.isEmpty }
         var stamped: [(path: String, stamp: FileStamp)] = []
         for other in others {
             var so = stat()
-            guard stat(other, &so) == 0 else { return false }
+            guard stat(EscapedBytes.cString(other), &so) == 0 else { return false }
             stamped.append((other, FileStamp(so)))
         }
         return catalog.allContentsEqual((first, FileStamp(sf)), stamped)
@@ -386,7 +386,7 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
 
     public func contentsEqual(_ a: String, _ b: String) -> Bool {
         var sa = stat(), sb = stat()
-        guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
+        guard stat(EscapedBytes.cString(a), &sa) == 0, stat(EscapedBytes.cString(b), &sb) == 0 else { return false }
         return catalog.contentsEqual((a, FileStamp(sa)), (b, FileStamp(sb)))
     }
 }

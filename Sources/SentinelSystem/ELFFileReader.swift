@@ -49,10 +49,10 @@ public enum ELFFileReader {
     public static func read(path: String, exportLookup: ExportLookup = .hashTable) throws(ELFReadError) -> ELFObject? {
         // stat before open: opening a device or socket can have side effects or fail noisily.
         var st = stat()
-        guard stat(path, &st) == 0 else { throw .cannotOpen(errno: errno) }
+        guard stat(EscapedBytes.cString(path), &st) == 0 else { throw .cannotOpen(errno: errno) }
         guard st.st_mode & S_IFMT == S_IFREG else { return nil }
         // O_NONBLOCK: if the path was swapped for a FIFO since stat, open must not wait for a writer.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+        let fd = open(EscapedBytes.cString(path), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else { throw .cannotOpen(errno: errno) }
         defer { close(fd) }
         var status = stat()
@@ -128,7 +128,8 @@ private func end(_ offset: UInt64, count: UInt64, entrySize: UInt64) -> UInt64? 
     return overflow ? nil : end(offset, length)
 }
 
-/// A string table as bytes; every lookup is bounds checked and needs a NUL inside the table.
+/// A string table as bytes; every lookup is bounds checked and needs a NUL inside the table. Strings come
+/// out as file names do (EscapedBytes): DT_NEEDED and RPATH name files the walk found by their bytes.
 private struct StringTable {
     let bytes: UnsafeRawBufferPointer
 
@@ -137,7 +138,7 @@ private struct StringTable {
         let start = base + Int(offset)
         guard let nul = memchr(start, 0, bytes.count - Int(offset)) else { return nil }
         let length = UnsafeRawPointer(nul) - start
-        return String(decoding: UnsafeRawBufferPointer(start: start, count: length), as: UTF8.self)
+        return EscapedBytes.string(UnsafeRawBufferPointer(start: start, count: length))
     }
 
     func firstByte(at offset: UInt64) -> UInt8? {
@@ -189,7 +190,7 @@ private final class FileStrings {
             let from = Int(position - windowStart)
             if let nul = window[from...].firstIndex(of: 0) {
                 collected += window[from..<nul]
-                return String(decoding: collected, as: UTF8.self)
+                return EscapedBytes.string(collected)
             }
             collected += window[from...]
             position = windowStart + UInt64(window.count)

@@ -275,7 +275,7 @@ public final class ProcReader: Sendable {
         if let hit = pathLookups.withLock({ $0[key] }) { return hit }
         var st = stat()
         let result: DiskState.Lookup
-        if stat((root ?? "") + path, &st) == 0 {
+        if stat(EscapedBytes.cString((root ?? "") + path), &st) == 0 {
             result = .file(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
         } else {
             result = errno == ENOENT || errno == ENOTDIR ? .missing : .failed(String(cString: strerror(errno)))
@@ -295,7 +295,7 @@ public final class ProcReader: Sendable {
         var result = Classified(object: nil, identification: .name, readError: nil)
         for candidate in candidates {
             var st = stat()
-            guard stat(candidate, &st) == 0 else { result.readError = String(cString: strerror(errno)); continue }
+            guard stat(EscapedBytes.cString(candidate), &st) == 0 else { result.readError = String(cString: strerror(errno)); continue }
             // Never open a device or FIFO someone mapped: opening can have side effects.
             guard st.st_mode & S_IFMT == S_IFREG else { result = Classified(object: nil, identification: .content); break }
             let stamp = FileStamp(st)
@@ -353,7 +353,7 @@ public final class ProcReader: Sendable {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlinkat(dir, name, &buf, buf.count - 1)
         guard n >= 0 else { return .error(errno) }
-        return .value(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        return .value(EscapedBytes.string(buf[0..<n].map { UInt8(bitPattern: $0) }))
     }
 
     public struct Errno: Error { public var code: Int32 }

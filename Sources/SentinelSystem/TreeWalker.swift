@@ -25,7 +25,7 @@ public enum TreeWalker {
     public static func walk(root: String, threads: Int = 1, reading catalog: ELFCatalog? = nil)
         throws(ScanError) -> (entries: [WalkEntry], warnings: [String]) {
         var st = stat()
-        guard stat(root, &st) == 0 else { throw .rootUnreadable(root, String(cString: strerror(errno))) }
+        guard stat(EscapedBytes.cString(root), &st) == 0 else { throw .rootUnreadable(root, String(cString: strerror(errno))) }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .rootUnreadable(root, "not a directory") }
         let walk = ConcurrentWalk(root: root, rootIdentity: FileStamp(st).identity, threads: max(1, threads), catalog: catalog)
         if threads <= 1 {
@@ -133,7 +133,7 @@ private final class ConcurrentWalk: Sendable {
 
     private func open(relativePath: String, identity: FileIdentity) {
         let path = relativePath.isEmpty ? root : root + "/" + relativePath
-        guard let dir = opendir(path) else {
+        guard let dir = opendir(EscapedBytes.cString(path)) else {
             let folder = Folder(relativePath: relativePath, identity: identity, names: [], types: [],
                                 openError: String(cString: strerror(errno)), stream: nil)
             finish(folder, [])
@@ -141,7 +141,7 @@ private final class ConcurrentWalk: Sendable {
         }
         var listed: [(name: String, type: UInt8)] = []
         while let ent = readdir(dir) {
-            let name = String(cString: directoryEntryName(ent))
+            let name = EscapedBytes.string(directoryEntryBytes(ent))
             if name != "." && name != ".." { listed.append((name, directoryEntryType(ent))) }
         }
         listed.sort { $0.name < $1.name }
@@ -174,7 +174,7 @@ private final class ConcurrentWalk: Sendable {
             let name = folder.names[i]
             switch Int32(folder.types[i]) {
             case Int32(DT_REG):
-                let file = openat(fd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW)
+                let file = openat(fd, EscapedBytes.cString(name), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW)
                 if file < 0 {
                     if errno == ENOENT { return .skipped }
                     return Self.stat(name, in: fd)  // no longer a file, or unreadable: as a rescan sees it
@@ -193,6 +193,7 @@ private final class ConcurrentWalk: Sendable {
     }
 
     private static func stat(_ name: String, in fd: Int32) -> Child {
+        let name = EscapedBytes.cString(name)
         var lst = Glibc.stat()
         guard fstatat(fd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 else {
             return errno == ENOENT ? .skipped : .trouble(String(cString: strerror(errno)))

@@ -142,5 +142,6 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
 }
 
 func warn(_ line: String) {
-    FileHandle.standardError.write(Data("crypto-sentinel: \(line)\n".utf8))
+    // One line whatever the names in it hold.
+    FileHandle.standardError.write(Data("crypto-sentinel: \(TextRenderer.shown(line))\n".utf8))
 }

@@ -74,7 +74,8 @@ struct Scan: ParsableCommand {
 /// The audit and its report, for both ways a `scan` command line is read.
 func runScan(root: String, environment: TargetEnvironment, expectFIPS: Bool, name: String?,
              format: OutputFormat, failOn: Severity) throws {
-    let absolute = URL(fileURLWithPath: root).standardizedFileURL.path
+    // In the form every path of the scan takes (EscapedBytes): a backslash in it stays a backslash.
+    let absolute = EscapedBytes.string(Array(URL(fileURLWithPath: root).standardizedFileURL.path.utf8))
     let auditor = BundleAuditor(catalog: ELFCatalog())
     let result: TargetReport
     do {

@@ -277,7 +277,7 @@ public struct LdSoCache: Sendable {
             guard let end = bytes[start...].firstIndex(of: 0) else {
                 throw FormatError("unterminated string at \(start)")
             }
-            return String(decoding: bytes[start..<end], as: UTF8.self)
+            return EscapedBytes.string(bytes[start..<end])
         }
     }
 }

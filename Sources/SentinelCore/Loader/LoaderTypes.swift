@@ -147,7 +147,7 @@ extension TargetEnvironment {
             let key = String(decoding: entry[entry.startIndex..<eq], as: UTF8.self)
             guard Self.keptKeys.contains(key) else { continue }
             // getenv() returns the first definition, so a later duplicate must not win here either.
-            if kept[key] == nil { kept[key] = String(decoding: entry[(eq + 1)...], as: UTF8.self) }
+            if kept[key] == nil { kept[key] = EscapedBytes.string(entry[(eq + 1)...]) }
         }
         self.init(kept, secureExecution: secureExecution)
     }

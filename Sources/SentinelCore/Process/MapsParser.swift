@@ -222,8 +222,9 @@ public enum MapsParser {
     }
 
     /// seq_file_path escapes a newline in a pathname as `\012`; undo that, nothing else is escaped.
+    /// The bytes become a String as every file name does (EscapedBytes).
     static func decodePath(_ p: UnsafeRawBufferPointer) -> String {
-        guard p.count >= 4, p.contains(UInt8(ascii: "\\")) else { return String(decoding: p, as: UTF8.self) }
+        guard p.count >= 4, p.contains(UInt8(ascii: "\\")) else { return EscapedBytes.string(p) }
         var out: [UInt8] = []
         out.reserveCapacity(p.count)
         var k = 0
@@ -232,6 +233,6 @@ public enum MapsParser {
                 out.append(0x0a); k += 4
             } else { out.append(p[k]); k += 1 }
         }
-        return String(decoding: out, as: UTF8.self)
+        return EscapedBytes.string(out)
     }
 }

@@ -1,5 +1,6 @@
 /// Renders a report for a person: each finding like a compiler diagnostic (what, where, evidence,
-/// why it matters, how to fix it).
+/// why it matters, how to fix it). Every string from outside (paths, process names, environment,
+/// probe output) goes through `shown`, so none can move the cursor, recolour or forge a line.
 public enum TextRenderer {
     public static func render(_ report: Report) -> String {
         var out = ""
@@ -8,27 +9,27 @@ public enum TextRenderer {
                 let n = t.findings.filter { $0.severity == s }.count
                 return n > 0 ? "\(n) \(s.rawValue)" : nil
             }
-            out += "\(t.kind) '\(t.name)'" + (t.root.map { " at \($0)" } ?? "") + ": \(t.state.rawValue.uppercased())"
+            out += "\(t.kind) '\(shown(t.name))'" + (t.root.map { " at \(shown($0))" } ?? "") + ": \(t.state.rawValue.uppercased())"
             out += counts.isEmpty ? " (no findings)\n" : " (\(counts.joined(separator: ", ")))\n"
             if !t.stats.isEmpty {
-                out += "  " + t.stats.sorted { $0.key < $1.key }.map { "\($0.key.replacing("_", with: " ")): \($0.value)" }
+                out += "  " + t.stats.sorted { $0.key < $1.key }.map { "\(shown($0.key.replacing("_", with: " "))): \($0.value)" }
                     .joined(separator: ", ") + "\n"
             }
             out += "  environment: " + (t.environment.isEmpty ? "(no OpenSSL or loader variables)"
-                : t.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) + "\n"
+                : t.environment.sorted { $0.key < $1.key }.map { shown("\($0.key)=\($0.value)") }.joined(separator: " ")) + "\n"
             if let post = t.post { out += postLines(post) }
             for f in t.findings {
-                out += "\n\(f.severity.rawValue)[\(f.code.rawValue)]: \(f.summary)\n"
-                out += "  --> \(t.root ?? t.name)\n"
+                out += "\n\(f.severity.rawValue)[\(f.code.rawValue)]: \(shown(f.summary))\n"
+                out += "  --> \(shown(t.root ?? t.name))\n"
                 out += evidenceLines(f.evidence, indent: "   = ").joined(separator: "\n") + "\n"
                 if !f.code.why.isEmpty { out += "   = why: \(f.code.why)\n" }
                 if !f.fix.isEmpty {
-                    out += "   = fix:\n" + f.fix.map { "       \($0)" }.joined(separator: "\n") + "\n"
+                    out += "   = fix:\n" + f.fix.map { "       \(shown($0))" }.joined(separator: "\n") + "\n"
                 }
             }
             if !t.warnings.isEmpty {
                 out += "\n\(t.warnings.count) file(s) could not be read (listed, never skipped silently):\n"
-                out += t.warnings.map { "  warning: \($0)" }.joined(separator: "\n") + "\n"
+                out += t.warnings.map { "  warning: \(shown($0))" }.joined(separator: "\n") + "\n"
             }
             out += "\n"
         }
@@ -41,16 +42,16 @@ public enum TextRenderer {
         if let lib = post["library"], case .object = lib {
             out += "  libcrypto: \(scalar(lib["path"] ?? .null)) (\(scalar(lib["version"] ?? .null)))\n"
         }
-        if let user = post["run_as"]?.stringValue { out += "  run as: \(user)\n" }
+        if let user = post["run_as"]?.stringValue { out += "  run as: \(shown(user))\n" }
         let checks = post["checks"]?.arrayValue ?? []
         if !checks.isEmpty { out += "  checks:\n" }
         for c in checks {
-            let status = c["status"]?.stringValue ?? "?"
-            let name = c["name"]?.stringValue ?? "?"
+            let status = shown(c["status"]?.stringValue ?? "?")
+            let name = shown(c["name"]?.stringValue ?? "?")
             let tag: String = "[" + status.uppercased() + "]"
             let tagPad: String = String(repeating: " ", count: max(1, 7 - tag.count))
             let namePad: String = String(repeating: " ", count: max(1, 24 - name.count))
-            let summary: String = c["summary"]?.stringValue ?? ""
+            let summary: String = shown(c["summary"]?.stringValue ?? "")
             out += "    " + tag + tagPad + name + namePad + summary + "\n"
             for e in c["errors"]?.arrayValue ?? [] { out += "               ! \(scalar(e))\n" }
         }
@@ -69,7 +70,7 @@ public enum TextRenderer {
         let nested = indent.replacing(/[^ ]/, with: " ") + "    "
         var lines: [String] = []
         for (key, v) in ordered {
-            let label = key.replacing("_", with: " ")
+            let label = shown(key.replacing("_", with: " "))
             switch v {
             case .null: continue
             case .array(let items) where items.isEmpty: continue
@@ -96,12 +97,27 @@ public enum TextRenderer {
 
     static func scalar(_ v: JSONValue) -> String {
         switch v {
-        case .string(let s): return s
+        case .string(let s): return shown(s)
         case .int(let i): return String(i)
         case .bool(let b): return b ? "yes" : "no"
         case .null: return "-"
         case .array(let a): return a.map(scalar).joined(separator: ", ")
         case .object: return "{…}"
         }
+    }
+
+    /// `s` with each control character (C0, DEL, C1) and each bidirectional formatting character
+    /// written as `\u{hex}`: it reaches a terminal as text, on its own line.
+    public static func shown(_ s: String) -> String {
+        func escaped(_ u: Unicode.Scalar) -> Bool {
+            u.value < 0x20 || (0x7f...0x9f).contains(u.value) || (0x200e...0x200f).contains(u.value)
+                || (0x202a...0x202e).contains(u.value) || (0x2066...0x2069).contains(u.value)
+        }
+        guard s.unicodeScalars.contains(where: escaped) else { return s }
+        var out = ""
+        for u in s.unicodeScalars {
+            if escaped(u) { out += "\\u{" + String(u.value, radix: 16) + "}" } else { out.unicodeScalars.append(u) }
+        }
+        return out
     }
 }
