@@ -454,7 +454,8 @@ final class ScanCounter: Sendable {
     let limits = HTTPParserLimits(maxRequestLineBytes: 64, maxHeaderBytes: 128, maxBodyBytes: 16)
 
     func parse(_ text: String) -> HTTPParseResult {
-        Array(text.utf8).withUnsafeBytes { HTTPRequestParser.parse($0, limits: limits) }
+        var parser = HTTPRequestParser(limits: limits)
+        return Array(text.utf8).withUnsafeBytes { parser.parse($0) }
     }
 
     @Test func aTargetsPathDropsTheQueryTheFragmentAndAnAbsoluteFormsAuthority() {
@@ -487,6 +488,46 @@ final class ScanCounter: Sendable {
         guard case .failure(400, _) = parse("\u{1}") else { Issue.record("no 400"); return }
         guard case .failure(400, _) = parse("GET /\u{7f}") else { Issue.record("no 400"); return }
         #expect(parse("\r\n\r\nGET") == .incomplete)
+    }
+
+    /// Issue 14: a header dripped one byte per read costs the parser the new byte each time, not a
+    /// re-scan from the request's start (which made 500 dripping clients slow everyone's answers).
+    @Test func aHeaderDrippedOneByteAtATimeIsExaminedOnce() {
+        let fields = (0..<250).map { "X-Drip-\($0): " + String(repeating: "a", count: 16) + "\r\n" }.joined()
+        let text = Array(("GET /v1/health HTTP/1.1\r\n" + fields + "\r\n").utf8)
+        var parser = HTTPRequestParser(limits: HTTPParserLimits(maxRequestLineBytes: 4096, maxHeaderBytes: 8192, maxBodyBytes: 4096))
+        var early = 0
+        for n in 1..<text.count where text[..<n].withUnsafeBytes({ parser.parse($0) }) != .incomplete { early += 1 }
+        let last = text.withUnsafeBytes { parser.parse($0) }
+        #expect(early == 0 && last == .request(HTTPRequestHead(method: .get, target: "/v1/health", keepAlive: true, http10: false,
+                                                                contentLength: 0), consumed: text.count))
+        // Each byte once while the head arrives, and once more for the fields when it is complete.
+        #expect(parser.bytesExamined <= 2 * text.count, "\(parser.bytesExamined) bytes examined for a \(text.count)-byte head")
+    }
+
+    /// Fed in pieces, the parser answers at every length what it answers for those bytes at once.
+    @Test func parsingInPiecesAgreesWithParsingAtOnce() {
+        let inputs = [
+            "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "\r\n\r\nPOST /v1/scan HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\n\n",
+            "GET / HTTP/1.1\r\rX", "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", "GET /x HTTP/1.1\r\n folded\r\n\r\n",
+            "GET /" + String(repeating: "a", count: 70), "GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 200),
+            "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n", "GET / HTTP/2.0\r\n\r\n", "GET /\u{7f}", "\u{1}",
+            String(repeating: "\r\n", count: 300),
+        ]
+        for input in inputs {
+            let bytes = Array(input.utf8)
+            var from = 0
+            var pieces = HTTPRequestParser(limits: limits)
+            for n in 1...bytes.count where n > from {
+                let got = bytes[from..<n].withUnsafeBytes { pieces.parse($0) }
+                var fresh = HTTPRequestParser(limits: limits)
+                let want = bytes[from..<n].withUnsafeBytes { fresh.parse($0) }
+                #expect(got == want, "\(input.debugDescription) at \(n)")
+                // After a request the next one starts; an error ends the connection.
+                if case .request(_, let consumed) = got, got == want { from += consumed } else if got != .incomplete { break }
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
     private let server: APIServer
     private let record: ConnectionRecord
     private let refused: Bool
-    private let parserLimits: HTTPParserLimits
+    private var parser: HTTPRequestParser
     private var buffer: ByteBuffer?
     private var deadline = NIODeadline.distantFuture
     private var timer: Scheduled<Void>?
@@ -24,7 +24,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
         self.server = server
         self.record = record
         self.refused = refused
-        self.parserLimits = server.limits.parser
+        self.parser = HTTPRequestParser(limits: server.limits.parser)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -81,7 +81,7 @@ final class APIConnectionHandler: ChannelInboundHandler {
                 record.enter(.reading, at: now)
                 setDeadline(context, now + server.limits.headerTimeout)
             }
-            let result = buffer!.withUnsafeReadableBytes { HTTPRequestParser.parse($0, limits: parserLimits) }
+            let result = buffer!.withUnsafeReadableBytes { parser.parse($0) }
             switch result {
             case .incomplete:
                 if buffer!.readerIndex > 0 { buffer!.discardReadBytes() }

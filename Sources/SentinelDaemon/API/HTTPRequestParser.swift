@@ -36,59 +36,123 @@ public struct HTTPParserLimits: Sendable {
     }
 }
 
-public enum HTTPRequestParser {
+/// Parses one request after another from a connection's buffered bytes. A request arriving in pieces
+/// costs the new bytes of each piece: where the scan stopped is kept, so a client dripping its head one
+/// byte per read never makes the parser re-read what it already checked.
+public struct HTTPRequestParser: Sendable {
     private static let cr: UInt8 = 13, lf: UInt8 = 10, sp: UInt8 = 32, tab: UInt8 = 9, colon: UInt8 = 58
 
-    /// Parses the request at the start of `bytes`. Leading empty lines are skipped (RFC 9112 2.2).
-    public static func parse(_ bytes: UnsafeRawBufferPointer, limits: HTTPParserLimits) -> HTTPParseResult {
+    public let limits: HTTPParserLimits
+    /// Bytes looked at since the parser was made (the scan of the head, and the fields once when it is complete).
+    public private(set) var bytesExamined = 0
+    /// Where the request line starts, once a byte other than CR or LF arrived.
+    private var start: Int?
+    /// The first byte not examined yet.
+    private var next = 0
+    private var spaces = 0
+    /// The request line's LF, once it arrived.
+    private var lineEnd: Int?
+    /// The header line being scanned.
+    private var lineStart = 0
+    /// A complete head waiting for its body; `end` is just past the blank line.
+    private var complete: (head: HTTPRequestHead, end: Int)?
+
+    public init(limits: HTTPParserLimits) { self.limits = limits }
+
+    /// Parses the request at the start of `bytes`, which hold the bytes of the previous call and
+    /// perhaps more; after a `.request` the next call starts on the bytes following it.
+    /// Leading empty lines are skipped (RFC 9112 2.2).
+    public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> HTTPParseResult {
+        let result = scan(bytes)
+        if case .request = result {
+            start = nil; next = 0; spaces = 0; lineEnd = nil; lineStart = 0; complete = nil
+        }
+        return result
+    }
+
+    private mutating func scan(_ bytes: UnsafeRawBufferPointer) -> HTTPParseResult {
         let n = bytes.count
-        var start = 0
-        while start < n, bytes[start] == cr || bytes[start] == lf { start += 1 }
-        if start == n { return start > 512 ? .failure(status: 400, reason: "empty lines instead of a request") : .incomplete }
+        if let complete {
+            return n - complete.end < complete.head.contentLength ? .incomplete
+                : .request(complete.head, consumed: complete.end + complete.head.contentLength)
+        }
+        let from = next
+        defer { bytesExamined += next - from }
+        let start: Int
+        if let known = self.start {
+            start = known
+        } else {
+            while next < n, bytes[next] == Self.cr || bytes[next] == Self.lf { next += 1 }
+            if next == n { return next > 512 ? .failure(status: 400, reason: "empty lines instead of a request") : .incomplete }
+            self.start = next
+            start = next
+        }
 
         // Request line: reject garbage as soon as it shows, without waiting for a line end.
-        var lineEnd = -1
-        var i = start
-        var spaces = 0
-        while i < n {
-            let b = bytes[i]
-            if b == lf { lineEnd = i; break }
-            if b == cr {
-                if i + 1 < n, bytes[i + 1] != lf { return .failure(status: 400, reason: "bare CR in the request line") }
-            } else if b == sp {
-                spaces += 1
-                if spaces > 2 { return .failure(status: 400, reason: "malformed request line") }
-            } else if spaces == 0 {
-                if !isTokenChar(b) { return .failure(status: 400, reason: "malformed request method") }
-            } else if b <= 0x20 || b >= 0x7f {
-                return .failure(status: 400, reason: "invalid byte in the request line")
+        if lineEnd == nil {
+            // A CR that ended the previous piece: only now is it known whether a LF follows.
+            if next > start, next < n, bytes[next - 1] == Self.cr, bytes[next] != Self.lf {
+                return .failure(status: 400, reason: "bare CR in the request line")
             }
-            if i - start >= limits.maxRequestLineBytes { return .failure(status: 414, reason: "request line longer than \(limits.maxRequestLineBytes) bytes") }
-            i += 1
+            while next < n {
+                let b = bytes[next]
+                if b == Self.lf { lineEnd = next; break }
+                if b == Self.cr {
+                    if next + 1 < n, bytes[next + 1] != Self.lf { return .failure(status: 400, reason: "bare CR in the request line") }
+                } else if b == Self.sp {
+                    spaces += 1
+                    if spaces > 2 { return .failure(status: 400, reason: "malformed request line") }
+                } else if spaces == 0 {
+                    if !Self.isTokenChar(b) { return .failure(status: 400, reason: "malformed request method") }
+                } else if b <= 0x20 || b >= 0x7f {
+                    return .failure(status: 400, reason: "invalid byte in the request line")
+                }
+                if next - start >= limits.maxRequestLineBytes {
+                    return .failure(status: 414, reason: "request line longer than \(limits.maxRequestLineBytes) bytes")
+                }
+                next += 1
+            }
+            guard let lineEnd else { return .incomplete }
+            next = lineEnd + 1
+            lineStart = next
         }
-        if lineEnd < 0 { return .incomplete }
+        let lineEnd = lineEnd!
 
         // The header section ends at the first empty line.
         var headerEnd = -1  // index just past the blank line
-        var j = lineEnd + 1
-        var lineStart = j
-        while j < n {
-            let b = bytes[j]
-            if b == lf {
-                let len = j - lineStart - (j > lineStart && bytes[j - 1] == cr ? 1 : 0)
-                if len == 0 { headerEnd = j + 1; break }
-                lineStart = j + 1
-            } else if b < 0x20 && b != tab && b != cr || b == 0x7f {
+        while next < n {
+            let b = bytes[next]
+            if b == Self.lf {
+                let len = next - lineStart - (next > lineStart && bytes[next - 1] == Self.cr ? 1 : 0)
+                if len == 0 { headerEnd = next + 1; break }
+                lineStart = next + 1
+            } else if b < 0x20 && b != Self.tab && b != Self.cr || b == 0x7f {
                 return .failure(status: 400, reason: "control byte in the request headers")
             }
-            if j - start >= limits.maxHeaderBytes { return .failure(status: 431, reason: "request headers larger than \(limits.maxHeaderBytes) bytes") }
-            j += 1
+            if next - start >= limits.maxHeaderBytes {
+                return .failure(status: 431, reason: "request headers larger than \(limits.maxHeaderBytes) bytes")
+            }
+            next += 1
         }
         if headerEnd < 0 {
             return n - start > limits.maxHeaderBytes
                 ? .failure(status: 431, reason: "request headers larger than \(limits.maxHeaderBytes) bytes") : .incomplete
         }
+        next = headerEnd
+        bytesExamined += headerEnd - start
+        let parsed = Self.head(bytes, start: start, lineEnd: lineEnd, spaces: spaces, headerEnd: headerEnd, limits: limits)
+        guard case .request(let head, _) = parsed else { return parsed }
+        if n - headerEnd < head.contentLength {
+            complete = (head, headerEnd)
+            return .incomplete
+        }
+        return .request(head, consumed: headerEnd + head.contentLength)
+    }
 
+    /// The request line's and the header fields' meaning, once the head is complete: `.request` (its
+    /// `consumed` is the head's length) or `.failure`.
+    private static func head(_ bytes: UnsafeRawBufferPointer, start: Int, lineEnd: Int, spaces: Int, headerEnd: Int,
+                             limits: HTTPParserLimits) -> HTTPParseResult {
         // Request line fields.
         let lineLen = lineEnd - start - (bytes[lineEnd - 1] == cr ? 1 : 0)
         guard spaces == 2, let s1 = index(of: sp, in: bytes, from: start, to: start + lineLen),
@@ -152,7 +216,6 @@ public enum HTTPRequestParser {
         }
         let bodyLength = contentLength ?? 0
         if bodyLength > limits.maxBodyBytes { return .failure(status: 413, reason: "request body larger than \(limits.maxBodyBytes) bytes") }
-        if n - headerEnd < bodyLength { return .incomplete }
 
         let method: HTTPRequestHead.Method
         switch methodText {
@@ -163,7 +226,7 @@ public enum HTTPRequestParser {
         }
         return .request(HTTPRequestHead(method: method, target: target, keepAlive: keepAlive, http10: version == "HTTP/1.0",
                                         contentLength: bodyLength),
-                        consumed: headerEnd + bodyLength)
+                        consumed: headerEnd)
     }
 
     /// RFC 9110 tchar.
