@@ -172,7 +172,8 @@ final class ScanCounter: Sendable {
 
     /// The shared answer is sent from a memfd (sendfile). A client that reads slowly keeps writes of an
     /// answer pending after a newer report replaced it (another client asked meanwhile): they must still
-    /// arrive whole, from the replaced answer's memfd.
+    /// arrive whole, from the replaced answer's memfd. The requests the server had not answered yet
+    /// (it stops at the high water mark) get the new report.
     @Test func aSlowReaderGetsEveryAnswerWholeAfterTheReportChanged() async throws {
         try await TestAPI.with() { api in
             // ~50 KB answers: 100 of them are far more than the socket buffers hold, so writes stay pending.
@@ -193,17 +194,96 @@ final class ScanCounter: Sendable {
             #expect(try api.get("/v1/report").body == String(decoding: second, as: UTF8.self))
             let stream = slow.readToEnd()
             #expect(stream.closed)
-            var rest = stream.data[...], answers = 0
+            var rest = stream.data[...], answers = (first: 0, second: 0)
             let separator = Array("\r\n\r\n".utf8)
+            // Both reports have the same length.
             while let end = rest.indices.first(where: { rest[$0...].starts(with: separator) }) {
                 let head = String(decoding: rest[..<end], as: UTF8.self)
                 guard head.hasPrefix("HTTP/1.1 200 OK"), (head + "\r\n").contains("\r\nContent-Length: \(first.count)\r\n"),
-                      end + 4 + first.count <= rest.endIndex, rest[(end + 4)..<(end + 4 + first.count)].elementsEqual(first)
+                      end + 4 + first.count <= rest.endIndex
                 else { break }
+                let body = rest[(end + 4)..<(end + 4 + first.count)]
+                if answers.second == 0, body.elementsEqual(first) {
+                    answers.first += 1
+                } else if body.elementsEqual(second) {
+                    answers.second += 1
+                } else {
+                    break
+                }
                 rest = rest[(end + 4 + first.count)...]
-                answers += 1
             }
-            #expect(answers == requests && rest.isEmpty, "\(answers) whole answers of \(requests), \(rest.count) bytes left")
+            #expect(answers.first + answers.second == requests && rest.isEmpty,
+                    "\(answers.first) + \(answers.second) whole answers of \(requests), \(rest.count) bytes left")
+        }
+    }
+
+    /// Issue 14: clients that pipeline requests and never read must not make the server queue an answer
+    /// per request. It answers while the socket takes the answers, then stops reading that client; it
+    /// resumes when the client reads, and a closed client's queued answers go with its connection.
+    @Test func aPipeliningClientThatNeverReadsIsNoLongerReadAndQueuesLittle() async throws {
+        try await TestAPI.with() { api in
+            // ~50 KB answers, each its own buffer: HTTP/1.0 keep-alive answers are rendered per request.
+            var big = sampleReport()
+            big.targets[1].findings += Array(repeating: big.targets[1].findings[0], count: 400)
+            api.board.publish(big, source: "cycle", cycleSeconds: 0.1)
+            let answer = Array(APIResponse(status: 200, body: api.board.current().reportJSON)
+                .rendered(method: .get, http10: true, close: false, allocator: ByteBufferAllocator()).readableBytesView)
+            let request = Array("GET /v1/report HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".utf8)
+            let batch = Array([[UInt8]](repeating: request, count: 64).joined())
+            // Sends without blocking until the socket refuses more (at most 16 MiB): the requests started,
+            // and the rest of the last one when the socket took only part of it.
+            func flood(_ client: RawClient) -> (requests: Int, rest: [UInt8]) {
+                // A small send buffer keeps the test's traffic small; the server reads what it holds at once.
+                var size: Int32 = 4096
+                setsockopt(client.fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+                var sent = 0
+                while sent < 16 << 20 {
+                    let n = batch.withUnsafeBytes { Glibc.send(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+                    if n <= 0 { break }
+                    sent += n
+                }
+                let partial = sent % request.count
+                return ((sent + request.count - 1) / request.count, partial == 0 ? [] : Array(request[partial...]))
+            }
+            let stuck = try RawClient(socket: api.socket), drained = try RawClient(socket: api.socket)
+            let (stuckRequests, _) = flood(stuck)
+            let (requests, rest) = flood(drained)
+            // The server stopped reading: the socket filled long before 16 MiB of requests.
+            #expect(stuckRequests * request.count < 16 << 20 && requests * request.count < 16 << 20)
+            #expect(try api.get("/v1/health").status == 200)
+            // Queued in the server per connection: at most one answer past NIO's high water mark (64 KiB).
+            // curl's connection may be closing meanwhile: only open ones answer.
+            var open = 0
+            for record in api.server.connections.all() {
+                guard let queued = try? await record.channel.getOption(.bufferedWritableBytes).get() else { continue }
+                #expect(queued <= 64 * 1024 + answer.count, "\(queued) bytes queued for one connection")
+                open += 1
+            }
+            #expect(open >= 2)
+            // A client that hangs up takes its queued answers with it.
+            shutdown(stuck.fd, Int32(SHUT_RDWR))
+            for _ in 0..<500 where api.server.connectionCount > 1 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(api.server.connectionCount == 1)
+            // Once the other one reads, every request it sent is answered, in order and whole.
+            let fd = drained.fd
+            if !rest.isEmpty {
+                Thread { _ = rest.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }.start()
+            }
+            let expected = requests * answer.count
+            var received = 0, intact = true
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while received < expected {
+                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min($0.count, expected - received), 0) }
+                if n <= 0 { break }
+                var k = 0
+                while k < n {
+                    let at = (received + k) % answer.count, length = min(n - k, answer.count - at)
+                    intact = intact && chunk[k..<(k + length)] == answer[at..<(at + length)]
+                    k += length
+                }
+                received += n
+            }
+            #expect(received == expected && intact, "\(received) of \(expected) bytes, intact: \(intact)")
         }
     }
 

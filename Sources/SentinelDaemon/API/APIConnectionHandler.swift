@@ -17,6 +17,8 @@ final class APIConnectionHandler: ChannelInboundHandler {
     private var closing = false
     /// A scan's peer check is in flight: later pipelined requests wait so answers keep their order.
     private var waiting = false
+    /// The client is not taking its answers: no reads and no requests until they drain.
+    private var paused = false
     private var needsFlush = false
     private var peer: PeerCredentials?
 
@@ -56,8 +58,12 @@ final class APIConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        // A client that pipelines without reading its answers stops being read until it catches up.
-        try? context.channel.syncOptions?.setOption(.autoRead, value: context.channel.isWritable)
+        if paused, context.channel.isWritable {
+            paused = false
+            process(context)
+            flushIfNeeded(context)
+            if !paused { try? context.channel.syncOptions?.setOption(.autoRead, value: true) }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -73,6 +79,10 @@ final class APIConnectionHandler: ChannelInboundHandler {
             guard let readable = buffer?.readableBytes, readable > 0 else {
                 buffer = nil
                 if record.phase != .idle { enterIdle(context) }
+                return
+            }
+            guard context.channel.isWritable else {
+                pause(context)
                 return
             }
             if record.phase != .reading {
@@ -94,6 +104,16 @@ final class APIConnectionHandler: ChannelInboundHandler {
                 handle(context, head)
             }
         }
+    }
+
+    /// Answers queued past the high water mark: a client that pipelines without reading them is not
+    /// read, and its buffered requests wait, until they drain below the low one. Its queue then holds
+    /// at most one answer past the mark, however many requests it sends.
+    private func pause(_ context: ChannelHandlerContext) {
+        paused = true
+        try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+        // Waiting on the client: the idle timeout applies, and it may be shed first.
+        if record.phase != .idle { enterIdle(context) }
     }
 
     private func handle(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
