@@ -71,7 +71,7 @@ public enum PostSession {
             guard let t = plan.process, plan.changedOnDisk.contains(lib) else { jobs.append((lib, nil, nil)); continue }
             let range = t.ranges[lib]
             let shown = lib.hasSuffix(MapsParser.deletedSuffix) ? String(lib.dropLast(MapsParser.deletedSuffix.count)) : lib
-            let deleted = Finding(code: .processDeletedLibrary, target: plan.targetName,
+            let deleted = Finding(code: .processDeletedLibrary, target: plan.targetName, subject: shown,
                 summary: "\(shown) was deleted or replaced on disk; the service runs the old code until it is restarted"
                     + (range == nil ? " (its mapping was not found: the POST below loads the path)" : "; the POST ran on the mapped content"),
                 evidence: ["path": .string(lib), "mapped_range": JSONValue(range)],

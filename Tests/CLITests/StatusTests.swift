@@ -7,7 +7,7 @@ import Testing
 /// `crypto-sentinel status` (the built binary) against an APIServer this process starts.
 @Suite struct StatusTests {
     static func report(healthy: Bool) -> Report {
-        let split = Finding(code: .splitLibcrypto, target: "product-api", summary: "two libcrypto copies mapped",
+        let split = Finding(code: .splitLibcrypto, target: "product-api", subject: "libcrypto 8:1 ino 2, 8:1 ino 3", summary: "two libcrypto copies mapped",
                             evidence: .object(["chain": .string("_ssl.so -> libcrypto-a1b2.so.3")]))
         return Report(command: "daemon", toolVersion: "test", generatedAt: ISO8601DateFormatter().string(from: Date().addingTimeInterval(-42)),
                       targets: [TargetReport(name: "product-api", kind: "service", findings: healthy ? [] : [split]),

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import SentinelCore
 
@@ -5,8 +6,8 @@ import SentinelCore
     func report(_ targets: [TargetReport]) -> Report {
         Report(command: "daemon", toolVersion: "t", generatedAt: "2026-11-23T00:00:00Z", targets: targets)
     }
-    let split = Finding(code: .splitLibcrypto, target: "api", summary: "two libcrypto", evidence: ["paths": ["/a", "/b"]])
-    let orphan = Finding(code: .orphanOpenSSLCopy, target: "api", summary: "orphan /c")
+    let split = Finding(code: .splitLibcrypto, target: "api", subject: "libcrypto 8:1 ino 2, 8:1 ino 3", summary: "two libcrypto", evidence: ["paths": ["/a", "/b"]])
+    let orphan = Finding(code: .orphanOpenSSLCopy, target: "api", subject: "/c", summary: "orphan /c")
 
     @Test func firstCycleAlertsEveryFindingAndTheFailedState() {
         let alerts = ChangeTracker.changes(from: nil, to: report([TargetReport(name: "api", kind: "service", findings: [split])]), at: "t")
@@ -35,6 +36,53 @@ import SentinelCore
         let before = report([TargetReport(name: "api", kind: "process", findings: [split])])
         let alerts = ChangeTracker.changes(from: before, to: report([]), at: "t")
         #expect(alerts.map(\.state) == ["resolved", "gone"])
+    }
+
+    /// An upgrade that rewords a summary must not resolve and re-announce the finding.
+    @Test func aRewordedSummaryIsTheSameFinding() {
+        var reworded = split
+        reworded.summary = "OpenSSL consumers resolve to two libcrypto files"
+        let before = report([TargetReport(name: "api", kind: "service", findings: [split, orphan])])
+        let after = report([TargetReport(name: "api", kind: "service", findings: [reworded, orphan])])
+        #expect(ChangeTracker.changes(from: before, to: after, at: "t").isEmpty)
+    }
+
+    @Test func differentSubjectsWithOneCodeAreTwoFindings() {
+        let other = Finding(code: .orphanOpenSSLCopy, target: "api", subject: "/d", summary: "orphan /c")
+        let both = report([TargetReport(name: "api", kind: "bundle", findings: [orphan, other])])
+        let alerts = ChangeTracker.changes(from: nil, to: both, at: "t")
+        #expect(alerts.filter { $0.kind == .findingNew }.count == 2)
+        let one = report([TargetReport(name: "api", kind: "bundle", findings: [orphan])])
+        let resolved = ChangeTracker.changes(from: both, to: one, at: "t")
+        #expect(resolved.count == 1 && resolved[0].kind == .findingResolved && resolved[0].code == .orphanOpenSSLCopy)
+        // The same identity twice in one report is one finding: announced once.
+        var twice = orphan
+        twice.summary = "orphan /c, again"
+        #expect(ChangeTracker.changes(from: nil, to: report([TargetReport(name: "api", kind: "bundle", findings: [orphan, twice])]), at: "t").count == 1)
+    }
+
+    /// A report restored from a state file written before findings had a subject: the first diff after
+    /// the upgrade compares that target by summary, so unchanged findings stay quiet.
+    @Test func aStateFileWithoutSubjectsFallsBackToSummaries() throws {
+        let old = Report(command: "daemon", toolVersion: "old", generatedAt: "t",
+                         targets: [TargetReport(name: "api", kind: "service", findings: [split, orphan])])
+        var json = try JSONSerialization.jsonObject(with: Data(ReportJSON.encode(old))) as! [String: Any]
+        var targets = json["targets"] as! [[String: Any]]
+        targets[0]["findings"] = (targets[0]["findings"] as! [[String: Any]]).map { f in f.filter { $0.key != "subject" } }
+        json["targets"] = targets
+        let restored = try JSONDecoder().decode(Report.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(restored.targets[0].findings.allSatisfy { $0.subject == nil })
+
+        let now = report([TargetReport(name: "api", kind: "service", findings: [split, orphan])])
+        #expect(ChangeTracker.changes(from: restored, to: now, at: "t").isEmpty)
+        // A summary reworded in that same upgrade shows once, as resolved and new; from then on subjects rule.
+        var reworded = split
+        reworded.summary = "reworded"
+        let next = report([TargetReport(name: "api", kind: "service", findings: [reworded, orphan])])
+        #expect(ChangeTracker.changes(from: restored, to: next, at: "t").map(\.state) == ["new", "resolved"])
+        var again = reworded
+        again.summary = "reworded again"
+        #expect(ChangeTracker.changes(from: next, to: report([TargetReport(name: "api", kind: "service", findings: [again, orphan])]), at: "t").isEmpty)
     }
 
     @Test func evidenceIsFlattenedAndBounded() {

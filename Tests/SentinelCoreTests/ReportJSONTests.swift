@@ -24,7 +24,7 @@ import Testing
                 environment: ["OPENSSL_CONF": "/etc/ssl/openssl.cnf", "LD_LIBRARY_PATH": awkward, "Zeta": "", "alpha": "a", "é": "x", "_": "u"],
                 stats: ["files": 3, "elf_files": -1, "openssl_edges": 0, "z": Int.max, "a": Int.min],
                 findings: [
-                    Finding(code: .splitLibcrypto, target: awkward, summary: awkward,
+                    Finding(code: .splitLibcrypto, target: awkward, subject: awkward, summary: awkward,
                             evidence: .object([
                                 "copies": .array([.object(["path": "lib/libcrypto.so.3", "in_bundle": true, "version": .null,
                                                            "size": .int(Int64.max), "neg": .int(Int64.min)]),
@@ -33,8 +33,10 @@ import Testing
                                 "ключ": .array([.null, .array([.array([])])]), "nested": .object(["empty": .object([:])]),
                             ]),
                             fix: ["cd '/tmp/x y'", awkward, ""]),
-                    Finding(code: .orphanOpenSSLCopy, target: "t", summary: "s"),
-                    Finding(code: .modulesDirMissing, target: "t", summary: "s", evidence: .string("scalar evidence"), fix: []),
+                    Finding(code: .orphanOpenSSLCopy, target: "t", subject: "", summary: "s"),
+                    Finding(code: .modulesDirMissing, target: "t", subject: "lib/libcrypto.so.3", summary: "s", evidence: .string("scalar evidence"), fix: []),
+                    // Restored from a state file written before findings had a subject: the key is left out.
+                    { var f = Finding(code: .orphanOpenSSLCopy, target: "t", subject: "", summary: "legacy"); f.subject = nil; return f }(),
                 ],
                 warnings: ["lib/bad.so: truncated ELF header", awkward, ""]),
             TargetReport(name: "post", kind: "post", findings: [], post: .object(["checks": .array([.object(["pass": true])]), "n": .int(3)])),
@@ -59,7 +61,7 @@ import Testing
         for level in 0..<40 { deep = level % 2 == 0 ? .array([deep]) : .object(["k\(level)": deep]) }
         let report = Report(command: "scan", toolVersion: "0.1.0", generatedAt: "t", targets: [
             TargetReport(name: "n", kind: "bundle", findings: [
-                Finding(code: .orphanOpenSSLCopy, target: "t", summary: "s", evidence: deep, fix: strings),
+                Finding(code: .orphanOpenSSLCopy, target: "t", subject: "lib/x", summary: "s", evidence: deep, fix: strings),
             ], warnings: strings),
         ])
         let ours = ReportJSON.encode(report)

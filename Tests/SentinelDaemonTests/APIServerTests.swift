@@ -10,9 +10,9 @@ import Testing
 /// A real report: one failed service (split-libcrypto), one degraded bundle, one healthy target whose
 /// name needs percent-encoding.
 func sampleReport() -> Report {
-    let split = Finding(code: .splitLibcrypto, target: "product-api", summary: "two libcrypto copies mapped",
+    let split = Finding(code: .splitLibcrypto, target: "product-api", subject: "libcrypto 8:1 ino 2, 8:1 ino 3", summary: "two libcrypto copies mapped",
                         evidence: .object(["chains": .string("a -> b")]))
-    let dup = Finding(code: .duplicateOpenSSLCopy, target: "product", summary: "byte-identical copy")
+    let dup = Finding(code: .duplicateOpenSSLCopy, target: "product", subject: "libcrypto 8:1 ino 4, 8:1 ino 5", summary: "byte-identical copy")
     return Report(command: "daemon", toolVersion: "test", generatedAt: "2026-11-23T12:00:00Z",
                   targets: [TargetReport(name: "product-api", kind: "service", findings: [split]),
                             TargetReport(name: "product", kind: "bundle", root: "/opt/product", findings: [dup]),

@@ -6,7 +6,7 @@ import SentinelCore
     @Test func publishedReportIsServedWhole() throws {
         let board = StateBoard()
         #expect(board.current().ready == false)
-        let f = Finding(code: .splitLibcrypto, target: "product-api", summary: "two libcrypto", evidence: [:])
+        let f = Finding(code: .splitLibcrypto, target: "product-api", subject: "libcrypto 8:1 ino 2, 8:1 ino 3", summary: "two libcrypto", evidence: [:])
         let report = Report(command: "daemon", toolVersion: "t", generatedAt: "2026-11-23T00:00:00Z",
                             targets: [TargetReport(name: "product-api", kind: "service", findings: [f]),
                                       TargetReport(name: "other", kind: "service", findings: [])])

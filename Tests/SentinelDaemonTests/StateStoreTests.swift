@@ -12,7 +12,7 @@ import SentinelCore
     }
     let report = Report(command: "daemon", toolVersion: "t", generatedAt: "2026-11-23T00:00:00Z",
                         targets: [TargetReport(name: "api", kind: "service",
-                                               findings: [Finding(code: .splitLibcrypto, target: "api", summary: "s", evidence: ["a": 1])])])
+                                               findings: [Finding(code: .splitLibcrypto, target: "api", subject: "libcrypto 8:1 ino 2, 8:1 ino 3", summary: "s", evidence: ["a": 1])])])
 
     @Test func reportAndBoundedHistoryRoundTrip() throws {
         let dir = tempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -23,6 +23,8 @@ import SentinelCore
         let (r, h, warnings) = store.load()
         #expect(warnings.isEmpty)
         #expect(r?.targets.first?.findings.first?.code == .splitLibcrypto)
+        // A restart keeps each finding's identity.
+        #expect(r?.targets.first?.findings.first?.subject == "libcrypto 8:1 ino 2, 8:1 ino 3")
         #expect(h.map(\.target) == ["t2", "t3", "t4"])
         // Nothing but the two files: the temp file was renamed.
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["history.json", "report.json"])

@@ -171,7 +171,7 @@ public struct BundleAudit {
                 }),
             ])
             out.append(Finding(
-                code: .splitLibcrypto, target: name,
+                code: .splitLibcrypto, target: name, subject: Finding.subject(role.rawValue, copies: copies.map(\.0.identity)),
                 summary: "OpenSSL consumers resolve to \(copies.count) different \(role.rawValue) files: \(list)",
                 evidence: evidence, fix: canonicalFix(linkage, role: role, inputs: fixInputs)))
         }
@@ -201,7 +201,7 @@ public struct BundleAudit {
             if !entry.files.isEmpty { parts.append("shipped as \(entry.files.sorted().joined(separator: ", "))") }
             if !stale.isEmpty { parts.append(".gnu.version_r still names it in \(stale.joined(separator: ", "))") }
             return Finding(
-                code: .mangledOpenSSLName, target: name, summary: parts.joined(separator: "; "),
+                code: .mangledOpenSSLName, target: name, subject: mangled, summary: parts.joined(separator: "; "),
                 evidence: ["name": .string(mangled), "canonical": .string(canonical),
                            "needed_by": JSONValue(entry.needers.sorted()), "files": JSONValue(entry.files.sorted()),
                            "stale_version_needs": JSONValue(stale)],
@@ -235,7 +235,7 @@ public struct BundleAudit {
                 && fileSystem.allContentsEqual(first.file.path, copies.dropFirst().map(\.file.path))
             let paths = copies.map(\.relativePath)
             out.append(Finding(
-                code: .duplicateOpenSSLCopy, target: name,
+                code: .duplicateOpenSSLCopy, target: name, subject: Finding.subject(role.rawValue, copies: copies.map(\.file.identity)),
                 summary: "\(copies.count) \(role.rawValue) files with distinct inodes: \(paths.joined(separator: ", "))"
                     + (identical ? " (byte-identical)" : " (contents differ)"),
                 evidence: ["library": .string(role.rawValue), "byte_identical": .bool(identical),
@@ -255,7 +255,7 @@ public struct BundleAudit {
             .filter { ($0.file.object.openSSLRole == .libcrypto || $0.file.object.openSSLRole == .libssl)
                 && !linkage.reached.contains($0.file.identity) }
             .map { f in
-                Finding(code: .orphanOpenSSLCopy, target: name,
+                Finding(code: .orphanOpenSSLCopy, target: name, subject: f.relativePath,
                         summary: "\(f.relativePath) (\(describeVersion(f.file))) is an OpenSSL library no ELF file in the tree needs",
                         evidence: ["path": .string(f.relativePath), "device_inode": .string(f.file.identity.description),
                                    "soname": JSONValue(f.file.object.soname), "version": JSONValue(f.file.object.embeddedOpenSSL?.version)],
@@ -267,7 +267,7 @@ public struct BundleAudit {
         inventory.elfFiles.filter { $0.file.object.openSSLRole == .staticCopy }.map { f in
             let e = f.file.object.embeddedOpenSSL
             return Finding(
-                code: .staticOpenSSLCopy, target: name,
+                code: .staticOpenSSLCopy, target: name, subject: f.relativePath,
                 summary: "\(f.relativePath) embeds a statically linked \(e?.versionText ?? "OpenSSL")",
                 evidence: ["path": .string(f.relativePath), "version_text": JSONValue(e?.versionText),
                            "version": JSONValue(e?.version), "openssldir": JSONValue(e?.openSSLDir),
@@ -281,7 +281,7 @@ public struct BundleAudit {
         Dictionary(grouping: linkage.missing, by: \.name).sorted { $0.key < $1.key }.map { name, misses in
             let consumers = Array(Set(misses.map { display($0.consumer) })).sorted()
             return Finding(
-                code: .opensslUnresolved, target: self.name,
+                code: .opensslUnresolved, target: self.name, subject: name,
                 summary: "\(name) needed by \(consumers.joined(separator: ", ")) resolves to nothing under this environment",
                 evidence: ["name": .string(name), "consumers": JSONValue(consumers),
                            "tried": JSONValue(misses[0].tried)],
@@ -305,7 +305,7 @@ public struct BundleAudit {
             let missing = defined.isEmpty ? [] : needed.filter { !defined.contains($0) }
             if !missing.isEmpty, seen.insert([use.consumer, use.target.path]).inserted {
                 out.append(Finding(
-                    code: .opensslVersionSkew, target: name,
+                    code: .opensslVersionSkew, target: name, subject: "\(display(use.consumer)) -> \(display(use.target.path))",
                     summary: "\(display(use.consumer)) needs \(missing.joined(separator: ", ")) from \(use.name), which \(display(use.target.path)) (\(describeVersion(use.target))) does not define: the loader will refuse it",
                     evidence: ["consumer": .string(display(use.consumer)), "libcrypto": .string(display(use.target.path)),
                                "missing_versions": JSONValue(missing), "libcrypto_versions": JSONValue(use.target.object.definedVersions)],
@@ -316,7 +316,7 @@ public struct BundleAudit {
                   let a = releaseLine(consumer), let b = releaseLine(use.target.object), a != b,
                   seen.insert([use.consumer, use.target.path]).inserted else { continue }
             out.append(Finding(
-                code: .opensslVersionSkew, target: name,
+                code: .opensslVersionSkew, target: name, subject: "\(display(use.consumer)) -> \(display(use.target.path))",
                 summary: "\(display(use.consumer)) is OpenSSL \(a) but resolves \(use.name) to \(display(use.target.path)), OpenSSL \(b)",
                 evidence: ["libssl": .string(display(use.consumer)), "libssl_version": .string(consumer.embeddedOpenSSL?.version ?? a),
                            "libcrypto": .string(display(use.target.path)),
@@ -352,7 +352,7 @@ public struct BundleAudit {
             if let ca = freezerCA { sources.append(("frozen runtime's CA bundle", join(inventory.root, ca))) }
             if e?.openSSLDir != nil, !sources.contains(where: { $0.1.map(fileSystem.exists) ?? false }) {
                 out.append(Finding(
-                    code: .trustStoreMissing, target: name,
+                    code: .trustStoreMissing, target: name, subject: where_,
                     summary: "\(where_) finds no CA certificates: none of \(sources.compactMap(\.1).joined(separator: ", ")) exists",
                     evidence: ["libcrypto": .string(where_), "openssldir": JSONValue(e?.openSSLDir),
                                "checked": .object(Dictionary(sources.compactMap { k, v in v.map { (k, JSONValue.string($0)) } },
@@ -363,7 +363,7 @@ public struct BundleAudit {
             let modulesDir = envModules ?? e?.modulesDir
             if envModules == nil, let compiled = e?.modulesDir, !fileSystem.exists(compiled) {
                 out.append(Finding(
-                    code: .modulesDirMissing, target: name,
+                    code: .modulesDirMissing, target: name, subject: where_,
                     summary: "\(where_) looks for providers in \(compiled), which does not exist, and OPENSSL_MODULES is unset",
                     evidence: ["libcrypto": .string(where_), "modulesdir": .string(compiled), "openssldir": JSONValue(e?.openSSLDir)],
                     fix: ["set OPENSSL_MODULES to a folder holding the providers this libcrypto needs (legacy.so, fips.so) in the service's environment",
@@ -373,7 +373,7 @@ public struct BundleAudit {
                 let fips = dir + "/fips.so"
                 if expectFIPS, !fileSystem.exists(fips) {
                     out.append(Finding(
-                        code: .fipsModuleMissing, target: name,
+                        code: .fipsModuleMissing, target: name, subject: where_,
                         summary: "FIPS expected, but \(where_) will look for \(fips), which does not exist",
                         evidence: ["libcrypto": .string(where_), "looked_in": .string(dir),
                                    "from": .string(envModules != nil ? "OPENSSL_MODULES" : "compiled-in MODULESDIR")],
@@ -381,7 +381,7 @@ public struct BundleAudit {
                 } else if case .object(let provider) = fileSystem.probe(fips),
                           let p = provider.object.embeddedOpenSSL?.majorMinor, let c = e?.majorMinor, p != c {
                     out.append(Finding(
-                        code: .opensslVersionSkew, target: name,
+                        code: .opensslVersionSkew, target: name, subject: "\(fips) -> \(where_)",
                         summary: "FIPS provider \(fips) is OpenSSL \(p) but \(where_) is OpenSSL \(c)",
                         evidence: ["fips_provider": .string(fips), "provider_version": JSONValue(provider.object.embeddedOpenSSL?.version),
                                    "libcrypto": .string(where_), "libcrypto_version": JSONValue(e?.version)],
@@ -389,7 +389,7 @@ public struct BundleAudit {
                 }
             } else if expectFIPS {
                 out.append(Finding(
-                    code: .fipsModuleMissing, target: name,
+                    code: .fipsModuleMissing, target: name, subject: where_,
                     summary: "FIPS expected, but \(where_) has no compiled-in MODULESDIR and OPENSSL_MODULES is unset",
                     evidence: ["libcrypto": .string(where_)],
                     fix: ["set OPENSSL_MODULES to the folder that holds fips.so"]))
@@ -410,7 +410,7 @@ public struct BundleAudit {
         let majority = byCount[0].key
         let strays = byCount.dropFirst().flatMap(\.value).sorted()
         return [Finding(
-            code: .mixedPythonABI, target: name,
+            code: .mixedPythonABI, target: name, subject: tags.keys.sorted().joined(separator: ", "),
             summary: "extension modules for \(tags.count) CPython ABIs: " + byCount.map { "\($0.key) (\($0.value.count))" }.joined(separator: ", "),
             evidence: .object(["tags": .object(tags.mapValues { JSONValue($0.sorted().prefix(20).map { $0 }) }),
                                "majority": .string(majority)]),

@@ -2,15 +2,18 @@
 /// resolves and per target whose state changes; an unchanged picture yields nothing, however many
 /// cycles run (journald rate-limits a chatty service and drops messages).
 public enum ChangeTracker {
-    /// A finding's identity across cycles: target, code and summary (summaries name paths and versions,
-    /// never pids or times, so a persisting fault keeps its key).
+    /// A finding's identity across cycles: target, code and subject (what it is about), never its
+    /// wording, so a summary reworded by an upgrade neither resolves nor reappears.
     public struct Key: Hashable, Sendable {
-        public var target: String, code: FindingCode, summary: String
-        public init(target: String, code: FindingCode, summary: String) { self.target = target; self.code = code; self.summary = summary }
+        public var target: String, code: FindingCode, subject: String
+        public init(target: String, code: FindingCode, subject: String) { self.target = target; self.code = code; self.subject = subject }
     }
 
-    public static func key(_ f: Finding, in target: TargetReport) -> Key {
-        Key(target: target.name, code: f.code, summary: f.summary)
+    /// `bySummary` for a target whose last report was restored from a state file written before findings
+    /// had a subject: both sides are then compared by summary, as that file's writer did, so the first
+    /// cycle after the upgrade alerts what changed (or was reworded in that same upgrade), not everything.
+    public static func key(_ f: Finding, in target: String, bySummary: Bool = false) -> Key {
+        Key(target: target, code: f.code, subject: bySummary ? f.summary : f.subject ?? f.summary)
     }
 
     public static func changes(from old: Report?, to new: Report, at time: String) -> [Alert] {
@@ -20,14 +23,17 @@ public enum ChangeTracker {
 
         for t in new.targets {
             let previous = before[t.name]
-            let was = Set((previous?.findings ?? []).map { key($0, in: t) })
-            for f in t.findings where !was.contains(key(f, in: t)) {
+            let bySummary = (previous?.findings ?? []).contains { $0.subject == nil } || t.findings.contains { $0.subject == nil }
+            func identity(_ f: Finding) -> Key { key(f, in: t.name, bySummary: bySummary) }
+            // One alert per identity, however many findings share it.
+            var was = Set((previous?.findings ?? []).map(identity))
+            for f in t.findings where was.insert(identity(f)).inserted {
                 alerts.append(Alert(kind: .findingNew, code: f.code, target: t.name, state: "new", severity: f.severity,
                                     message: f.summary, evidence: flatten(f.evidence), at: time))
             }
             if let previous {
-                let now = Set(t.findings.map { key($0, in: t) })
-                for f in previous.findings where !now.contains(key(f, in: t)) {
+                var now = Set(t.findings.map(identity))
+                for f in previous.findings where now.insert(identity(f)).inserted {
                     alerts.append(resolved(f, target: t.name, at: time, why: "no longer found"))
                 }
             }
@@ -43,7 +49,10 @@ public enum ChangeTracker {
         // A target that is gone (a discovered process exited, a service removed from the config): its
         // findings resolve with it, and the target itself is reported gone once.
         for t in old?.targets ?? [] where after[t.name] == nil {
-            for f in t.findings { alerts.append(resolved(f, target: t.name, at: time, why: "target gone")) }
+            var gone = Set<Key>()
+            for f in t.findings where gone.insert(key(f, in: t.name)).inserted {
+                alerts.append(resolved(f, target: t.name, at: time, why: "target gone"))
+            }
             alerts.append(Alert(kind: .targetState, code: nil, target: t.name, state: "gone", severity: .info,
                                 message: "\(t.name) is no longer audited (was \(t.state.rawValue))",
                                 evidence: ["previous_state": t.state.rawValue, "kind": t.kind], at: time))

@@ -46,7 +46,7 @@ public enum PostAnalysis {
         var evidenceBase: [String: JSONValue] = ["libcrypto": .string(run.library)]
         let stage = lastStage(run.stderrTail).flatMap { $0 == "done" ? nil : $0 }
         func fail(_ code: FindingCode, _ summary: String, _ extra: [String: JSONValue] = [:], fix: [String] = []) -> Finding {
-            Finding(code: code, target: target, summary: summary,
+            Finding(code: code, target: target, subject: run.library, summary: summary,
                     evidence: .object(evidenceBase.merging(extra) { _, b in b }), fix: fix)
         }
         switch run.outcome {
@@ -74,7 +74,7 @@ public enum PostAnalysis {
         var findings: [Finding] = []
         var checks: [PostCheck] = []
         func add(_ code: FindingCode, _ summary: String, _ extra: [String: JSONValue], fix: [String] = []) {
-            findings.append(Finding(code: code, target: target, summary: summary,
+            findings.append(Finding(code: code, target: target, subject: run.library, summary: summary,
                                     evidence: .object(evidenceBase.merging(extra) { _, b in b }), fix: fix))
         }
         let load = doc["load"] ?? .null
@@ -311,7 +311,7 @@ public enum PostAnalysis {
         case .signaled(let sig): summary = "the product's POST command `\(cmd)` died by \(signalName(sig))"
         case .timedOut(let s): summary = "the product's POST command `\(cmd)` did not finish within \(formatSeconds(s)) s and was killed"
         }
-        return Finding(code: .postCommandFailed, target: target, summary: summary,
+        return Finding(code: .postCommandFailed, target: target, subject: cmd, summary: summary,
                        evidence: ["command": JSONValue(argv), "output_tail": .string(outputTail)])
     }
 }

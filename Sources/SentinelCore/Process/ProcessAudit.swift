@@ -71,7 +71,7 @@ public enum ProcessAudit {
             fix.append("crypto-sentinel scan /\(dir)   # the bundle's linkage, with the patchelf fix")
         }
         fix.append(s.unit.map { "systemctl restart \($0)   # after fixing the bundle" } ?? "restart the process after fixing the bundle")
-        return Finding(code: .processSplitLibcrypto, target: name,
+        return Finding(code: .processSplitLibcrypto, target: name, subject: Finding.subject(lib, copies: copies.map(\.identity)),
                        summary: "\(name) maps \(copies.count) different \(lib) files: " + copies.map(copyLine).joined(separator: " and "),
                        evidence: ["library": .string(lib), "copies": .array(evidenceCopies)], fix: fix)
     }
@@ -88,7 +88,7 @@ public enum ProcessAudit {
             case .replaced(let n): now = n; what = "replaced (its path now names another file)"
             }
             return Finding(
-                code: .processDeletedLibrary, target: name,
+                code: .processDeletedLibrary, target: name, subject: f.path,
                 summary: "\(name) still runs \(f.path) (\(role.rawValue)\(f.version.map { ", OpenSSL \($0)" } ?? "")), which was \(what) on disk",
                 evidence: ["path": .string(f.path), "maps_pathname": .string(f.mapsPathname), "role": .string(role.rawValue),
                            "mapped_device_inode": .string(f.identity.description), "version": JSONValue(f.version),
@@ -103,7 +103,7 @@ public enum ProcessAudit {
         s.files.filter { $0.role == .staticCopy }.map { f in
             let e = f.object?.embeddedOpenSSL
             return Finding(
-                code: .processStaticOpenSSL, target: name,
+                code: .processStaticOpenSSL, target: name, subject: f.path,
                 summary: "\(name) maps \(f.path), which carries its own statically linked OpenSSL\(e?.version.map { " \($0)" } ?? "")",
                 evidence: ["path": .string(f.path), "device_inode": .string(f.identity.description), "version": JSONValue(e?.version),
                            "openssldir": JSONValue(e?.openSSLDir), "modulesdir": JSONValue(e?.modulesDir)],
@@ -115,7 +115,7 @@ public enum ProcessAudit {
         let libs = s.files.filter { $0.role == .libcrypto }.map { JSONValue.string(copyLine($0)) }
         let providers = s.files.filter { $0.role == .provider }.map { JSONValue.string($0.path) }
         return Finding(
-            code: .processFIPSNotLoaded, target: name,
+            code: .processFIPSNotLoaded, target: name, subject: "fips.so",
             summary: "FIPS expected, but \(name) has no FIPS provider (fips.so) mapped",
             evidence: ["libcrypto": .array(libs), "providers_mapped": .array(providers),
                        "openssl_conf": JSONValue(s.environment?["OPENSSL_CONF"]), "openssl_modules": JSONValue(s.environment?["OPENSSL_MODULES"])],
@@ -132,7 +132,7 @@ public enum ProcessAudit {
         }
         guard !diffs.isEmpty else { return nil }
         let keys = diffs.compactMap { $0["variable"]?.stringValue }
-        return Finding(code: .processEnvDrift, target: name,
+        return Finding(code: .processEnvDrift, target: name, subject: keys.joined(separator: ", "),
                        summary: "\(name) runs with \(keys.joined(separator: ", ")) different from what is expected",
                        evidence: ["differences": .array(diffs), "note": "/proc/<pid>/environ holds the environment the process started with"],
                        fix: [s.unit.map { "set the expected values in \($0) (systemctl edit \($0)), then restart it" }
@@ -148,7 +148,7 @@ public enum ProcessAudit {
         if denied { fix.append("run crypto-sentinel as root, or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (reading another user's maps and environ needs them)") }
         if exited { fix.append("the process is gone: check whether the service restarted (crypto-sentinel inspect --unit NAME)") }
         return Finding(
-            code: .processUnreadable, target: name,
+            code: .processUnreadable, target: name, subject: files.sorted().joined(separator: ", "),
             summary: "\(name): \(files.joined(separator: ", ")) could not be read: \(reason)",
             evidence: ["pid": .int(Int64(s.pid)),
                        "failures": .array(s.failures.map { .string("\($0.file): \($0.reason)") })],

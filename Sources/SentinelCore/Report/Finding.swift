@@ -129,15 +129,26 @@ public struct Finding: Sendable, Codable, Hashable {
     public var code: FindingCode
     public var severity: Severity
     public var target: String
+    /// What the finding is about (the copies' device:inode, a path, a variable, a library): with target
+    /// and code, its identity across cycles and restarts, so rewording a summary changes nothing.
+    /// Nil only in a report restored from a state file written before findings had one.
+    public var subject: String?
     /// One line a person can act on.
     public var summary: String
     public var evidence: JSONValue
     /// Concrete steps (shell commands where possible), in order.
     public var fix: [String]
 
-    public init(code: FindingCode, target: String, summary: String, evidence: JSONValue = .object([:]),
+    public init(code: FindingCode, target: String, subject: String, summary: String, evidence: JSONValue = .object([:]),
                 fix: [String] = [], severity: Severity? = nil) {
-        self.code = code; self.severity = severity ?? code.severity; self.target = target
+        self.code = code; self.severity = severity ?? code.severity; self.target = target; self.subject = subject
         self.summary = summary; self.evidence = evidence; self.fix = fix
+    }
+}
+
+extension Finding {
+    /// The subject of a finding about several files of one library: which files, by device and inode.
+    public static func subject(_ library: String, copies: [FileIdentity]) -> String {
+        library + " " + copies.map(\.description).sorted().joined(separator: ", ")
     }
 }

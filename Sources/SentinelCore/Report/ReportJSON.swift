@@ -186,11 +186,12 @@ public enum ReportJSON {
         }
 
         mutating func finding(_ f: Finding) {
-            object(6) { w in
+            object(7) { w in
                 w.key("code", first: true); w.string(f.code.rawValue)
                 w.key("evidence", first: false); w.value(f.evidence)
                 w.key("fix", first: false); w.array(f.fix) { $0.string($1) }
                 w.key("severity", first: false); w.string(f.severity.rawValue)
+                if let subject = f.subject { w.key("subject", first: false); w.string(subject) }
                 w.key("summary", first: false); w.string(f.summary)
                 w.key("target", first: false); w.string(f.target)
             }

@@ -72,7 +72,7 @@ public final class CycleRunner: Sendable {
             }
             return t
         } catch {
-            let f = Finding(code: .bundleUnreadable, target: name, summary: "\(root): \(error)",
+            let f = Finding(code: .bundleUnreadable, target: name, subject: root, summary: "\(root): \(error)",
                             evidence: ["root": .string(root)],
                             fix: ["ls -ld \(root)   # the daemon needs read access (CAP_DAC_READ_SEARCH) to the whole tree"])
             return TargetReport(name: name, kind: kind, root: root, environment: environment.values, findings: [f])
@@ -87,8 +87,7 @@ public final class CycleRunner: Sendable {
         let suffixes = reasons.flatMap { [": cannot read directory: \($0)", ": cannot open: \($0)", ": \($0)"] }
         let paths = warnings.compactMap { w in suffixes.first { w.hasSuffix($0) }.map { String(w.dropLast($0.count)) } }
         guard let first = paths.first else { return nil }
-        // No count in the summary: it is the finding's identity across cycles.
-        return Finding(code: .bundleUnreadable, target: name,
+        return Finding(code: .bundleUnreadable, target: name, subject: root,
                        summary: "\(root): part of the tree could not be read (permission denied), so its linkage is unknown, not clean",
                        evidence: ["root": .string(root), "count": .int(Int64(paths.count)), "paths": JSONValue(Array(paths.prefix(50)))],
                        fix: ["ls -ld \(root)/\(first)   # the daemon needs read access (CAP_DAC_READ_SEARCH) to the whole tree"])
@@ -150,7 +149,7 @@ public final class CycleRunner: Sendable {
         var findings: [Finding] = []
         var liveEnvironment: TargetEnvironment?
         if snapshots.isEmpty {
-            findings.append(Finding(code: .serviceNotRunning, target: name,
+            findings.append(Finding(code: .serviceNotRunning, target: name, subject: Self.describe(service.selector),
                 summary: "\(name): no running process (\(Self.describe(service.selector))\(problem.map { ": \($0)" } ?? ""))",
                 evidence: .object(problemEvidence.merging(["selector": .string(Self.describe(service.selector))]) { a, _ in a }),
                 fix: [Self.startHint(service.selector)]))
@@ -258,15 +257,15 @@ public final class CycleRunner: Sendable {
 
     // MARK: merging
 
-    /// One target from its parts (processes, bundle, POSTs): findings deduplicated by code and
-    /// summary, warnings kept, POST details listed per library.
+    /// One target from its parts (processes, bundle, POSTs): one finding per identity (the journal
+    /// could not tell two apart), warnings kept, POST details listed per library.
     static func merge(name: String, kind: String, root: String?, environment: [String: String], findings: [Finding],
                       parts: [TargetReport]) -> TargetReport {
         var seen = Set<ChangeTracker.Key>()
         var all: [Finding] = []
         for var f in findings + parts.flatMap(\.findings) {
             f.target = name
-            if seen.insert(.init(target: name, code: f.code, summary: f.summary)).inserted { all.append(f) }
+            if seen.insert(ChangeTracker.key(f, in: name)).inserted { all.append(f) }
         }
         var warnings: [String] = []
         for w in parts.flatMap(\.warnings) where !warnings.contains(w) { warnings.append(w) }
