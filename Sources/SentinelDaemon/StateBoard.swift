@@ -1,4 +1,3 @@
-import Foundation
 import SentinelCore
 
 /// What the API serves, swapped whole after each cycle: queries read memory and never wait for a cycle.
@@ -30,7 +29,7 @@ public struct Published: Sendable {
         if let report { fields["state"] = .string(report.state.rawValue) }
         if let lastCycleAt { fields["last_cycle_at"] = .string(lastCycleAt) }
         if let lastCycleSeconds { fields["last_cycle_ms"] = .int(Int64(lastCycleSeconds * 1000)) }
-        return StateBoard.encode(JSONValue.object(fields))
+        return StateBoard.body(ReportJSON.encode(JSONValue.object(fields), style: .compact))
     }
 }
 
@@ -46,8 +45,8 @@ public final class StateBoard: Sendable {
     public func publish(_ report: Report, source: String, cycleSeconds: Double?) {
         var next = Published.empty
         next.report = report
-        next.reportJSON = Self.encode(report)
-        for t in report.targets { next.targetJSON[t.name] = Self.encode(t) }
+        next.reportJSON = Self.body(ReportJSON.encode(report, style: .compact))
+        for t in report.targets { next.targetJSON[t.name] = Self.body(ReportJSON.encode(t, style: .compact)) }
         next.statusLine = StatusLine.summary(report)
         next.source = source
         next.lastCycleAt = report.generatedAt
@@ -59,9 +58,6 @@ public final class StateBoard: Sendable {
         }
     }
 
-    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(value)) ?? Data("{}".utf8)) + [0x0a]
-    }
+    /// A response body: the document and a newline, so `curl` output ends its line.
+    static func body(_ json: [UInt8]) -> [UInt8] { json + [0x0a] }
 }

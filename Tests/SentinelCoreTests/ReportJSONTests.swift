@@ -2,13 +2,15 @@ import Foundation
 import SentinelCore
 import Testing
 
-/// `scan --format json` is a public contract: the hand-written writer must print exactly what
-/// JSONEncoder printed before it, on every shape a report takes.
+/// `scan --format json`, the API and the state files are public contracts: the hand-written writer
+/// must print exactly what JSONEncoder printed before it, pretty and compact, on every shape a
+/// document takes.
 @Suite struct ReportJSONTests {
-    static func encoderBytes(_ report: Report) throws -> [UInt8] {
+    static func encoderBytes<T: Encodable>(_ value: T, style: ReportJSON.Style = .pretty) throws -> [UInt8] {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return [UInt8](try encoder.encode(report))
+        encoder.outputFormatting = style == .pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                                                    : [.sortedKeys, .withoutEscapingSlashes]
+        return [UInt8](try encoder.encode(value))
     }
 
     static let awkward = "quote \" backslash \\ slash / tab \t nl \n cr \r bs \u{8} ff \u{c} nul \u{0} us \u{1f} del \u{7f} é ü 漢字 😇"
@@ -66,6 +68,7 @@ import Testing
         ])
         let ours = ReportJSON.encode(report)
         #expect(ours == (try Self.encoderBytes(report)))
+        #expect(ReportJSON.encode(report, style: .compact) == (try Self.encoderBytes(report, style: .compact)))
     }
 
     @Test(arguments: reports.indices)
@@ -75,5 +78,40 @@ import Testing
         let theirs = try Self.encoderBytes(report)
         #expect(ours == theirs, "\(String(decoding: ours, as: UTF8.self))\n---\n\(String(decoding: theirs, as: UTF8.self))")
         #expect((try? JSONSerialization.jsonObject(with: Data(ours))) != nil)
+    }
+
+    /// What the API serves and report.json holds: the whole report and each target, compact.
+    @Test(arguments: reports.indices)
+    func compactSameBytesAsJSONEncoder(_ index: Int) throws {
+        let report = Self.reports[index]
+        let ours = ReportJSON.encode(report, style: .compact)
+        let theirs = try Self.encoderBytes(report, style: .compact)
+        #expect(ours == theirs, "\(String(decoding: ours, as: UTF8.self))\n---\n\(String(decoding: theirs, as: UTF8.self))")
+        for t in report.targets { #expect(ReportJSON.encode(t, style: .compact) == (try Self.encoderBytes(t, style: .compact))) }
+        #expect(try JSONDecoder().decode(Report.self, from: Data(ours)).targets.map(\.name) == report.targets.map(\.name))
+    }
+
+    /// history.json: alerts with and without a code and evidence, and none at all.
+    @Test func alertsSameBytesAsJSONEncoder() throws {
+        let alerts = [
+            Alert(kind: .findingNew, code: .splitLibcrypto, target: Self.awkward, state: "new", severity: .critical,
+                  message: Self.awkward, evidence: ["PATH": "/a\n/b", "": Self.awkward, "b": ""], at: "2026-11-23T00:00:00Z"),
+            Alert(kind: .targetState, code: nil, target: "api", state: "failed", severity: .error, message: "api is failed", at: "t"),
+        ]
+        for list in [alerts, []] {
+            for style in [ReportJSON.Style.pretty, .compact] {
+                #expect(ReportJSON.encode(list, style: style) == (try Self.encoderBytes(list, style: style)))
+            }
+        }
+        #expect(try JSONDecoder().decode([Alert].self, from: Data(ReportJSON.encode(alerts, style: .compact))) == alerts)
+    }
+
+    /// GET /v1/health: a small free-form document.
+    @Test func aJSONValueSameBytesAsJSONEncoder() throws {
+        let value: JSONValue = ["status": "ok", "ready": true, "cycles": 3, "summary": .string(Self.awkward), "none": .null,
+                                "list": [1, "two", [:], []]]
+        for style in [ReportJSON.Style.pretty, .compact] {
+            #expect(ReportJSON.encode(value, style: style) == (try Self.encoderBytes(value, style: style)))
+        }
     }
 }

@@ -1,23 +1,40 @@
-/// The report as JSON, byte for byte what `JSONEncoder` with `[.prettyPrinted, .sortedKeys,
-/// .withoutEscapingSlashes]` prints on Linux (two-space indent, `" : "`, keys in UTF-8 order, empty
-/// containers as `[\n\n<indent>]`), written straight into one byte buffer. The Encodable path costs
-/// more than the whole audit on a big bundle (16 MB of evidence for 20,000 files).
-/// `ReportJSONTests` compares the two on every shape the report can take.
+/// Every JSON document the tool prints, serves or stores: the report, one target, the history of
+/// alerts, a small free-form document. `.pretty` is byte for byte what `JSONEncoder` with
+/// `[.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]` prints on Linux (two-space indent, `" : "`,
+/// keys in UTF-8 order, empty containers as `[\n\n<indent>]`); `.compact` what it prints without
+/// `.prettyPrinted`, so the API and the state files keep their bytes. Written straight into one byte
+/// buffer: the Encodable path costs more than the whole audit on a big bundle.
+/// `ReportJSONTests` compares the two on every shape the documents can take.
 public enum ReportJSON {
-    public static func encode(_ report: Report) -> [UInt8] {
-        var w = Writer()
+    public enum Style: Sendable { case pretty, compact }
+
+    public static func encode(_ report: Report, style: Style = .pretty) -> [UInt8] {
+        var w = Writer(pretty: style == .pretty)
         w.bytes.reserveCapacity(4096)
         w.report(report)
         return w.bytes
     }
 
-    public static func encode(_ target: TargetReport) -> [UInt8] {
-        var w = Writer()
+    public static func encode(_ target: TargetReport, style: Style = .pretty) -> [UInt8] {
+        var w = Writer(pretty: style == .pretty)
         w.target(target)
         return w.bytes
     }
 
+    public static func encode(_ alerts: [Alert], style: Style = .pretty) -> [UInt8] {
+        var w = Writer(pretty: style == .pretty)
+        w.array(alerts) { $0.alert($1) }
+        return w.bytes
+    }
+
+    public static func encode(_ value: JSONValue, style: Style = .pretty) -> [UInt8] {
+        var w = Writer(pretty: style == .pretty)
+        w.value(value)
+        return w.bytes
+    }
+
     struct Writer {
+        let pretty: Bool
         var bytes: [UInt8] = []
         var indent = 0
 
@@ -26,6 +43,7 @@ public enum ReportJSON {
         }
 
         mutating func newline() {
+            guard pretty else { return }
             bytes.append(0x0a)
             let spaces = 2 * indent
             if spaces <= Self.spaces.count {
@@ -93,7 +111,7 @@ public enum ReportJSON {
         mutating func object(_ count: Int, _ members: (inout Writer) -> Void) {
             bytes.append(0x7b)
             indent += 1
-            if count == 0 { bytes.append(0x0a) }
+            if count == 0 && pretty { bytes.append(0x0a) }
             members(&self)
             indent -= 1
             newline()
@@ -105,7 +123,7 @@ public enum ReportJSON {
             if !first { bytes.append(0x2c) }
             newline()
             string(k)
-            raw(" : ")
+            separator()
         }
 
         mutating func key(_ k: StaticString, first: Bool) {
@@ -114,13 +132,17 @@ public enum ReportJSON {
             bytes.append(0x22)
             raw(k)
             bytes.append(0x22)
-            raw(" : ")
+            separator()
+        }
+
+        mutating func separator() {
+            if pretty { raw(" : ") } else { bytes.append(0x3a) }
         }
 
         mutating func array<C: Collection>(_ items: C, _ element: (inout Writer, C.Element) -> Void) {
             bytes.append(0x5b)
             indent += 1
-            if items.isEmpty { bytes.append(0x0a) }
+            if items.isEmpty && pretty { bytes.append(0x0a) }
             var first = true
             for item in items {
                 if !first { bytes.append(0x2c) }
@@ -194,6 +216,19 @@ public enum ReportJSON {
                 if let subject = f.subject { w.key("subject", first: false); w.string(subject) }
                 w.key("summary", first: false); w.string(f.summary)
                 w.key("target", first: false); w.string(f.target)
+            }
+        }
+
+        mutating func alert(_ a: Alert) {
+            object(8) { w in
+                w.key("at", first: true); w.string(a.at)
+                if let code = a.code { w.key("code", first: false); w.string(code.rawValue) }
+                w.key("evidence", first: false); w.dictionary(a.evidence) { $0.string($1) }
+                w.key("kind", first: false); w.string(a.kind.rawValue)
+                w.key("message", first: false); w.string(a.message)
+                w.key("severity", first: false); w.string(a.severity.rawValue)
+                w.key("state", first: false); w.string(a.state)
+                w.key("target", first: false); w.string(a.target)
             }
         }
     }

@@ -83,14 +83,12 @@ public final class StateStore: Sendable {
         return "\(error)"
     }
 
-    public func save(report: Report) throws(Failure) { try write(report, to: reportPath) }
-    public func save(history: [Alert]) throws(Failure) { try write(Array(history.suffix(historyLimit)), to: historyPath) }
+    public func save(report: Report) throws(Failure) { try write(ReportJSON.encode(report, style: .compact), to: reportPath) }
+    public func save(history: [Alert]) throws(Failure) {
+        try write(ReportJSON.encode(Array(history.suffix(historyLimit)), style: .compact), to: historyPath)
+    }
 
-    func write<T: Encodable>(_ value: T, to path: String) throws(Failure) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data: Data
-        do { data = try encoder.encode(value) } catch { throw Failure(description: "\(path): cannot encode: \(error)") }
+    func write(_ data: [UInt8], to path: String) throws(Failure) {
         try checkFolder()
         let dfd = try openFolder()
         defer { close(dfd) }
