@@ -170,10 +170,10 @@ final class ScanCounter: Sendable {
         }
     }
 
-    /// The shared answer is sent from a memfd (sendfile). A client that reads slowly keeps writes of an
-    /// answer pending after a newer report replaced it (another client asked meanwhile): they must still
-    /// arrive whole, from the replaced answer's memfd. The requests the server had not answered yet
-    /// (it stops at the high water mark) get the new report.
+    /// The shared answer is one buffer per report. A client that reads slowly keeps writes of an answer
+    /// pending after a newer report replaced it (another client asked meanwhile): they must still arrive
+    /// whole, from the replaced buffer. The requests the server had not answered yet (it stops at the
+    /// high water mark) get the new report.
     @Test func aSlowReaderGetsEveryAnswerWholeAfterTheReportChanged() async throws {
         try await TestAPI.with() { api in
             // ~50 KB answers: 100 of them are far more than the socket buffers hold, so writes stay pending.

@@ -117,18 +117,9 @@ final class APIConnectionHandler: ChannelInboundHandler {
     }
 
     private func handle(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
-        switch server.router.route(head, loop: ObjectIdentifier(context.eventLoop)) {
+        switch server.router.route(head) {
         case .prepared(let answer):
-            guard let file = answer.file else {
-                write(context, answer.bytes, close: .no)
-                return
-            }
-            // The promise keeps the answer, and so its memfd, open until this write is done.
-            let done = context.eventLoop.makePromise(of: Void.self)
-            done.futureResult.whenComplete { _ in withExtendedLifetime(answer) {} }
-            context.write(wrapOutboundOut(.fileRegion(FileRegion(fileHandle: file, readerIndex: 0, endIndex: answer.bytes.readableBytes))),
-                          promise: done)
-            needsFlush = true
+            write(context, answer, close: .no)
         case .respond(let response):
             send(context, response, head: head, close: head.keepAlive ? .no : .now)
         case .scan:

@@ -1,4 +1,3 @@
-import CLinux
 import NIOCore
 import SentinelCore
 
@@ -59,28 +58,9 @@ struct APIResponse {
     }
 
 
-    /// `{"error":"...","status":N}` without a JSONEncoder: errors can be the hostile clients' hot path.
+    /// `{"error":"...","status":N}`, through the one JSON writer.
     static func errorBody(_ status: Int, _ message: String) -> [UInt8] {
-        var out = Array(#"{"error":""#.utf8)
-        appendJSONString(message, to: &out)
-        out += Array(#"","status":\#(status)}"#.utf8)
-        out.append(0x0a)
-        return out
-    }
-
-    static func appendJSONString(_ text: String, to out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
-        for b in text.utf8 {
-            switch b {
-            case 0x22: out += [0x5c, 0x22]
-            case 0x5c: out += [0x5c, 0x5c]
-            case 0x0a: out += [0x5c, 0x6e]
-            case 0x0d: out += [0x5c, 0x72]
-            case 0x09: out += [0x5c, 0x74]
-            case 0..<0x20, 0x7f: out += [0x5c, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 15)]]
-            default: out.append(b)
-            }
-        }
+        ReportJSON.encode(["error": .string(message), "status": .int(Int64(status))], style: .compact) + [0x0a]
     }
 }
 
@@ -88,8 +68,9 @@ struct APIResponse {
 final class Router: Sendable {
     enum Route {
         case respond(APIResponse)
-        /// A ready answer shared by every keep-alive GET of the same report (HTTP/1.1, no close).
-        case prepared(PreparedAnswer)
+        /// The whole answer, rendered once per published report and shared by every keep-alive GET
+        /// of it (HTTP/1.1, no close): a query then sends it instead of building ~20 KB anew.
+        case prepared(ByteBuffer)
         case scan
     }
 
@@ -100,10 +81,9 @@ final class Router: Sendable {
     }
     /// Published.healthJSON encodes on every call; the API encodes once per published state.
     private let health = Locked<(key: HealthKey, body: [UInt8])?>(nil)
-    /// GET /v1/report's whole answer, rendered once per published report and event loop (a memfd is
-    /// used by one sendfile at a time): a query then sends it instead of building ~20 KB anew.
-    /// Keyed by the body array's storage, which the cache keeps alive, so an address is never reused.
-    private let reportAnswers = Locked<[ObjectIdentifier: (body: [UInt8], answer: PreparedAnswer)]>([:])
+    /// GET /v1/report's prepared answer, keyed by the body array's storage, which the cache keeps
+    /// alive, so an address is never reused.
+    private let reportAnswer = Locked<(body: [UInt8], answer: ByteBuffer)?>(nil)
     private static let allocator = ByteBufferAllocator()
 
     init(board: StateBoard, metrics: DaemonMetrics) {
@@ -114,8 +94,7 @@ final class Router: Sendable {
     static let noReport = APIResponse.error(503, "no report yet: the first cycle is running")
     static let readOnly: StaticString = "GET, HEAD"
 
-    /// `loop`: the event loop the answer is written on.
-    func route(_ head: HTTPRequestHead, loop: ObjectIdentifier) -> Route {
+    func route(_ head: HTTPRequestHead) -> Route {
         let path = Self.path(of: head.target)
         let readable = head.method == .get || head.method == .head
         switch path {
@@ -124,7 +103,7 @@ final class Router: Sendable {
             let now = board.current()
             guard now.report != nil else { return .respond(Self.noReport) }
             guard head.method == .get, head.keepAlive, !head.http10 else { return .respond(APIResponse(status: 200, body: now.reportJSON)) }
-            return .prepared(preparedReport(now.reportJSON, loop: loop))
+            return .prepared(preparedReport(now.reportJSON))
         case "/v1/health":
             guard readable else { return .respond(.error(405, "use GET or HEAD on \(path)", allow: Self.readOnly)) }
             return .respond(APIResponse(status: 200, body: healthBody()))
@@ -158,11 +137,10 @@ final class Router: Sendable {
         return APIResponse(status: 200, body: body)
     }
 
-    private func preparedReport(_ body: [UInt8], loop: ObjectIdentifier) -> PreparedAnswer {
-        if let cached = reportAnswers.withLock({ $0[loop] }), Self.sameStorage(cached.body, body) { return cached.answer }
-        let answer = PreparedAnswer(
-            APIResponse(status: 200, body: body).rendered(method: .get, http10: false, close: false, allocator: Self.allocator))
-        reportAnswers.withLock { $0[loop] = (body, answer) }
+    private func preparedReport(_ body: [UInt8]) -> ByteBuffer {
+        if let cached = reportAnswer.withLock({ $0 }), Self.sameStorage(cached.body, body) { return cached.answer }
+        let answer = APIResponse(status: 200, body: body).rendered(method: .get, http10: false, close: false, allocator: Self.allocator)
+        reportAnswer.withLock { $0 = (body, answer) }
         return answer
     }
 
@@ -231,27 +209,5 @@ final class Router: Sendable {
         case 0x61...0x66: return b - 0x61 + 10
         default: return nil
         }
-    }
-}
-
-/// A ready answer in memory and, where the kernel allows, in a sealed memfd that the handler sends with
-/// sendfile: a Unix socket then takes the file's pages by reference (Linux >= 6.5, as nginx's static
-/// files) where a write copies the ~20 KB into the socket for every query (a fifth of the API thread's
-/// time under load). The memfd is closed when the last write that uses it has completed.
-final class PreparedAnswer: Sendable {
-    let bytes: ByteBuffer
-    let file: NIOFileHandle?
-
-    init(_ bytes: ByteBuffer) {
-        self.bytes = bytes
-        self.file = Self.sealedMemfd(bytes)
-    }
-
-    deinit { try? file?.close() }
-
-    private static func sealedMemfd(_ bytes: ByteBuffer) -> NIOFileHandle? {
-        let fd = bytes.withUnsafeReadableBytes { sentinel_sealed_memfd("crypto-sentinel-answer", $0.baseAddress, $0.count) }
-        guard fd >= 0 else { return nil }
-        return NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
     }
 }
