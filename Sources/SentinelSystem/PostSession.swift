@@ -27,12 +27,12 @@ public struct PostPlan: Sendable {
     }
 
     /// A plan that follows a running process: its environment, cwd, uid/gid and every libcrypto it
-    /// maps (identified by content through the snapshot; the basename rule only when that says nothing).
-    public static func following(_ target: PostTarget, snapshot: ProcessSnapshot?, name: String, expectFIPS: Bool,
+    /// maps (identified by content; the basename rule only when that says nothing).
+    public static func following(_ target: PostTarget, name: String, expectFIPS: Bool,
                                  command: [String] = []) -> PostPlan {
         var libraries: [String] = []
         var changed = Set<String>()
-        for file in snapshot?.files ?? [] where file.role == .libcrypto {
+        for file in target.files where file.role == .libcrypto {
             libraries.append(file.mapsPathname)
             switch file.disk {
             case .deleted, .replaced: changed.insert(file.mapsPathname)

@@ -130,7 +130,8 @@ public final class ProcReader: Sendable {
     /// Snapshots of many processes on every core. With `onlyOpenSSL`, processes that map no OpenSSL
     /// library (or static copy) and processes gone before their maps were read are left out; one
     /// whose maps are out of reach is kept (it may map OpenSSL: reported as unreadable).
-    public func snapshots(pids: [Int32], onlyOpenSSL: Bool, secureExecution: Bool = false) -> [ProcessSnapshot] {
+    /// `forPOST`: also the whole environment and the confinement, for a POST that follows the process.
+    public func snapshots(pids: [Int32], onlyOpenSSL: Bool, secureExecution: Bool = false, forPOST: Bool = false) -> [ProcessSnapshot] {
         let workers = max(1, min(pids.count / 16, System.cores))
         let results = Locked<[[ProcessSnapshot]]>(Array(repeating: [], count: workers))
         DispatchQueue.concurrentPerform(iterations: workers) { w in
@@ -138,7 +139,7 @@ public final class ProcReader: Sendable {
             var mine: [ProcessSnapshot] = []
             var i = w
             while i < pids.count {
-                if let s = snapshot(pid: pids[i], buffer: buffer, onlyOpenSSL: onlyOpenSSL, secureExecution: secureExecution) {
+                if let s = snapshot(pid: pids[i], buffer: buffer, onlyOpenSSL: onlyOpenSSL, secureExecution: secureExecution, forPOST: forPOST) {
                     mine.append(s)
                 }
                 i += workers
@@ -150,11 +151,13 @@ public final class ProcReader: Sendable {
 
     /// One process. `afterRead` runs after each /proc file is read (tests use it to end the process
     /// between two reads).
-    public func snapshot(pid: Int32, secureExecution: Bool = false, afterRead: ((String) -> Void)? = nil) -> ProcessSnapshot {
-        snapshot(pid: pid, buffer: ReadBuffer(), onlyOpenSSL: false, secureExecution: secureExecution, afterRead: afterRead)!
+    public func snapshot(pid: Int32, secureExecution: Bool = false, forPOST: Bool = false,
+                         afterRead: ((String) -> Void)? = nil) -> ProcessSnapshot {
+        snapshot(pid: pid, buffer: ReadBuffer(), onlyOpenSSL: false, secureExecution: secureExecution, forPOST: forPOST,
+                 afterRead: afterRead)!
     }
 
-    func snapshot(pid: Int32, buffer: ReadBuffer, onlyOpenSSL: Bool, secureExecution: Bool,
+    func snapshot(pid: Int32, buffer: ReadBuffer, onlyOpenSSL: Bool, secureExecution: Bool, forPOST: Bool = false,
                   afterRead: ((String) -> Void)? = nil) -> ProcessSnapshot? {
         var snap = ProcessSnapshot(pid: pid)
         let dir = open(procRoot + "/\(pid)", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -181,16 +184,19 @@ public final class ProcReader: Sendable {
         var zombie = false
         switch buffer.read(dir, "status") {
         case .success(let n):
-            let status = ProcStatus.parse(UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]))
+            let status = ProcStatus.parse(UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]), throughSeccomp: forPOST)
             snap.command = status.name; snap.credentials = status.credentials
+            if status.seccomp == 1 { snap.confinement.append("seccomp strict mode") }
+            if status.seccomp == 2 { snap.confinement.append("seccomp filter") }
             zombie = status.state == "Z" || status.state == "X"
         case .failure(let e): errors.append(("status", e.code))
         }
         afterRead?("status")
         switch buffer.read(dir, "environ") {
         case .success(let n):
-            snap.environment = TargetEnvironment(environ: Self.keptEntries(buffer.bytes, count: n),
-                                                 secureExecution: secureExecution && Self.secureExecution(dir, buffer))
+            let environ = Array(buffer.bytes[0..<n])
+            if forPOST { snap.serviceEnvironment = TargetEnvironment.parse(environ: environ) }
+            snap.environment = TargetEnvironment(environ: environ, secureExecution: secureExecution && Self.secureExecution(dir, buffer))
         case .failure(let e): errors.append(("environ", e.code))
         }
         afterRead?("environ")
@@ -204,6 +210,11 @@ public final class ProcReader: Sendable {
         }
         if case .success(let n) = buffer.read(dir, "stat") {
             snap.startTime = Self.startTime(stat: UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]))
+        }
+        if forPOST, case .success(let n) = buffer.read(dir, "attr/current") {
+            let raw = buffer.bytes[0..<n]
+            let label = String(decoding: raw.prefix { $0 != 0 && $0 != 0x0a }, as: UTF8.self)
+            if !label.isEmpty, label != "unconfined", !label.hasPrefix("unconfined ") { snap.confinement.append("LSM label \(label)") }
         }
         if case .success(let n) = buffer.read(dir, "cgroup") {
             snap.unit = CgroupUnit.unit(cgroupFile: UnsafeRawBufferPointer(rebasing: buffer.bytes[0..<n]))
@@ -244,6 +255,8 @@ public final class ProcReader: Sendable {
             guard line.kind == .file, !seen.contains(line.identity) else { return }
             seen.append(line.identity)
             if let hit = known.withLock({ $0[line.identity] }), hit.mapsPathname.utf8.elementsEqual(line.pathname) {
+                var hit = hit
+                hit.mapRange = line.mapFilesName
                 out.append(hit); return
             }
             let pathname = line.decodedPathname
@@ -261,10 +274,11 @@ public final class ProcReader: Sendable {
                 }
             }
             let c = classify(line.identity, mapFilesName: line.mapFilesName, path: path, disk: disk, pid: pid, foreignRoot: foreignRoot)
-            let object = MappedObject(identity: line.identity, path: path, mapsPathname: pathname, disk: disk, object: c.object,
+            var object = MappedObject(identity: line.identity, path: path, mapsPathname: pathname, disk: disk, object: c.object,
                                       identification: c.identification, readError: c.readError)
             // Only what holds in every mount namespace and was fully read is shared across processes.
             if foreignRoot == nil, c.identification == .content { known.withLock { $0[line.identity] = object } }
+            object.mapRange = line.mapFilesName
             out.append(object)
         }
         return out
@@ -313,23 +327,6 @@ public final class ProcReader: Sendable {
     }
 
     // MARK: reading
-
-    /// Keeps only the OpenSSL and loader entries of environ, compared as bytes before any String exists.
-    static func keptEntries(_ bytes: UnsafeMutableRawBufferPointer, count: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        var i = 0
-        while i < count {
-            var end = i
-            while end < count && bytes[end] != 0 { end += 1 }
-            let entry = UnsafeRawBufferPointer(rebasing: bytes[i..<end])
-            if keptPrefixes.contains(where: { p in entry.count >= p.count && entry.prefix(p.count).elementsEqual(p) }) {
-                out.append(contentsOf: entry); out.append(0)
-            }
-            i = end + 1
-        }
-        return out
-    }
-    private static let keptPrefixes = TargetEnvironment.keptKeys.map { Array(($0 + "=").utf8) }
 
     /// AT_SECURE from auxv: glibc then ignores LD_LIBRARY_PATH (matters for the bundle audit only).
     static func secureExecution(_ dir: Int32, _ buffer: ReadBuffer) -> Bool {

@@ -97,11 +97,10 @@ struct PostRequest {
                 throw ExitCode(2)
             }
             let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-            let followed = PostPlan.following(t, snapshot: libcrypto.isEmpty ? ProcReader().snapshot(pid: pid) : nil,
-                                              name: name ?? "\(comm ?? "pid") [\(pid)]", expectFIPS: expectFIPS, command: command)
+            let followed = PostPlan.following(t, name: name ?? "\(comm ?? "pid") [\(pid)]", expectFIPS: expectFIPS, command: command)
             if libcrypto.isEmpty { plan = followed } else {
                 plan.environment = followed.environment; plan.cwd = followed.cwd; plan.identity = followed.identity
-                plan.targetName = followed.targetName
+                plan.targetName = followed.targetName; plan.process = followed.process
             }
         }
         if let envFile {

@@ -49,14 +49,15 @@ struct Scan: ParsableCommand {
         var values: [String: String] = [:]
         var secure = false
         if let pid = envFromPid {
-            do {
-                let captured = try ProcessEnvironment.read(pid: pid)
-                values = captured.environment.values
-                secure = captured.environment.secureExecution
-            } catch {
-                warn("--env-from-pid \(pid): \(error)")
+            let snap = ProcReader().snapshot(pid: pid, secureExecution: true)
+            guard let captured = snap.environment else {
+                let failure = snap.failures.first { $0.file == "environ" } ?? snap.failures.first
+                warn("--env-from-pid \(pid): " + (failure.map { $0.reason == .exited ? "no such process" : "cannot read /proc/\(pid)/\($0.file): \($0.reason)" }
+                                                 ?? "cannot read /proc/\(pid)/environ"))
                 throw ExitCode(2)
             }
+            values = captured.values
+            secure = captured.secureExecution
         }
         for pair in env {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

@@ -166,21 +166,13 @@ struct PostAnalysisTests {
     }
 
     @Test func procParsing() throws {
-        let env = PostTarget.parseEnviron(Array("A=1\0B=x=y\0A=2\0=bad\0NOEQ\0".utf8))
+        // The one environ parser: first definition wins (as getenv), entries without a name or '=' dropped.
+        let env = TargetEnvironment.parse(environ: Array("A=1\0B=x=y\0A=2\0=bad\0NOEQ\0".utf8))
         #expect(env == ["A": "1", "B": "x=y"])
-        let ids = try PostTarget.parseIDs("Name:\tpython3\nUid:\t998\t998\t998\t998\nGid:\t997\t997\t997\t997\n", pid: 1)
-        #expect(ids.0 == 998 && ids.1 == 997)
-        #expect(throws: (any Error).self) { try PostTarget.parseIDs("Name:\tx\n", pid: 1) }
-        let maps = """
-            7f00-7f01 r--p 00000000 fe:00 12 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
-            7f01-7f02 r-xp 00001000 fe:00 12 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
-            7f02-7f03 r--p 00000000 fe:00 13 /opt/my app/lib/libcrypto-1a2b3c4d.so.3 (deleted)
-            7f03-7f04 r--p 00000000 fe:00 14 /usr/lib/x86_64-linux-gnu/libssl.so.3
-            7f04-7f05 rw-p 00000000 00:00 0 [heap]
-            7f05-7f06 r--p 00000000 fe:00 15 /opt/libcryptography/_rust.abi3.so
-            """
-        #expect(PostTarget.libcryptoMappings(maps) == ["/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
-                                                       "/opt/my app/lib/libcrypto-1a2b3c4d.so.3 (deleted)"])
+        let text = Array("Name:\tpython3\nUid:\t998\t998\t998\t998\nGid:\t997\t997\t997\t997\nGroups:\t\nSeccomp:\t2\n".utf8)
+        let status = ProcStatus.parse(text, throughSeccomp: true)
+        #expect(status.credentials?.uid == 998 && status.credentials?.gid == 997 && status.seccomp == 2)
+        #expect(ProcStatus.parse(text).seccomp == nil, "inspect stops at Groups")
     }
 
     @Test func childEnvironmentDropsSystemdVariables() {

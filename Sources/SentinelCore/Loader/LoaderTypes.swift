@@ -141,14 +141,20 @@ extension TargetEnvironment {
     /// Parses /proc/<pid>/environ (NUL-separated KEY=VALUE): hostile input. Only the kept keys survive;
     /// other names and all their values are dropped here, before anything can log them.
     public init(environ bytes: [UInt8], secureExecution: Bool = false) {
-        var kept: [String: String] = [:]
+        self.init(Self.parse(environ: bytes, keeping: Self.keptKeys.contains), secureExecution: secureExecution)
+    }
+
+    /// The one environ parser: the keys `keeping` accepts, each value decoded only then (bytes that
+    /// are not UTF-8 escaped as \xHH, so EscapedBytes gives the exact bytes back). getenv() returns the
+    /// first definition, so a later duplicate does not win here either.
+    public static func parse(environ bytes: [UInt8], keeping: (String) -> Bool = { _ in true }) -> [String: String] {
+        var out: [String: String] = [:]
         for entry in bytes.split(separator: 0, omittingEmptySubsequences: true) {
-            guard let eq = entry.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            guard let eq = entry.firstIndex(of: UInt8(ascii: "=")), eq != entry.startIndex else { continue }
             let key = String(decoding: entry[entry.startIndex..<eq], as: UTF8.self)
-            guard Self.keptKeys.contains(key) else { continue }
-            // getenv() returns the first definition, so a later duplicate must not win here either.
-            if kept[key] == nil { kept[key] = EscapedBytes.string(entry[(eq + 1)...]) }
+            guard keeping(key), out[key] == nil else { continue }
+            out[key] = EscapedBytes.string(entry[(eq + 1)...])
         }
-        self.init(kept, secureExecution: secureExecution)
+        return out
     }
 }

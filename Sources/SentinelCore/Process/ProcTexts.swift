@@ -87,15 +87,19 @@ public struct ProcStatus: Sendable, Hashable {
     /// The state letter: R, S, D, Z (zombie), T, …
     public var state: Character?
     public var credentials: ProcessCredentials?
+    /// Seccomp mode (0 none, 1 strict, 2 filter); read only when asked (`throughSeccomp`).
+    public var seccomp: Int?
 
     public init(name: String? = nil, state: Character? = nil, credentials: ProcessCredentials? = nil) {
         self.name = name; self.state = state; self.credentials = credentials
     }
 
-    public static func parse(_ bytes: [UInt8]) -> ProcStatus { bytes.withUnsafeBytes { parse($0) } }
+    public static func parse(_ bytes: [UInt8], throughSeccomp: Bool = false) -> ProcStatus {
+        bytes.withUnsafeBytes { parse($0, throughSeccomp: throughSeccomp) }
+    }
 
     /// Bytes in, no String but the name: this runs once per process of `inspect --all`.
-    public static func parse(_ b: UnsafeRawBufferPointer) -> ProcStatus {
+    public static func parse(_ b: UnsafeRawBufferPointer, throughSeccomp: Bool = false) -> ProcStatus {
         var status = ProcStatus()
         var uids: [UInt32] = [], gids: [UInt32] = [], groups: [UInt32] = []
         ProcBytes.forEachLine(b) { i, eol in
@@ -119,7 +123,8 @@ public struct ProcStatus: Sendable, Hashable {
             else if key.elementsEqual("State".utf8), v < eol { status.state = Character(Unicode.Scalar(b[v])) }
             else if key.elementsEqual("Uid".utf8) { uids = numbers() }
             else if key.elementsEqual("Gid".utf8) { gids = numbers() }
-            else if key.elementsEqual("Groups".utf8) { groups = numbers(); return false }  // the last field needed
+            else if key.elementsEqual("Groups".utf8) { groups = numbers(); return throughSeccomp }  // the last field inspect needs
+            else if key.elementsEqual("Seccomp".utf8) { status.seccomp = numbers().first.map(Int.init); return false }
             return true
         }
         if uids.count >= 2, gids.count >= 2 {

@@ -14,6 +14,12 @@ public struct ProcessSnapshot: Sendable {
     public var cwd: String?
     /// Only the kept OpenSSL and loader variables; nil when environ could not be read.
     public var environment: TargetEnvironment?
+    /// The whole initial environment, read only when a POST will follow: handed to the POST child,
+    /// never logged, encoded or stored.
+    public var serviceEnvironment: [String: String]?
+    /// What confines the process that a POST child cannot take over (a seccomp filter, an LSM label);
+    /// read with serviceEnvironment.
+    public var confinement: [String] = []
     /// Each mapped file once, by (device, inode).
     public var files: [MappedObject]
     /// Every read that failed, with why (permission, process gone): reported, never skipped.
@@ -116,6 +122,8 @@ public struct MappedObject: Sendable, Hashable {
     public var identification: Identification
     /// Why the content could not be read, if it could not.
     public var readError: String?
+    /// Its first address range in this process ("start-end"), the name of its /proc/PID/map_files entry.
+    public var mapRange: String?
 
     public init(identity: FileIdentity, path: String, mapsPathname: String, disk: DiskState, object: ELFObject?,
                 identification: Identification = .content, readError: String? = nil) {

@@ -141,7 +141,7 @@ public final class CycleRunner: Sendable {
         let name = service.name
         let (pids, problem, problemEvidence) = pids(of: service, reader: reader)
         let expectations = ProcessExpectations(expectFIPS: service.expectFIPS, environment: service.expectEnvironment)
-        let snapshots = reader.snapshots(pids: pids.sorted(), onlyOpenSSL: false).filter { snap in
+        let snapshots = reader.snapshots(pids: pids.sorted(), onlyOpenSSL: false, forPOST: runner != nil).filter { snap in
             // A pid file naming a process that is gone is "not running", not "unreadable".
             !(snap.failures.count > 0 && kill(snap.pid, 0) != 0 && errno == ESRCH)
         }
@@ -189,15 +189,12 @@ public final class CycleRunner: Sendable {
         return PostSession.run(plan, runner: runner)
     }
 
-    /// The POST of a running process (its environment, cwd, user and mapped libcrypto files); nil when
-    /// the process is gone or unreadable.
+    /// The POST of a running process, from the cycle's one read of it (the probe refuses the pid if
+    /// its start time changed since); nil when its environment or ids could not be read.
     static func postFollowing(_ snap: ProcessSnapshot, name: String, expectFIPS: Bool, command: [String] = [],
                               runner: PostRunner) -> [TargetReport]? {
-        guard let live = try? PostTarget.read(pid: snap.pid) else { return nil }
-        // PostTarget reads /proc/PID by path, after the snapshot: if the pid now names another process,
-        // what was read is that process's, not the audited one's.
-        if let start = snap.startTime, ProcReader.startTime(pid: snap.pid) != start { return nil }
-        let plan = PostPlan.following(live, snapshot: snap, name: name, expectFIPS: expectFIPS, command: command)
+        guard let target = PostTarget(snap) else { return nil }
+        let plan = PostPlan.following(target, name: name, expectFIPS: expectFIPS, command: command)
         return PostSession.run(plan, runner: runner)
     }
 
@@ -227,7 +224,7 @@ public final class CycleRunner: Sendable {
     func discover(_ d: DaemonConfig.Discover, skipping claimed: Set<Int32>, reader: ProcReader, runner: PostRunner?) -> [TargetReport] {
         let me = getpid()
         let pids = reader.allPIDs().filter { $0 != me && !claimed.contains($0) }
-        let snapshots = reader.snapshots(pids: pids, onlyOpenSSL: true)
+        let snapshots = reader.snapshots(pids: pids, onlyOpenSSL: true, forPOST: d.post && runner != nil)
         var groups: [String: [ProcessSnapshot]] = [:]
         for s in snapshots { groups[Self.groupName(s), default: []].append(s) }
         let expectations = ProcessExpectations(expectFIPS: d.expectFIPS)
