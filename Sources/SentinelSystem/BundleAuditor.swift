@@ -1,5 +1,6 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import SentinelCore
 
 /// Wires the adapters to the pure audit: walk, read through the catalog, resolve on the host.

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import SentinelCore
 
 #if canImport(Glibc)
@@ -15,8 +16,8 @@ public enum HostLoaderFacts {
         let cache = FileManager.default.contents(atPath: "/etc/ld.so.cache").flatMap { try? LdSoCache(bytes: [UInt8]($0)) }
         return facts(machine: machine, cpu: cpu, glibcVersion: glibcVersion(), cache: cache,
                      directoryExists: { path in
-                         var isDirectory: ObjCBool = false
-                         return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+                         var st = stat()
+                         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
                      })
     }
 

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import SentinelCore
 
@@ -88,7 +89,7 @@ public enum PostSession {
                                       process: follow, mappedRange: work[i].range)
             runs.withLock { $0[i] = run }
         }
-        for i in jobs.indices.dropFirst() { Thread { probe(i); done.signal() }.start() }
+        for i in jobs.indices.dropFirst() { detached { probe(i); done.signal() } }
         if !jobs.isEmpty { probe(0) }
         for _ in jobs.indices.dropFirst() { done.wait() }
         for (i, job) in jobs.enumerated() {

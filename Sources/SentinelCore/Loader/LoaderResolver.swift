@@ -499,7 +499,7 @@ public final class LoaderResolver {
     /// The folder of a path, as `_dl_new_object` computes l_origin ("/" for "/foo").
     /// On the contiguous UTF-8 bytes: a Character-wise backward search cost 5,000 instructions per
     /// path (the UTF-8 view's ~600), and every object of every simulated process needs its folder.
-    static func dirname(_ path: String) -> String {
+    public static func dirname(_ path: String) -> String {
         var path = path
         return path.withUTF8 { bytes in
             guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return "." }

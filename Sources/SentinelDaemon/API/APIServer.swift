@@ -1,5 +1,7 @@
 import CLibSystemd
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import NIOCore
 import NIOPosix
 import SentinelCore
@@ -163,10 +165,9 @@ public final class APIServer: Sendable {
         -> (Channel, (path: String, dev: UInt64, ino: UInt64)) {
         let temp = path + ".\(getpid()).new"
         guard temp.utf8.count < 108 else { throw APIServerError("socket path too long (at most 90 bytes): \(path)") }
-        let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty, !FileManager.default.fileExists(atPath: dir) {
-            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755]) }
-            catch { throw APIServerError("cannot create \(dir): \(error.localizedDescription)") }
+        let dir = LoaderResolver.dirname(path)
+        if !dir.isEmpty, mkdir(dir, 0o755) != 0, errno != EEXIST {
+            throw APIServerError("cannot create \(dir): \(String(cString: strerror(errno)))")
         }
         var st = stat()
         if lstat(path, &st) == 0 {

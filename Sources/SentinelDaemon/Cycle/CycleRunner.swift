@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import SentinelCore
 import SentinelSystem
@@ -130,7 +131,7 @@ public final class CycleRunner: Sendable {
         var evidence: [String: JSONValue] = ["pid_file": .string(file), "pid": .int(Int64(pid)), "start_ticks_now": .int(Int64(start))]
         if let before = was.start { evidence["start_ticks_named"] = .int(Int64(before)) }
         if case .success(let comm) = ProcReader.readWhole(procRoot + "/\(pid)/comm", limit: 64) {
-            evidence["now_running"] = .string(String(decoding: comm, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            evidence["now_running"] = .string(String(decoding: comm.prefix { $0 != 0x0a }, as: UTF8.self))
         }
         // No pid in the summary: it is the finding's identity across cycles.
         return ("stale, its pid now belongs to another process, started after the one the file named", evidence)

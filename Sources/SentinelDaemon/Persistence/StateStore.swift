@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import SentinelCore
 
@@ -67,7 +68,15 @@ public final class StateStore: Sendable {
             if errno != ENOENT { warnings.append("\(path): cannot be read: \(String(cString: strerror(errno)))") }
             return nil
         }
-        let data = FileHandle(fileDescriptor: fd, closeOnDealloc: true).readDataToEndOfFile()
+        defer { close(fd) }
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = Glibc.read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data.append(contentsOf: chunk[0..<n])
+        }
         do { return try JSONDecoder().decode(T.self, from: data) } catch {
             let aside = "\(name).corrupt-\(time(nil))"
             let moved = renameat(dfd, name, dfd, aside) == 0

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import Logging
 import SentinelCore
@@ -83,7 +84,7 @@ public final class DaemonMain: Sendable {
         scheduler.restore()
 
         let socketPath = config.resolvedSocketPath(environment: env)
-        let runtimeDir = (socketPath as NSString).deletingLastPathComponent
+        let runtimeDir = LoaderResolver.dirname(socketPath)
         if mkdir(runtimeDir, 0o755) != 0 && errno != EEXIST {
             throw StartupError(description: "\(runtimeDir): cannot create: \(String(cString: strerror(errno)))")
         }

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import SentinelCore
 import SentinelSystem
@@ -99,11 +100,9 @@ public final class Scheduler: Sendable {
     /// The blocking cycle on a thread of its own (never on the API's event loops or the cooperative pool).
     func runCycle(_ cfg: DaemonConfig) async -> Report? {
         await withCheckedContinuation { (c: CheckedContinuation<Report?, Never>) in
-            let thread = Thread { [self] in
+            detached(stackSize: 8 << 20) { [self] in
                 c.resume(returning: runner.run(cfg, probe: probe, cancelled: { self.stopping.load(ordering: .relaxed) }))
             }
-            thread.stackSize = 8 << 20
-            thread.start()
         }
     }
 

@@ -1,5 +1,6 @@
 import CLibSystemd
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import SentinelCore
 
@@ -16,7 +17,8 @@ public final class JournalWriter: Sendable {
 
     public init(identifier: String = "crypto-sentinel",
                 fallback: @escaping @Sendable (String) -> Void = { line in
-                    FileHandle.standardError.write(Data((line + "\n").utf8))
+                    let bytes = Array((line + "\n").utf8)
+                    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
                 }) {
         self.identifier = identifier
         self.fallback = fallback
@@ -157,7 +159,7 @@ public final class JournalWriter: Sendable {
             case "\t": out += "\\t"
             case "\0": continue
             default:
-                if s.value < 0x20 || s.value == 0x7f { out += String(format: "\\x%02x", s.value) } else { out.unicodeScalars.append(s) }
+                if s.value < 0x20 || s.value == 0x7f { out += "\\x" + (s.value < 0x10 ? "0" : "") + String(s.value, radix: 16) } else { out.unicodeScalars.append(s) }
             }
         }
         return out
@@ -168,6 +170,6 @@ public final class JournalWriter: Sendable {
         guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "]" || $0 == "=" }) else {
             return escaped(value)
         }
-        return "\"" + escaped(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")) + "\""
+        return "\"" + escaped(String(value.flatMap { $0 == "\\" || $0 == "\"" ? ["\\", $0] : [$0] })) + "\""
     }
 }
