@@ -22,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# journald: PID 1 is not systemd on a build machine; start it by hand when nothing listens (LAB-NOTES.md).
+# journald: PID 1 is not systemd on a build machine; start it by hand when nothing listens.
 if ! python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.connect("/run/systemd/journal/socket")' 2>/dev/null; then
   /lib/systemd/systemd-journald >/dev/null 2>&1 & started_journald=$!
   for _ in $(seq 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done

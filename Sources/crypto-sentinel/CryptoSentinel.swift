@@ -22,7 +22,7 @@ struct CryptoSentinel: ParsableCommand {
         subcommands: [Scan.self, Inspect.self, Post.self, Daemon.self, Status.self]
     )
 
-    /// ArgumentParser exits 64 on usage errors; PRODUCT.md's contract is 2.
+    /// ArgumentParser exits 64 on usage errors; the documented contract is 2 (README, Exit status).
     static func main() {
         do {
             if let post = PostRequest(simpleCommandLine: CommandLine.arguments) {
@@ -109,7 +109,7 @@ struct SimpleCommandLine {
     }
 }
 
-/// Prints the report and returns the exit status of PRODUCT.md.
+/// Prints the report and returns the documented exit status (0, or 1 at or above --fail-on).
 func emit(_ report: Report, options: ReportOptions) -> Int32 {
     emit(report, format: options.format, failOn: options.failOn)
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 
-/// A real systemd-journald for tests on a machine whose PID 1 is not systemd (LAB-NOTES.md): started
+/// A real systemd-journald for tests on a machine whose PID 1 is not systemd: started
 /// by hand when none listens on /run/systemd/journal/socket, stopped (by pid) by whoever started it once
 /// the last user is done. Users in every test process share it through a lock file: each holds a shared
 /// flock while it uses journald; the starter takes the lock exclusively before stopping it, so it never

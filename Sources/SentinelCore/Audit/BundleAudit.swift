@@ -1,4 +1,4 @@
-/// The bundle linkage audit: every bundle finding code of PRODUCT.md, from an inventory and the
+/// The bundle linkage audit: every bundle finding code, from an inventory and the
 /// loader's view of it under the target's environment. Pure: all I/O goes through `AuditFileSystem`.
 public struct BundleAudit {
     public var name: String

@@ -1,4 +1,4 @@
-/// The live-process findings of PRODUCT.md, from a snapshot and the expectations. Pure.
+/// The live-process findings, from a snapshot and the expectations. Pure.
 public enum ProcessAudit {
     /// Does this process map an OpenSSL library or an object with a static copy (what `--all` keeps)?
     public static func mapsOpenSSL(_ files: [MappedObject]) -> Bool {

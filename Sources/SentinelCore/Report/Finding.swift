@@ -5,7 +5,7 @@ public enum Severity: String, Sendable, Codable, Comparable, CaseIterable {
     public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
 }
 
-/// The stable finding codes of PRODUCT.md: a public contract (codes keep their meaning forever).
+/// The stable finding codes (README, Finding codes): a public contract (codes keep their meaning forever).
 public enum FindingCode: String, Sendable, Codable, CaseIterable {
     // bundle audit
     case splitLibcrypto = "split-libcrypto"

@@ -65,7 +65,7 @@ public struct Report: Sendable, Codable {
         case generatedAt = "generated_at", state, counts, targets
     }
 
-    /// Exit status of PRODUCT.md: 1 when any finding is at or above `failOn`, else 0.
+    /// The documented exit status: 1 when any finding is at or above `failOn`, else 0.
     public func exitStatus(failOn: Severity) -> Int32 {
         targets.flatMap(\.findings).contains { $0.severity >= failOn } ? 1 : 0
     }
