@@ -21,7 +21,7 @@ let package = Package(
         // libsystemd's headers (libsystemd-dev): sd_notify, sd_journal_sendv, sd_listen_fds. Not linked: the
         // shim dlopen()s libsystemd.so.0 on first use (see shim.h), so only the daemon loads it.
         .systemLibrary(name: "CLibSystemd", providers: [.apt(["libsystemd-dev"])]),
-        // Linux calls Swift's Glibc module leaves out (closefrom in posix_spawn, pipe2): header only.
+        // Linux calls Swift's Glibc module leaves out (closefrom in posix_spawn, pipe2, pidfd, epoll): header only.
         .systemLibrary(name: "CLinux"),
         // libyaml through pkg-config (libyaml-dev): the config file's parser.
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
@@ -35,7 +35,7 @@ let package = Package(
         .target(
             name: "SentinelDaemon",
             dependencies: [
-                "SentinelCore", "SentinelSystem", "CLibSystemd",
+                "SentinelCore", "SentinelSystem", "CLibSystemd", "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
