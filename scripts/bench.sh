@@ -8,16 +8,18 @@
 #   - POST: `crypto-sentinel post` (and the bare probe) vs `openssl list -providers && openssl dgst -sha256`
 #     under the same environment (Debian 13's fips.so in Debian 12's libcrypto, and plain system OpenSSL),
 #     interleaved; BASE_BIN=another build joins the same rounds
+#   - idle: the daemon's CPU while nothing happens at ~1,000 processes (target <= 0.2% of a core), and
+#     `inspect --all` next to `grep -l libcrypto /proc/*/maps` over them (scripts/bench-idle.sh)
 #   - daemon: GET /v1/report under 64 clients next to nginx, RSS over 1,000 cycles, CPU per cycle
 #     (scripts/bench-daemon.sh)
-# SECTIONS="post" (or scan, inspect, daemon; space-separated) runs only those parts.
+# SECTIONS="post" (or scan, inspect, idle, daemon; space-separated) runs only those parts.
 # Needs: make release (or swift build -c release), pax-utils, libtree, hyperfine, GNU time, gcc, nginx-light.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FIXTURES=${FIXTURES:-/tmp/crypto-sentinel-fixtures}
 BIN=${BIN:-.build/release/crypto-sentinel}
 PROBE=${PROBE:-$(dirname "$BIN")/sentinel-probe}
-SECTIONS=${SECTIONS:-scan inspect post daemon}
+SECTIONS=${SECTIONS:-scan inspect idle post daemon}
 BENCH=${BENCH_BIN:-.build/release/sentinel-bench}
 RUNS=${RUNS:-5}
 [ -x "$BIN" ] && [ -x "$BENCH" ] || make release >/dev/null
@@ -62,6 +64,11 @@ done
 ## /proc/[0-9]*/maps`, as ratios (its own script, so its fixture processes are cleaned up by its trap).
 if [[ " $SECTIONS " == *" inspect "* ]]; then
   BIN="$BIN" FIXTURES="$FIXTURES" scripts/bench-inspect.sh
+fi
+
+## idle: its own script, so its 1,000 processes and daemons are stopped by its trap. BASE_BIN joins it too.
+if [[ " $SECTIONS " == *" idle "* ]]; then
+  BIN="$BIN" FIXTURES="$FIXTURES" BASE_BIN="${BASE_BIN:-}" RUNS="$RUNS" scripts/bench-idle.sh
 fi
 
 # POST latency: one probe process (config, providers, FIPS self-test, SHA-256, MD5, DRBG, trust) next
