@@ -65,6 +65,12 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let reader = ProcReader(catalog: ELFCatalog())
+        // A pid that names no process is a usage error, as --unit with none is; one that exits
+        // after this check is still read and reported (process-unreadable).
+        for pid in pids where kill(pid, 0) != 0 && errno == ESRCH {
+            warn("--pid \(pid): no such process")
+            throw ExitCode(2)
+        }
         var explicit: [Int32] = pids
         do {
             if let pidFile { explicit.append(try ProcReader.pid(fromFile: pidFile)) }

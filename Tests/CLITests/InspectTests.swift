@@ -182,14 +182,14 @@ func identity(_ path: String) -> String {
         #expect(f.summary.hasSuffix("could not be read: process exited"))
         #expect(r.status == 0)  // a warning, below the default --fail-on error
 
-        // Gone entirely (reaped): reported, not skipped, not a crash.
+        // Gone entirely (reaped) before inspect starts: nothing to inspect, a usage error like --unit nosuch.
         let gone = Process()
         gone.executableURL = URL(fileURLWithPath: "/bin/true")
         try gone.run()
         gone.waitUntilExit()
         let g = try Sentinel.run(["inspect", "--pid", "\(gone.processIdentifier)", "--format", "json", "--fail-on", "warning"])
-        #expect(g.findings(.processUnreadable).first?.evidence["failures"] == ["maps: process exited"])
-        #expect(g.status == 1)
+        #expect(g.status == 2 && g.stdout.isEmpty, "\(g.stdout)")
+        #expect(g.stderr == "crypto-sentinel: --pid \(gone.processIdentifier): no such process\n", "\(g.stderr)")
     }
 
     @Test func anotherUsersProcessAndAnUnprivilegedInspector() throws {
