@@ -42,11 +42,16 @@ struct Status: ParsableCommand {
     @Flag(help: "Text format: print each finding in full (evidence, why it matters, how to fix it).")
     var full = false
 
-    @Option(help: "Seconds to wait for the daemon's answer.")
+    static let maxTimeout = 600.0
+
+    // .unconditional: `--timeout -1` is a value to refuse with a reason, not a missing one.
+    @Option(parsing: .unconditional, help: "Seconds to wait for the daemon's answer (at most \(Int(Status.maxTimeout))).")
     var timeout: Double = 5
 
     func validate() throws {
-        guard timeout > 0, timeout <= 600 else { throw ValidationError("--timeout must be between 0 and 600 seconds") }
+        guard timeout > 0, timeout <= Self.maxTimeout else {
+            throw ValidationError("--timeout must be positive and at most \(Int(Self.maxTimeout)) seconds")
+        }
         if let socket, socket.isEmpty { throw ValidationError("--socket must not be empty") }
     }
 

@@ -105,6 +105,14 @@ import Testing
         #expect(timeout.status == 2 && timeout.stderr.contains("did not answer within 0.5 s"), "\(timeout.stderr)")
         #expect(Date().timeIntervalSince(started) < 5)
 
+        // What the message says is what is checked; a negative value gets that message, not "missing value".
+        for bad in ["0", "-1", "600.5", "1e999"] {
+            let r = try Sentinel.run(["status", "--socket", hung.path, "--timeout", bad])
+            #expect(r.status == 2 && r.stderr.contains("--timeout must be positive and at most 600 seconds"), "\(bad): \(r.stderr)")
+        }
+        let longest = try Sentinel.run(["status", "--socket", dir + "/none.sock", "--timeout", "600"])
+        #expect(longest.status == 2 && longest.stderr.contains("no socket at"), "\(longest.stderr)")
+
         // Something else on the socket answering garbage.
         let garbage = try Listener(path: dir + "/junk.sock", listen: true)
         let server = Thread {
