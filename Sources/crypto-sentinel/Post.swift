@@ -104,11 +104,15 @@ struct PostRequest {
             }
         }
         if let envFile {
-            guard let text = try? String(contentsOfFile: envFile, encoding: .utf8) else {
-                warn("--env-file \(envFile): cannot read")
+            let bytes: [UInt8]
+            // The reason (strerror), which "cannot read" alone left to guess.
+            switch ProcReader.readWhole(envFile, limit: 4 << 20) {
+            case .success(let b): bytes = b
+            case .failure(let e):
+                warn("--env-file: cannot read \(envFile): \(String(cString: strerror(e.code)))")
                 throw ExitCode(2)
             }
-            for (k, v) in EnvFile.parse(text) { plan.environment[k] = v }
+            for (k, v) in EnvFile.parse(String(decoding: bytes, as: UTF8.self)) { plan.environment[k] = v }
         }
         for pair in env {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

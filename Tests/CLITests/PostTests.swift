@@ -270,7 +270,11 @@ import Testing
         #expect(over.status == 1)
         #expect(over.findings(.postFIPSNotActive).first?.summary.contains("no fips.so in \(lab.emptyModules)") == true)
         let missing = try Sentinel.run(["post", "--env-file", lab.dir + "/nope.env"])
-        #expect(missing.status == 2)
+        #expect(missing.status == 2 && missing.stderr.contains("nope.env: No such file or directory"), "\(missing.stderr)")
+        // Unreadable for its user: the reason, not just "cannot read".
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        let denied = try Sentinel.run(["post", "--env-file", file], as: "65534")
+        #expect(denied.status == 2 && denied.stderr.contains("service.env: Permission denied"), "\(denied.stderr)")
     }
 
     @Test func deletedLibcryptoIsTestedFromWhatTheServiceMaps() throws {
