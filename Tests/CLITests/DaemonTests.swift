@@ -217,6 +217,14 @@ final class DaemonUnderTest {
         let logged = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "MESSAGE_ID=\(DaemonMessageID.configRejected)"])
         #expect((logged.first?["MESSAGE"] as? String)?.contains("NOT reloaded") == true)
         #expect(try d.health()["ready"] as? Bool == true)
+        // The rejection stays visible until a good reload: /v1/health, `status`, and STATUS= of a later cycle.
+        let health = try d.health()
+        #expect((health["reload_error"] as? String)?.hasPrefix(d.configPath + ":1:") == true, "\(health)")
+        let shown = try Sentinel.run(["status", "--socket", d.socket])
+        #expect(shown.stdout.hasPrefix("STATUS: config rejected (\(d.configPath):1:"), "\(shown.stdout)\(shown.stderr)")
+        #expect(try d.curl("/v1/scan", method: "POST").code == 202)
+        let later = try #require(d.waitForNotify(30) { $0.contains("STATUS=") }, "no STATUS= after the requested cycle")
+        #expect(later.contains("config rejected") && !later.contains("READY=1"), "\(later)")
 
         // A good file: swapped, then a cycle at once — slow this time, so SIGTERM lands mid-cycle.
         let marker = "7.\(Int.random(in: 100...999))"
@@ -225,6 +233,7 @@ final class DaemonUnderTest {
         #expect(d.waitForNotify(10) { $0.contains("RELOADING=1") } != nil)
         let swapped = try #require(d.waitForNotify(10) { $0.contains("READY=1") })
         #expect(swapped.contains("reloaded"))
+        #expect(try d.health()["reload_error"] == nil)
         var sleeping = false
         for _ in 0..<100 where !sleeping {
             sleeping = (try? Sentinel.shell(["pgrep", "-f", "sleep \(marker)"]))?.status == 0

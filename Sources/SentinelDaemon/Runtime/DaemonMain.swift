@@ -117,7 +117,8 @@ public final class DaemonMain: Sendable {
     }
 
     /// SIGHUP: a valid file is swapped in atomically (RELOADING=1, then READY=1) and a cycle runs at
-    /// once; a bad one leaves the running configuration in place, and the journal and STATUS say why.
+    /// once; a bad one leaves the running configuration in place, and the journal, STATUS and
+    /// /v1/health say why until a good one is loaded.
     func reload(_ scheduler: Scheduler) {
         notifier.reloading()
         do {
@@ -128,13 +129,15 @@ public final class DaemonMain: Sendable {
                 notes.append("socket path changes take effect after a restart")
             }
             scheduler.swap(next)
+            board.setReloadError(nil)
             journal.log(priority: 5, message: "configuration reloaded from \(source)" + (notes.isEmpty ? "" : "; " + notes.joined(separator: "; ")),
                         messageID: DaemonMessageID.configReloaded)
             notifier.ready(status: "configuration reloaded from \(source); cycle running")
         } catch {
             journal.log(priority: 3, message: "configuration NOT reloaded, the running one stays: \(error.description)",
                         messageID: DaemonMessageID.configRejected)
-            notifier.ready(status: "config rejected (\(error.description)); running previous config. " + board.current().statusLine)
+            board.setReloadError(error.description)
+            notifier.ready(status: board.current().statusLine)
         }
     }
 }

@@ -117,7 +117,8 @@ public final class Scheduler: Sendable {
         }
         board.publish(report, source: "cycle", cycleSeconds: seconds)
         let n = completed.add(1, ordering: .relaxed).newValue
-        hooks.cycleCompleted(report, StatusLine.summary(report), seconds, n == 1)
+        // The board's line: it keeps a refused reload in STATUS= after this cycle.
+        hooks.cycleCompleted(report, board.current().statusLine, seconds, n == 1)
         let retry = persistProblem.withLock { $0 != nil }
         persist(report, history: alerts.isEmpty && n > 1 && !retry ? nil : kept)
     }
