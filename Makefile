@@ -9,8 +9,13 @@ APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev libyaml-dev patchelf gcc ma
 SWIFT_BUILD_FLAGS ?=
 # systemd's search path for locally installed units (beside /etc/systemd/system, which is the admin's).
 UNITDIR ?= $(PREFIX)/lib/systemd/system
-CATALOGDIR ?= /usr/lib/systemd/catalog
-CONFDIR ?= /etc/crypto-sentinel
+# Everything stays under PREFIX unless named: configuration in $(PREFIX)/etc (GNU's sysconfdir), except
+# for PREFIX=/usr, a distribution package, whose configuration belongs in /etc (FHS, Debian policy). The
+# installed unit points the daemon at $(CONFDIR)/config.yaml (CRYPTO_SENTINEL_CONFIG).
+CONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)/crypto-sentinel
+# journalctl --update-catalog reads /usr/lib/systemd/catalog and /usr/local/lib/systemd/catalog; another
+# PREFIX (/opt/…) needs CATALOGDIR=/usr/local/lib/systemd/catalog for journalctl -x to explain alerts.
+CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 DOCDIR ?= $(PREFIX)/share/doc/crypto-sentinel
 LIBEXECDIR ?= $(PREFIX)/libexec/crypto-sentinel
 # SwiftPM gives every executable RUNPATH $$ORIGIN: ld.so would look for libc beside the binary and the
@@ -95,7 +100,8 @@ install: release install-files
 install-files:
 	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CATALOGDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)
 	for f in crypto-sentinel.service crypto-sentinel.socket; do \
-	  sed -e 's|/usr/local/|$(PREFIX)/|g' systemd/$$f > $(DESTDIR)$(UNITDIR)/$$f && chmod 0644 $(DESTDIR)$(UNITDIR)/$$f || exit 1; \
+	  sed -e 's|/usr/local/|$(PREFIX)/|g' -e 's|/etc/crypto-sentinel/|$(CONFDIR)/|g' systemd/$$f > $(DESTDIR)$(UNITDIR)/$$f \
+	    && chmod 0644 $(DESTDIR)$(UNITDIR)/$$f || exit 1; \
 	done
 	sed -e 's|/usr/local/|$(PREFIX)/|g' systemd/crypto-sentinel.catalog > $(DESTDIR)$(CATALOGDIR)/crypto-sentinel.catalog
 	chmod 0644 $(DESTDIR)$(CATALOGDIR)/crypto-sentinel.catalog

@@ -7,6 +7,12 @@ import SentinelDaemon
 struct Daemon: ParsableCommand {
     static let defaultConfig = "/etc/crypto-sentinel/config.yaml"
 
+    /// The file read (when it exists) without --config: $CRYPTO_SENTINEL_CONFIG, which the installed unit
+    /// sets when make install's CONFDIR is not /etc/crypto-sentinel, else defaultConfig.
+    static var configFile: String {
+        ProcessInfo.processInfo.environment["CRYPTO_SENTINEL_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } ?? defaultConfig
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "daemon",
         abstract: "Run the long-running health daemon (systemd Type=notify; Unix-socket API; journal alerts).",
@@ -17,7 +23,8 @@ struct Daemon: ParsableCommand {
         POST /v1/scan and when a service starts or stops. Changes (a finding appears or resolves, a target's \
         state changes) go to the journal, one entry each; the report is served on the socket.
 
-        Configuration: --config PATH, else \(defaultConfig) when it exists, else the embedded default \
+        Configuration: --config PATH, else $CRYPTO_SENTINEL_CONFIG or \(defaultConfig) when it exists, else the \
+        embedded default \
         (every process that maps OpenSSL). Folders: $RUNTIME_DIRECTORY and $STATE_DIRECTORY (systemd's \
         RuntimeDirectory=/StateDirectory=) or the config keys. Signals: SIGHUP reloads the file (a bad file \
         keeps the running config), SIGTERM stops after STOPPING=1.
@@ -38,7 +45,7 @@ struct Daemon: ParsableCommand {
         let env = ProcessInfo.processInfo.environment
         if check {
             let (cfg, source): (DaemonConfig, String)
-            do { (cfg, source) = try DaemonMain.loadConfig(path: config ?? Self.defaultConfig, required: config != nil) } catch {
+            do { (cfg, source) = try DaemonMain.loadConfig(path: config ?? Self.configFile, required: config != nil) } catch {
                 warn(error.description)
                 throw ExitCode(2)
             }
@@ -60,7 +67,7 @@ struct Daemon: ParsableCommand {
         if let mallopt = dlsym(nil, "mallopt") {
             _ = unsafeBitCast(mallopt, to: (@convention(c) (Int32, Int32) -> Int32).self)(-8, 1)
         }
-        let main = DaemonMain(options: .init(configPath: config ?? Self.defaultConfig, configRequired: config != nil,
+        let main = DaemonMain(options: .init(configPath: config ?? Self.configFile, configRequired: config != nil,
                                              toolVersion: toolVersion, environment: env))
         let done = DispatchSemaphore(value: 0)
         let failure = StartFailure()

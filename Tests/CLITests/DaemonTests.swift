@@ -293,6 +293,11 @@ final class DaemonUnderTest {
         #expect(!FileManager.default.fileExists(atPath: dir + "/api.sock"))
         let check = try Sentinel.run(["daemon", "--check", "--config", dir + "/c.yaml"])
         #expect(check.status == 2)
+        // Without --config, $CRYPTO_SENTINEL_CONFIG (the installed unit's, CONFDIR under PREFIX) is the file.
+        let fromEnv = try Sentinel.shell(["env", "CRYPTO_SENTINEL_CONFIG=\(dir)/c.yaml", Sentinel.binary, "daemon", "--check"])
+        #expect(fromEnv.status == 2 && fromEnv.stderr.contains("\(dir)/c.yaml:5:5:"), "\(fromEnv.stderr)")
+        let absentEnv = try Sentinel.shell(["env", "CRYPTO_SENTINEL_CONFIG=\(dir)/absent.yaml", Sentinel.binary, "daemon", "--check"])
+        #expect(absentEnv.status == 0 && absentEnv.stdout.contains("embedded default (\(dir)/absent.yaml absent)"), "\(absentEnv.stdout)")
         let missing = try Sentinel.run(["daemon", "--check", "--config", dir + "/absent.yaml"])
         #expect(missing.status == 2 && missing.stderr.contains("absent.yaml: cannot read"))
         try "services:\n  - name: api\n    unit: api\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
