@@ -18,12 +18,19 @@ CONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)/crypto-sentinel
 CATALOGDIR ?= $(PREFIX)/lib/systemd/catalog
 DOCDIR ?= $(PREFIX)/share/doc/crypto-sentinel
 LIBEXECDIR ?= $(PREFIX)/libexec/crypto-sentinel
+MANDIR ?= $(PREFIX)/share/man
+# Where bash-completion, zsh and fish look for a vendor's completions under a prefix.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+# The binary install-generated runs to produce the completions and the man page.
+BIN ?= .build/release/crypto-sentinel
 # SwiftPM gives every executable RUNPATH $$ORIGIN: ld.so would look for libc beside the binary and the
 # probe, and the probe's dlopen("libcrypto.so.3") would search its own folder before the service's
 # LD_LIBRARY_PATH-then-cache order. Without it a soname resolves exactly as in the service.
 LOCAL_FLAGS := --disable-local-rpath
 
-.PHONY: setup build release fixtures demo demo-scan test fuzz sanitize bench install install-files clean
+.PHONY: setup build release fixtures demo demo-scan test fuzz sanitize bench install install-files install-generated clean
 
 ## setup: install the Debian packages the build, the tests and the demo need (root, or sudo).
 setup:
@@ -88,11 +95,23 @@ bench: setup release fixtures
 
 ## install: crypto-sentinel and the native POST probe side by side in $(PREFIX)/libexec/crypto-sentinel
 ## (the binary finds the probe beside /proc/self/exe), stripped, `crypto-sentinel` in $(PREFIX)/bin as a
-## link, then everything install-files places.
+## link, then everything install-files and install-generated place.
 install: release install-files
 	install -d -m 0755 $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(PREFIX)/bin
 	install -s -m 0755 .build/release/crypto-sentinel .build/release/sentinel-probe $(DESTDIR)$(LIBEXECDIR)/
 	ln -sfn $(LIBEXECDIR)/crypto-sentinel $(DESTDIR)$(PREFIX)/bin/crypto-sentinel
+	$(MAKE) --no-print-directory install-generated BIN=.build/release/crypto-sentinel
+
+## install-generated: the bash, zsh and fish completions and the man page crypto-sentinel(1), which $(BIN)
+## generates from its own parser (so they need a build: install runs this, install-files cannot).
+install-generated:
+	install -d -m 0755 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(MANDIR)/man1
+	$(BIN) --generate-completion-script bash > $(DESTDIR)$(BASHCOMPDIR)/crypto-sentinel
+	$(BIN) --generate-completion-script zsh > $(DESTDIR)$(ZSHCOMPDIR)/_crypto-sentinel
+	$(BIN) --generate-completion-script fish > $(DESTDIR)$(FISHCOMPDIR)/crypto-sentinel.fish
+	set -o pipefail; $(BIN) --experimental-dump-help | scripts/man-page.py "$$($(BIN) --version)" > $(DESTDIR)$(MANDIR)/man1/crypto-sentinel.1
+	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/crypto-sentinel $(DESTDIR)$(ZSHCOMPDIR)/_crypto-sentinel \
+	  $(DESTDIR)$(FISHCOMPDIR)/crypto-sentinel.fish $(DESTDIR)$(MANDIR)/man1/crypto-sentinel.1
 
 ## install-files: what needs no build — the systemd units (paths rewritten for PREFIX), the journal
 ## catalog, the example config (never over a real config.yaml) and the docs the catalog points at.

@@ -114,4 +114,32 @@ struct SystemdUnitTests {
             #expect(catStatus == 0 && fm.fileExists(atPath: dest + "/var/lib/systemd/catalog/database"), "\(catOut)")
         }
     }
+
+    /// What `make install` adds from the binary (it runs install-generated with the release build; the
+    /// debug build beside the tests makes the same files).
+    @Test func makeInstallGeneratedPlacesCompletionsAndTheManPage() throws {
+        let dest = try Fixtures.temporaryDirectory("install")
+        defer { try? FileManager.default.removeItem(atPath: dest) }
+        let bin = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            .deletingLastPathComponent().appendingPathComponent("crypto-sentinel").path
+        let (status, out) = try JournaldLease.runTool("/usr/bin/make", ["-C", FixtureScripts.packageRoot, "install-generated",
+                                                                        "DESTDIR=" + dest, "PREFIX=/usr", "BIN=" + bin])
+        #expect(status == 0, "\(out)")
+        let files = ["/usr/share/bash-completion/completions/crypto-sentinel": "-F _crypto-sentinel crypto-sentinel",
+                     "/usr/share/zsh/site-functions/_crypto-sentinel": "#compdef crypto-sentinel",
+                     "/usr/share/fish/vendor_completions.d/crypto-sentinel.fish": "complete -c 'crypto-sentinel'",
+                     "/usr/share/man/man1/crypto-sentinel.1": ".TH \"CRYPTO-SENTINEL\" \"1\""]
+        for (file, marker) in files {
+            let text = (try? String(contentsOfFile: dest + file, encoding: .utf8)) ?? ""
+            #expect(text.contains(marker), "\(file): \(text.prefix(200))")
+            #expect((try? FileManager.default.attributesOfItem(atPath: dest + file)[.posixPermissions] as? Int) == 0o644, "\(file)")
+        }
+        // The page renders without roff warnings and documents every subcommand and its options.
+        let (manStatus, page) = try JournaldLease.runTool("/usr/bin/man", ["--warnings", "-l", dest + "/usr/share/man/man1/crypto-sentinel.1"])
+        #expect(manStatus == 0 && !page.contains("troff:"), "\(page.prefix(500))")
+        for section in ["crypto-sentinel scan", "crypto-sentinel inspect", "crypto-sentinel post", "crypto-sentinel daemon",
+                        "crypto-sentinel status", "--expect-fips", "--timeout"] {
+            #expect(page.contains(section), "\(section)")
+        }
+    }
 }
