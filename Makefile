@@ -32,14 +32,10 @@ LOCAL_FLAGS := --disable-local-rpath
 
 .PHONY: setup build release fixtures demo demo-scan test fuzz sanitize bench install install-files install-generated clean
 
-## setup: install the Debian packages the build, the tests and the demo need (root, or sudo).
+## setup: install those of the Debian packages the build, the tests and the demo need that are missing
+## (root, or sudo), starting and enabling none of their services (nginx: see scripts/setup-packages.sh).
 setup:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  $$( [ $$(id -u) -eq 0 ] || echo sudo ) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$( [ $$(id -u) -eq 0 ] || echo sudo ) apt-get install -y -qq $$missing; \
-	fi
+	@scripts/setup-packages.sh $(APT_PACKAGES)
 
 build:
 	swift build $(LOCAL_FLAGS) $(SWIFT_BUILD_FLAGS)

@@ -142,4 +142,42 @@ struct SystemdUnitTests {
             #expect(page.contains(section), "\(section)")
         }
     }
+
+    /// `make setup` (and so `make demo`) installs only what is missing, and no service of what it installs
+    /// starts or is enabled while apt runs: apt-get and dpkg-query are stand-ins that record what they see.
+    @Test func makeSetupInstallsOnlyWhatIsMissingAndStartsNoService() throws {
+        let dir = try Fixtures.temporaryDirectory("setup")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        let fakes = [
+            "dpkg-query": "#!/bin/sh\n[ \"$3\" = present ] && printf 'install ok installed'\nexit 0\n",
+            // What a postinst would ask: may nginx start (policy-rc.d), is a new unit enabled (presets)?
+            "apt-get": """
+                #!/bin/sh
+                echo "apt-get $*" >> "$LOG"
+                [ "$1" = install ] || exit 0
+                "$POLICY_RC_D" nginx start; echo "policy-rc.d: $?" >> "$LOG"
+                cat "$PRESET" >> "$LOG"
+                """,
+        ]
+        for (name, text) in fakes {
+            try text.write(toFile: dir + "/bin/" + name, atomically: true, encoding: .utf8)
+            chmod(dir + "/bin/" + name, 0o755)
+        }
+        let (status, out) = try JournaldLease.runTool("/usr/bin/env", [
+            "PATH=\(dir)/bin:/usr/bin:/bin", "LOG=\(dir)/log", "POLICY_RC_D=\(dir)/policy-rc.d", "PRESET=\(dir)/preset/00-x.preset",
+            "/usr/bin/make", "-C", FixtureScripts.packageRoot, "setup", "APT_PACKAGES=present nginx-light absent"])
+        #expect(status == 0, "\(out)")
+        let log = (try? String(contentsOfFile: dir + "/log", encoding: .utf8)) ?? ""
+        #expect(log.contains("apt-get install -y -qq nginx-light absent\n"), "\(log)")
+        #expect(log.contains("policy-rc.d: 101\n"), "no start allowed while installing: \(log)")
+        #expect(log.contains("\ndisable *\n"), "no unit enabled while installing: \(log)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/policy-rc.d") && !FileManager.default.fileExists(atPath: dir + "/preset/00-x.preset"))
+
+        // Nothing missing: apt is not run at all.
+        try FileManager.default.removeItem(atPath: dir + "/log")
+        let (again, againOut) = try JournaldLease.runTool("/usr/bin/env", [
+            "PATH=\(dir)/bin:/usr/bin:/bin", "LOG=\(dir)/log", "/usr/bin/make", "-C", FixtureScripts.packageRoot, "setup", "APT_PACKAGES=present"])
+        #expect(again == 0 && !FileManager.default.fileExists(atPath: dir + "/log"), "\(againOut)")
+    }
 }
