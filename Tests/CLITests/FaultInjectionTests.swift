@@ -198,17 +198,110 @@ import Testing
         return fields.count > 19 ? UInt64(String(decoding: fields[19], as: UTF8.self)) : nil
     }
 
-    /// Starts `argv` as pid `pid` (free now): the kernel hands out ns_last_pid + 1 next, so write
-    /// pid - 1 there and spawn. Any other fork on the machine in between takes it first: retried.
-    static func spawn(reusing pid: Int32, _ argv: [String]) throws -> LiveProcess? {
-        for _ in 0..<200 {
-            guard kill(pid, 0) != 0 && errno == ESRCH else { usleep(20_000); continue }  // someone else holds it now
-            try "\(pid - 1)".write(toFile: "/proc/sys/kernel/ns_last_pid", atomically: false, encoding: .utf8)
-            let p = try LiveProcess(argv)
-            if p.pid == pid { return p }
-            p.stop()
+    /// A private pid namespace with its own /proc (`unshare --pid --fork --mount-proc`), its init a
+    /// sleep: there the test alone hands out pids, so one can be given out again on purpose.
+    /// Processes join it with nsenter; stop() ends it and everything in it.
+    final class PidLab {
+        let unshare = Process()
+        /// Its init, as seen here.
+        let initPid: Int32
+
+        init() throws {
+            unshare.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+            unshare.arguments = ["--pid", "--fork", "--mount-proc", "--kill-child", "/bin/sleep", "infinity"]
+            try unshare.run()
+            // Joined only once the child runs sleep: by then its /proc is mounted.
+            var found: Int32?
+            for _ in 0..<500 where found == nil {
+                found = FaultInjectionTests.children(of: unshare.processIdentifier).first {
+                    (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) == "sleep\n"
+                }
+                if found == nil { usleep(20_000) }
+            }
+            guard let found else { kill(unshare.processIdentifier, SIGKILL); throw FixtureError(message: "no pid namespace") }
+            initPid = found
         }
-        return nil
+
+        /// `argv` run inside (nsenter forks it there).
+        func enter(_ argv: [String]) -> [String] {
+            ["/usr/bin/nsenter", "--target", "\(initPid)", "--pid", "--mount", "--"] + argv
+        }
+
+        /// Starts `argv` as pid `pid` (free now) of the namespace: its next pid is ns_last_pid + 1, so
+        /// pid - 1 is written there. `daemon`, the only other process that could take a pid in here (its
+        /// threads count), is stopped meanwhile; the init only sleeps.
+        func start(reusing pid: Int32, daemon: Int32, _ argv: [String]) throws -> NamespacedProcess {
+            kill(daemon, SIGSTOP)
+            defer { kill(daemon, SIGCONT) }
+            let write = try Sentinel.shell(enter(["/bin/sh", "-c", "echo \(pid - 1) > /proc/sys/kernel/ns_last_pid"]))
+            guard write.status == 0 else { throw FixtureError(message: "ns_last_pid: \(write.stderr)") }
+            return try NamespacedProcess(argv)
+        }
+
+        /// Ends every process in it (the kernel kills them with their init). Idempotent.
+        func stop() {
+            if unshare.isRunning { kill(unshare.processIdentifier, SIGKILL) }  // --kill-child: its init
+            unshare.waitUntilExit()
+        }
+    }
+
+    /// Host pids of `parent`'s children (field 4 of /proc/PID/stat), waiting up to 10 s for one.
+    static func children(of parent: Int32) -> [Int32] {
+        for _ in 0..<500 {
+            let found = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
+                guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
+                      let close = data.lastIndex(of: UInt8(ascii: ")")) else { return false }
+                let fields = data[(close + 2)...].split(separator: UInt8(ascii: " "))
+                return fields.count > 1 && Int32(String(decoding: fields[1], as: UTF8.self)) == parent
+            }
+            if !found.isEmpty { return found }
+            usleep(20_000)
+        }
+        return []
+    }
+
+    /// The pid of host pid `pid` in its own (innermost) namespace: the last NSpid field.
+    static func namespacePid(_ pid: Int32) -> Int32? {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        return status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").last.flatMap { Int32($0) }
+    }
+
+    /// A program started by nsenter (PidLab.enter), once it printed its first line: `pid` is its pid in
+    /// the namespace, `hostPid` the same process here.
+    final class NamespacedProcess {
+        let nsenter = Process()
+        let hostPid: Int32
+        let pid: Int32
+
+        init(_ argv: [String]) throws {
+            nsenter.executableURL = URL(fileURLWithPath: argv[0])
+            nsenter.arguments = Array(argv.dropFirst())
+            nsenter.environment = ["PATH": "/usr/bin:/bin"]
+            let out = Pipe()
+            nsenter.standardOutput = out
+            nsenter.standardError = FileHandle.nullDevice
+            try nsenter.run()
+            var data = Data()
+            while !data.contains(0x0a) {
+                let chunk = out.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                data += chunk
+            }
+            guard !data.isEmpty, let child = FaultInjectionTests.children(of: nsenter.processIdentifier).first,
+                  let inside = FaultInjectionTests.namespacePid(child) else {
+                kill(nsenter.processIdentifier, SIGKILL)
+                nsenter.waitUntilExit()
+                throw FixtureError(message: "\(argv) did not start")
+            }
+            hostPid = child
+            pid = inside
+        }
+
+        /// Killed and reaped (by nsenter, its parent): its pid is free again once this returns.
+        func stop() {
+            kill(hostPid, SIGKILL)
+            nsenter.waitUntilExit()
+        }
     }
 
     /// Lines of the daemon's stderr (its alerts: no journald in its namespace) for one target.
@@ -224,10 +317,12 @@ import Testing
         let exe = dir + "/svc"
         try FileManager.default.copyItem(atPath: fx + "/holdlibs", toPath: exe)
         let split = [exe, fx + "/fake/a/libcrypto.so.3", fx + "/fake/b/libcrypto.so.3"]
-        var old: LiveProcess? = try LiveProcess(split)
+        let lab = try PidLab()
+        defer { lab.stop() }
+        var old: NamespacedProcess? = try NamespacedProcess(lab.enter(split))
         defer { old?.stop() }
         let pid = old!.pid
-        let oldStart = try #require(Self.startTime(pid))
+        let oldStart = try #require(Self.startTime(old!.hostPid))
         let pidFile = dir + "/svc.pid"
         try "\(pid)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
 
@@ -240,8 +335,13 @@ import Testing
               - name: by-exe
                 exe: \(exe)
                 post: false
-            """, wrapper: Self.privateNamespace())
-        defer { d.remove() }
+            """, wrapper: lab.enter(Self.privateNamespace()))
+        // The namespace first: nsenter, d's process, ends only with the daemon, which inherited the
+        // descriptor Foundation watches for nsenter's exit.
+        defer { lab.stop(); d.remove() }
+        // nsenter forked the daemon: its sd_notify datagrams come from that child.
+        let daemon = try #require(Self.children(of: d.pid).first, "no daemon; stderr: \(d.stderr)")
+        d.notify.accept(pid: daemon)
         try #require(d.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1; stderr: \(d.stderr)")
         var r = try report(d)
         for name in ["by-pidfile", "by-exe"] {
@@ -255,10 +355,10 @@ import Testing
         // `exe:` service) holding one libcrypto only. The pid file is left as it was: stale.
         old?.stop()
         old = nil
-        let reused = try #require(try Self.spawn(reusing: pid, [exe, fx + "/fake/a/libcrypto.so.3"]), "pid \(pid) was never handed out again")
+        let reused = try lab.start(reusing: pid, daemon: daemon, lab.enter([exe, fx + "/fake/a/libcrypto.so.3"]))
         defer { reused.stop() }
-        try #require(reused.pid == pid)
-        let newStart = try #require(Self.startTime(pid))
+        try #require(reused.pid == pid, "pid \(pid) was not handed out again (got \(reused.pid))")
+        let newStart = try #require(Self.startTime(reused.hostPid))
         try #require(newStart != oldStart, "the same pid, another process")
 
         // No POST /v1/scan: the live watcher must see that pid \(pid) is another process and run a cycle.
@@ -295,8 +395,8 @@ import Testing
         #expect(fileAlerts.filter { $0.contains("process-split-libcrypto") && $0.contains(" resolved:") }.count == 1, "\(fileAlerts)")
         #expect(fileAlerts.filter { $0.contains("service-not-running by-pidfile new:") }.count == 1, "\(fileAlerts)")
         #expect(fileAlerts.contains { $0.contains("by-pidfile degraded:") && $0.contains("(was failed)") }, "\(fileAlerts)")
-        // Another process can take the freed pid first (spawn(reusing:) retries): if the live watcher ran
-        // a cycle in that gap, by-exe was rightly down for it, alerted once each way.
+        // The live watcher may run a cycle between the old process's exit and the new one's start: if it
+        // did, by-exe was rightly down for it, alerted once each way.
         if exeAlerts.contains(where: { $0.contains("by-exe degraded:") }) {
             #expect(exeAlerts.filter { $0.contains("service-not-running by-exe new:") }.count == 1, "\(exeAlerts)")
             #expect(exeAlerts.filter { $0.contains("service-not-running by-exe resolved:") }.count == 1, "\(exeAlerts)")
