@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SentinelCore
 import SentinelSystem
 
@@ -36,12 +37,12 @@ struct CryptoSentinel: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch let exit as ExitCode {
-            Foundation.exit(exit.rawValue)
+            Glibc.exit(exit.rawValue)
         } catch {
             let code = exitCode(for: error)
             if code == .success { self.exit(withError: error) }  // --help, --version
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-            Foundation.exit(code == .validationFailure || code.rawValue == 64 ? 2 : (code.rawValue == 1 ? 2 : code.rawValue))
+            writeAll(STDERR_FILENO, Array((fullMessage(for: error) + "\n").utf8))
+            Glibc.exit(code == .validationFailure || code.rawValue == 64 ? 2 : (code.rawValue == 1 ? 2 : code.rawValue))
         }
     }
 }
@@ -123,7 +124,7 @@ func emit(_ report: Report, format: OutputFormat, failOn: Severity) -> Int32 {
         bytes.append(0x0a)
         writeAll(STDOUT_FILENO, bytes)
     case .text:
-        FileHandle.standardOutput.write(Data(TextRenderer.render(report).utf8))
+        writeAll(STDOUT_FILENO, Array(TextRenderer.render(report).utf8))
     }
     return report.exitStatus(failOn: failOn)
 }
@@ -143,5 +144,5 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
 
 func warn(_ line: String) {
     // One line whatever the names in it hold.
-    FileHandle.standardError.write(Data("crypto-sentinel: \(TextRenderer.shown(line))\n".utf8))
+    writeAll(STDERR_FILENO, Array("crypto-sentinel: \(TextRenderer.shown(line))\n".utf8))
 }

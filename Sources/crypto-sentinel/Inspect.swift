@@ -1,6 +1,6 @@
 import ArgumentParser
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Glibc
 import SentinelCore
 import SentinelSystem
@@ -156,7 +156,7 @@ struct Inspect: ParsableCommand {
     func bundleRoot(of snap: ProcessSnapshot) -> Result<String, BundleRootError> {
         guard var exe = snap.executable else { return .failure(.init("pid \(snap.pid): executable unknown")) }
         if exe.hasSuffix(MapsParser.deletedSuffix), access(exe, F_OK) != 0 { exe.removeLast(MapsParser.deletedSuffix.count) }
-        let dir = (exe as NSString).deletingLastPathComponent
+        let dir = LoaderResolver.dirname(exe)
         let system = ["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/usr/libexec", "/"]
         guard !system.contains(dir) else {
             return .failure(.init("pid \(snap.pid): \(exe) lives in \(dir), a system folder, not a bundle; scan skipped"))
@@ -188,6 +188,6 @@ func emitInParallel(_ report: Report, options: ReportOptions) -> Int32 {
         }
         parts.withLock { for (i, d) in mine { $0[i] = d } }
     }
-    FileHandle.standardOutput.write(parts.withLock { $0 }.reduce(into: Data()) { $0.append($1) })
+    for part in parts.withLock({ $0 }) { writeAll(STDOUT_FILENO, [UInt8](part)) }
     return report.exitStatus(failOn: options.failOn)
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import SentinelCore
 import SentinelSystem
@@ -96,7 +96,7 @@ struct PostRequest {
                 warn("--pid \(pid): \(error)")
                 throw ExitCode(2)
             }
-            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.split(separator: "\n").first.map(String.init)
             let followed = PostPlan.following(t, name: name ?? "\(comm ?? "pid") [\(pid)]", expectFIPS: expectFIPS, command: command)
             if libcrypto.isEmpty { plan = followed } else {
                 plan.environment = followed.environment; plan.cwd = followed.cwd; plan.identity = followed.identity

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SentinelCore
 import SentinelSystem
 
@@ -89,7 +90,7 @@ func runScan(root: String, environment: TargetEnvironment, expectFIPS: Bool, nam
     let status = emit(doc, format: format, failOn: failOn)
     // The process ends here, with the catalog and the report still alive: freeing a 20,000-file
     // bundle's models object by object only delays the exit (milliseconds on a release gate).
-    withExtendedLifetime(auditor) { Foundation.exit(status) }
+    withExtendedLifetime(auditor) { Glibc.exit(status) }
 }
 
 /// A simple `scan` command line (SimpleCommandLine: one ROOT, --format, --fail-on, --name,

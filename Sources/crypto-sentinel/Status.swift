@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SentinelCore
 
 struct Status: ParsableCommand {
@@ -75,17 +76,17 @@ struct Status: ParsableCommand {
                     throw NoDaemon("\(path) answered /v1/report with something that is not a report")
                 }
                 if format == .json {
-                    FileHandle.standardOutput.write(reportReply.body)
+                    writeAll(STDOUT_FILENO, [UInt8](reportReply.body))
                 } else {
-                    FileHandle.standardOutput.write(Data(text(health: health, report: report, socket: path).utf8))
+                    writeAll(STDOUT_FILENO, Array(text(health: health, report: report, socket: path).utf8))
                 }
                 throw ExitCode(report.state == .healthy ? 0 : 1)
             case 503:
                 // Up, but the first cycle has not finished and nothing was restored from disk.
                 if format == .json {
-                    FileHandle.standardOutput.write(reportReply.body)
+                    writeAll(STDOUT_FILENO, [UInt8](reportReply.body))
                 } else {
-                    FileHandle.standardOutput.write(Data("STATUS: \(health.summary)\nreport: none yet (the first cycle is still running)\n".utf8))
+                    writeAll(STDOUT_FILENO, Array("STATUS: \(health.summary)\nreport: none yet (the first cycle is still running)\n".utf8))
                 }
                 throw ExitCode(1)
             default:
@@ -116,7 +117,7 @@ struct Status: ParsableCommand {
             let place = t.root.map { ", \($0)" } ?? ""
             out += "\(t.name) (\(t.kind)\(place)): \(t.state == .healthy ? "healthy" : t.state.rawValue.uppercased())\n"
             for f in t.findings {
-                let sev = f.severity.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
+                let sev = f.severity.rawValue + String(repeating: " ", count: max(0, 9 - f.severity.rawValue.count))
                 out += "  \(sev) \(f.code.rawValue): \(f.summary)\n"
             }
             for w in t.warnings { out += "  (unreadable) \(w)\n" }
@@ -129,10 +130,9 @@ struct Status: ParsableCommand {
 
     /// "42 s", "3 min", "2 h", "5 d"; nil when the timestamp does not parse.
     static func age(of timestamp: String) -> String? {
-        let plain = ISO8601DateFormatter()
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        guard let date = plain.date(from: timestamp) ?? fractional.date(from: timestamp) else { return nil }
+        var whole = timestamp  // fractional seconds dropped: the age is shown in whole units
+        if let dot = whole.firstIndex(of: "."), let zone = whole.lastIndex(of: "Z"), dot < zone { whole.removeSubrange(dot..<zone) }
+        guard let date = try? Date.ISO8601FormatStyle().parse(whole) else { return nil }
         let s = max(0, Int(Date().timeIntervalSince(date)))
         switch s {
         case ..<120: return "\(s) s"
@@ -252,7 +252,7 @@ enum UnixHTTPClient {
         for line in lines.dropFirst() {
             let parts = line.split(separator: ":", maxSplits: 1)
             guard parts.count == 2, parts[0].lowercased() == "content-length" else { continue }
-            guard let length = Int(parts[1].trimmingCharacters(in: .whitespaces)), length >= 0 else { throw garbage }
+            guard let length = Int(parts[1].filter { $0 != " " && $0 != "\t" }), length >= 0 else { throw garbage }
             guard body.count >= length else { throw NoDaemon("\(path) sent a truncated answer (\(body.count) of \(length) bytes)") }
             body = Array(body[..<length])
         }
