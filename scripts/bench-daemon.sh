@@ -28,23 +28,13 @@ done
 # A short /tmp path: a Unix socket path must fit in 108 bytes.
 TMP=$(mktemp -d /tmp/bench-daemon.XXXXXX)
 PIDS=()
-cleanup() {
-  # Stop what this script started, by pid, and wait so nothing outlives the temp folder.
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
+source scripts/lib/split-service.sh
+trap stop_all_and_clean EXIT
 trap 'exit 130' INT TERM
 
 # bash runs a trap only after the foreground command ends: the long steps run in the background and
 # are waited for, so INT/TERM stops everything at once.
 run() { "$@" & PIDS+=($!); wait $!; }
-source scripts/lib/split-service.sh
 gcc -O2 -Wall -o "$TMP/uds-load" scripts/bench/uds-load.c
 # The load generator runs on a core of its own (the last; LOAD_CPU=none to let it float): it is one
 # busy thread, and wherever the scheduler puts it beside the server under test it takes that server's

@@ -25,18 +25,9 @@ LIBCRYPTO=${LIBCRYPTO:-/usr/lib/x86_64-linux-gnu/libcrypto.so.3}
 scripts/fixtures/processes.sh "$FIXTURES/proc"
 TMP=$(mktemp -d /tmp/bench-idle.XXXXXX)  # short: the notify socket path must fit in 108 bytes
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 source scripts/lib/split-service.sh
+trap stop_all_and_clean EXIT
+trap 'exit 130' INT TERM
 
 # The host's own processes count towards $PROCS.
 extra=$(( PROCS - $(ls -d /proc/[0-9]* | wc -l) ))

@@ -1,6 +1,7 @@
-# Sourced by the daemon bench, the hot-symbol profile and the demo: the real split cx_Freeze service as
+# Sourced by the daemon and idle benches and the demo: the real split cx_Freeze service as
 # a daemon target, and a NOTIFY_SOCKET listener as systemd would be. The caller keeps a PIDS array of
-# what it started (these functions append to it) and stops them in its own trap.
+# what it started (these functions append to it) and a TMP folder; stop_all_and_clean stops them (by
+# pid, TERM then KILL after 5 s) and removes TMP: the caller's EXIT trap.
 
 # wait_split_mapped PID: its imports take about a second; wait (up to 15 s) until both libcrypto copies
 # are mapped, so a daemon's first cycle sees the split (a process already running is re-read only at
@@ -43,4 +44,14 @@ with open(sys.argv[2], "ab", buffering=0) as out:
 ' "$1" "$2" &
   PIDS+=($!)
   for _ in $(seq 50); do [ -S "$1" ] && break; sleep 0.1; done
+}
+
+stop_all_and_clean() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
 }
