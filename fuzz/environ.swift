@@ -1,16 +1,17 @@
-// libFuzzer target: the three /proc/<pid>/environ readers: ProcReader's byte filter (keeps the
-// OpenSSL/loader entries only), TargetEnvironment(environ:) and PostTarget.parseEnviron.
+// libFuzzer target: the one /proc/<pid>/environ parser, as the kept-keys view and as the whole
+// environment a POST child gets: keys are non-empty and hold no '=', values turn back into bytes
+// without a NUL (what the child's environment block needs).
 import SentinelCore
-@testable import SentinelSystem
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzEnviron(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    var copy = bytes
-    let kept = copy.withUnsafeMutableBytes { ProcReader.keptEntries($0, count: size) }
-    let env = TargetEnvironment(environ: kept)
-    _ = TargetEnvironment(environ: bytes, secureExecution: true)
-    _ = env.values
-    _ = PostTarget.parseEnviron(bytes)
+    let kept = TargetEnvironment(environ: bytes, secureExecution: true)
+    _ = kept.libraryPath
+    _ = kept.preload
+    for (key, value) in TargetEnvironment.parse(environ: bytes) {
+        precondition(!key.isEmpty && !key.utf8.contains(UInt8(ascii: "=")))
+        precondition(!EscapedBytes.bytes(value).contains(0))
+    }
     return 0
 }

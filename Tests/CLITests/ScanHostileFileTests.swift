@@ -14,7 +14,7 @@ import Testing
                             strings: [(0, "OpenSSL 3.5.9 29 Sep 2026"), (26, "OPENSSLDIR: \"/crafted\"")])
         let rss = dir + ".maxrss"
         defer { try? FileManager.default.removeItem(atPath: rss) }
-        // ru_maxrss of the child (KiB), through GNU time; the launcher execs the core in the same process.
+        // ru_maxrss of the child (KiB), through GNU time.
         let r = try Sentinel.shell(["/usr/bin/time", "-o", rss, "-f", "%M", Sentinel.binary, "scan", dir, "--format", "json"])
         let peakKiB = Int(try String(contentsOfFile: rss, encoding: .utf8).split(separator: "\n").last ?? "") ?? .max
         #expect(peakKiB < 128 << 10, "peak RSS \(peakKiB) KiB")
