@@ -16,6 +16,8 @@ final class DaemonUnderTest {
     var socket: String { dir + "/run/api.sock" }
     var configPath: String { dir + "/config.yaml" }
     let stderrPath: String
+    /// When the daemon was started: its journal entries are those of its pid from then on.
+    let started = Date()
 
     /// Starts the daemon with `config` (nil: the embedded default) in `dir` (kept across restarts).
     /// `notify: false` leaves NOTIFY_SOCKET unset; `wrapper` runs before the binary and must exec it
@@ -153,7 +155,7 @@ final class DaemonUnderTest {
         #expect(status.stdout.contains("product-api"))
 
         // The journal: one entry for the new finding, with its fixed MESSAGE_ID and fields.
-        let entries = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "SENTINEL_CODE=process-split-libcrypto"])
+        let entries = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "SENTINEL_CODE=process-split-libcrypto"], since: d.started)
         let entry = try #require(entries.first)
         #expect(entry["MESSAGE_ID"] as? String == FindingCode.processSplitLibcrypto.messageID)
         #expect(entry["SENTINEL_TARGET"] as? String == "product-api")
@@ -172,15 +174,15 @@ final class DaemonUnderTest {
         }
         let last = (try? report(d))?.targets.first { $0.name == "product-api" }
         try #require(healed != nil, "the report never showed the restarted service (pid \(service.pid)) without a split; last: \(String(describing: last?.stats)) \(last?.findings.map(\.summary) ?? []); health: \((try? d.health()) ?? [:])")
-        let resolved = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "SENTINEL_CODE=process-split-libcrypto", "SENTINEL_STATE=resolved"])
+        let resolved = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "SENTINEL_CODE=process-split-libcrypto", "SENTINEL_STATE=resolved"], since: d.started)
         #expect(resolved.count >= 1)
         #expect(d.waitForNotify(10) { $0.hasPrefix("STATUS=") && !$0.contains("split-libcrypto") } != nil)
         // An unchanged picture adds no journal entry: a scan now changes nothing.
-        let before = try JournaldLease.entries(matching: ["_PID=\(d.pid)"], count: 0, timeout: 0).count
+        let before = try JournaldLease.entries(matching: ["_PID=\(d.pid)"], since: d.started, count: 0, timeout: 0).count
         #expect(try d.curl("/v1/scan", method: "POST").code == 202)
         _ = d.waitForNotify(30) { $0.hasPrefix("STATUS=") }
         usleep(500_000)
-        #expect(try JournaldLease.entries(matching: ["_PID=\(d.pid)"], count: 0, timeout: 0).count == before)
+        #expect(try JournaldLease.entries(matching: ["_PID=\(d.pid)"], since: d.started, count: 0, timeout: 0).count == before)
 
         d.signal(SIGTERM)
         #expect(d.waitForNotify(10) { $0.contains("STOPPING=1") } != nil)
@@ -214,7 +216,7 @@ final class DaemonUnderTest {
         let rejected = try #require(d.waitForNotify(10) { $0.contains("READY=1") })
         #expect(rejected.contains("config rejected"))
         #expect(rejected.contains("config.yaml:1"))
-        let logged = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "MESSAGE_ID=\(DaemonMessageID.configRejected)"])
+        let logged = try JournaldLease.entries(matching: ["_PID=\(d.pid)", "MESSAGE_ID=\(DaemonMessageID.configRejected)"], since: d.started)
         #expect((logged.first?["MESSAGE"] as? String)?.contains("NOT reloaded") == true)
         #expect(try d.health()["ready"] as? Bool == true)
         // The rejection stays visible until a good reload: /v1/health, `status`, and STATUS= of a later cycle.
@@ -277,7 +279,7 @@ final class DaemonUnderTest {
         try #require(b.waitForNotify { $0.contains("READY=1") } != nil)
         #expect(try b.health()["report_source"] as? String == "cycle")
         // The restored report was the base of the first diff: the persisting finding is not re-announced.
-        #expect(try JournaldLease.entries(matching: ["_PID=\(b.pid)", "SENTINEL_CODE=service-not-running", "SENTINEL_STATE=new"], count: 0, timeout: 0).isEmpty)
+        #expect(try JournaldLease.entries(matching: ["_PID=\(b.pid)", "SENTINEL_CODE=service-not-running", "SENTINEL_STATE=new"], since: b.started, count: 0, timeout: 0).isEmpty)
     }
 }
 

@@ -76,10 +76,14 @@ public final class JournaldLease {
 
     /// `journalctl -o json MATCHES…`, polled until at least `count` entries show or `timeout` passes
     /// (journald stores a datagram asynchronously). One JSON object per entry.
-    public static func entries(matching matches: [String], count: Int = 1, timeout: TimeInterval = 10) throws -> [[String: Any]] {
+    /// `since`: only entries from then on. With `_PID=` among the matches, give the process's start:
+    /// pids wrap (pid_max is 32,768 here) and the journal keeps earlier runs' entries.
+    public static func entries(matching matches: [String], since: Date? = nil, count: Int = 1,
+                               timeout: TimeInterval = 10) throws -> [[String: Any]] {
         let deadline = Date().addingTimeInterval(timeout)
+        let window = since.map { ["--since", "@\(Int($0.timeIntervalSince1970))"] } ?? []
         while true {
-            let (_, out) = try runTool(journalctl, ["--no-pager", "-o", "json"] + matches)
+            let (_, out) = try runTool(journalctl, ["--no-pager", "-o", "json"] + window + matches)
             let entries = out.split(separator: "\n").compactMap {
                 (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
             }
