@@ -64,7 +64,8 @@ done
 status=0
 printf '%-10s %12s %8s %8s\n' target executions exec/s crashes
 for t in $TARGETS; do
-    c="$OUT/corpus/$t"; art="$OUT/artifacts/$t/"; mkdir -p "$art"
+    # This run's crashes only: an input kept from an earlier run is not a crash of this build.
+    c="$OUT/corpus/$t"; art="$OUT/artifacts/$t/"; rm -rf "$art"; mkdir -p "$art"
     log="$OUT/logs/run-$t.log"
     # -rss_limit_mb: ASan + Swift runtime start near 100 MiB; a real leak or blow-up still trips it.
     "$OUT/bin/fuzz-$t" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \

@@ -833,7 +833,9 @@ private final class ReadOnlyData {
     let sections: [(offset: UInt64, size: UInt64)]
     /// The sections' sizes added up (overlapping sections count twice: each is searched).
     let declared: UInt64
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: windowSize, alignment: 16)
+    /// Allocated last in init: an init that throws before it leaks nothing (deinit runs only for a
+    /// fully initialised object).
+    private let buffer: UnsafeMutableRawBufferPointer
 
     init(fd: Int32, sections: [(scn: OpaquePointer, offset: UInt64, size: UInt64)], fileSize: UInt64) throws(ELFReadError) {
         var declared: UInt64 = 0
@@ -848,6 +850,7 @@ private final class ReadOnlyData {
         self.fd = fd
         self.sections = sections.map { ($0.offset, $0.size) }
         self.declared = declared
+        self.buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.windowSize, alignment: 16)
     }
 
     deinit { buffer.deallocate() }
