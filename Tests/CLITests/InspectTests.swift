@@ -172,11 +172,13 @@ func identity(_ path: String) -> String {
     }
 
     @Test func exitedAndZombieProcessesAreReported() throws {
-        // A zombie: its parent (now sleep) never reaps it; maps reads empty, exe is gone.
-        let p = try LiveProcess(["bash", "-c", "sleep 0 & echo $!; exec sleep 100"])
+        // A zombie: its parent never waits for it (python reaps nothing by itself, where bash could reap
+        // the child before exec'ing sleep); maps reads empty, exe is gone.
+        let p = try LiveProcess(["/usr/bin/python3", "-c",
+                                 "import os, time\npid = os.fork()\nif pid == 0: os._exit(0)\nprint(pid, flush=True)\ntime.sleep(100)"])
         defer { p.stop() }
         let zombie = try #require(Int32(p.firstLine))
-        for _ in 0..<100 where !((try? String(contentsOfFile: "/proc/\(zombie)/stat", encoding: .utf8))?.contains(") Z ") ?? false) { usleep(10_000) }
+        for _ in 0..<2000 where !((try? String(contentsOfFile: "/proc/\(zombie)/stat", encoding: .utf8))?.contains(") Z ") ?? false) { usleep(10_000) }
         let r = try Sentinel.run(["inspect", "--pid", "\(zombie)", "--format", "json"])
         let f = try #require(r.findings(.processUnreadable).first, "\(r.stdout)")
         #expect(f.summary.hasSuffix("could not be read: process exited"))
