@@ -65,6 +65,39 @@ import Testing
         return waitFor { cycles(d) > before }
     }
 
+    /// `textfile:` (node_exporter's textfile collector): the metrics after every cycle, replaced whole,
+    /// mode 0644, no temporary file left; a folder that is missing is one warning, the cycles go on, and
+    /// the next cycle once it exists writes the file and says so.
+    @Test func theMetricsTextfileIsRewrittenAfterEveryCycleAndAFailureIsOneWarning() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-prom-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let file = folder + "/crypto-sentinel.prom"
+        let d = try DaemonUnderTest(config: "textfile: \(file)\n" + Self.config(), wrapper: Self.privateNamespace())
+        defer { d.remove() }
+        try #require(d.waitForNotify { $0.contains("READY=1") } != nil, "no READY=1; stderr: \(d.stderr)")
+        #expect(waitFor(10) { d.stderr.contains("metrics textfile not written: \(folder): No such file or directory") }, "\(d.stderr)")
+        #expect(try scanNow(d))
+        #expect(d.stderr.components(separatedBy: "metrics textfile not written").count == 2, "one warning per cause: \(d.stderr)")
+
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        #expect(try scanNow(d))
+        #expect(waitFor(10) { d.stderr.contains("metrics textfile written again") }, "\(d.stderr)")
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(text.contains("crypto_sentinel_cycles_total"), "\(text.prefix(300))")
+        #expect(text.contains("crypto_sentinel_target_state{") && text.contains("target=\"absent\""), "\(text.prefix(600))")
+        var st = stat()
+        #expect(stat(file, &st) == 0 && st.st_mode & 0o777 == 0o644)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["crypto-sentinel.prom"])
+        // Rewritten at the next cycle: the cycle count in it moves on.
+        let cyclesBefore = text.split(separator: "\n").first { $0.hasPrefix("crypto_sentinel_cycles_total ") }
+        #expect(try scanNow(d))
+        #expect(waitFor(10) {
+            let now = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            return now.split(separator: "\n").first { $0.hasPrefix("crypto_sentinel_cycles_total ") } != cyclesBefore
+        })
+        #expect(d.process.isRunning)
+    }
+
     @Test func withoutNotifySocketTheDaemonRunsAndServes() throws {
         let d = try DaemonUnderTest(config: Self.config(), notify: false, wrapper: Self.privateNamespace())
         defer { d.remove() }

@@ -240,6 +240,8 @@ struct DaemonConfigTests {
         .init("relative exe", "services:\n  - name: a\n    exe: ./api\n", line: 3, key: "services[0].exe", says: "absolute path"),
         .init("relative socket", "socket: api.sock\n", line: 1, key: "socket", says: "absolute path"),
         .init("relative state_directory", "state_directory: state\n", line: 1, key: "state_directory", says: "absolute path"),
+        .init("relative textfile", "textfile: metrics.prom\n", line: 1, key: "textfile", says: "absolute path"),
+        .init("textfile not .prom", "textfile: /var/lib/node-exporter/metrics.txt\n", line: 1, key: "textfile", says: "must end in .prom"),
         .init("relative post_command", service + "    post_command:\n      - fips-post\n      - --quick\n", line: 5, column: 9, key: "services[0].post_command[0]", says: "absolute path"),
         .init("post_command argument null", service + "    post_command: [/p, ~]\n", line: 4, key: "services[0].post_command[1]", says: "has no value"),
         // Environment key limits.

@@ -82,6 +82,11 @@ struct ConfigParser {
             config.runtimeDirectory = path
         }
         if let e = top["state_directory"] { config.stateDirectory = try absolutePath(e) }
+        if let e = top["textfile"] {
+            let path = try absolutePath(e)
+            guard path.hasSuffix(".prom") else { throw fail(e, "must end in .prom (node_exporter's textfile collector reads only those)") }
+            config.textfile = path
+        }
         if let e = top["history_limit"] {
             let value = try integer(e)
             guard (1...Self.maxHistoryLimit).contains(value) else {

@@ -13,6 +13,9 @@ public struct DaemonConfig: Sendable, Equatable {
     public var runtimeDirectory: String?
     /// Config key; $STATE_DIRECTORY wins.
     public var stateDirectory: String?
+    /// The metrics in Prometheus text format, rewritten after every cycle (node_exporter's textfile
+    /// collector reads it); off when nil.
+    public var textfile: String?
     /// Bounded change history kept on disk (entries); default 1000.
     public var historyLimit: Int
     /// Seconds a POST child may run before it is killed; default 10.
@@ -98,7 +101,7 @@ public struct DaemonConfig: Sendable, Equatable {
 
     /// Every YAML key the parser accepts, by section (the example file documents each one).
     public enum Keys {
-        public static let top = ["interval", "jitter", "socket", "socket_group", "runtime_directory", "state_directory",
+        public static let top = ["interval", "jitter", "socket", "socket_group", "runtime_directory", "state_directory", "textfile",
                                  "history_limit", "post_timeout", "discover", "bundles", "services"]
         public static let discover = ["enabled", "expect_fips", "post"]
         public static let bundle = ["name", "root", "expect_fips", "environment"]

@@ -74,8 +74,16 @@ public final class DaemonMain: Sendable {
         var hooks = Scheduler.Hooks()
         hooks.alert = { journal.send($0) }
         hooks.log = { priority, line in journal.log(priority: priority, message: line) }
-        hooks.cycleCompleted = { report, status, seconds, first in
+        let textfileProblem = Locked<String?>(nil)
+        hooks.cycleCompleted = { report, status, seconds, first, config in
             metrics.record(report: report, cycleSeconds: seconds, finishedAt: Date().timeIntervalSince1970)
+            if let path = config.textfile {
+                // One journal line when writing starts failing or its cause changes, one when it works again.
+                let problem = Textfile.write(metrics.render(), to: path)
+                let before = textfileProblem.withLock { p in defer { p = problem }; return p }
+                if let problem, problem != before { journal.log(priority: 4, message: "metrics textfile not written: \(problem) (the cycle goes on)") }
+                if problem == nil, let before { journal.log(priority: 5, message: "metrics textfile written again (was: \(before))") }
+            }
             if first { notifier.ready(status: status) } else { notifier.status(status) }
         }
         hooks.cycleAbandoned = { metrics.recordCycleFailure() }

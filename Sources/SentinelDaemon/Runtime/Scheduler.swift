@@ -14,7 +14,8 @@ public final class Scheduler: Sendable {
     public struct Hooks: Sendable {
         public var alert: @Sendable (Alert) -> Void = { _ in }
         /// After each completed cycle: the STATUS line, and whether it was the first of this run.
-        public var cycleCompleted: @Sendable (_ report: Report, _ statusLine: String, _ seconds: Double, _ first: Bool) -> Void = { _, _, _, _ in }
+        public var cycleCompleted: @Sendable (_ report: Report, _ statusLine: String, _ seconds: Double, _ first: Bool,
+                                              _ config: DaemonConfig) -> Void = { _, _, _, _, _ in }
         public var cycleAbandoned: @Sendable () -> Void = {}
         /// Daemon events for the journal/stderr: priority (syslog numbers) and one line.
         public var log: @Sendable (_ priority: Int32, _ message: String) -> Void = { _, _ in }
@@ -118,7 +119,7 @@ public final class Scheduler: Sendable {
         board.publish(report, source: "cycle", cycleSeconds: seconds)
         let n = completed.add(1, ordering: .relaxed).newValue
         // The board's line: it keeps a refused reload in STATUS= after this cycle.
-        hooks.cycleCompleted(report, board.current().statusLine, seconds, n == 1)
+        hooks.cycleCompleted(report, board.current().statusLine, seconds, n == 1, currentConfig)
         let retry = persistProblem.withLock { $0 != nil }
         persist(report, history: alerts.isEmpty && n > 1 && !retry ? nil : kept)
     }
