@@ -102,33 +102,9 @@ public final class StateStore: Sendable {
         let dfd = try openFolder()
         defer { close(dfd) }
         let name = String(path.dropFirst(directory.count + 1))
-        let temp = Self.tempName(name)
-        // O_EXCL|O_NOFOLLOW: never through a file or link left at that name, only a file made here.
-        var fd = openat(dfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o640)
-        if fd < 0 && errno == EEXIST {  // a crash of an earlier daemon with the same pid
-            unlinkat(dfd, temp, 0)
-            fd = openat(dfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o640)
+        if let failure = replaceFile(in: dfd, folder: directory, name: name, temp: Self.tempName(name), bytes: data, mode: 0o640) {
+            throw Failure(description: failure)
         }
-        guard fd >= 0 else { throw Failure(description: "\(directory)/\(temp): cannot create: \(String(cString: strerror(errno)))") }
-        var ok = true
-        var why = ""
-        data.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 { if errno == EINTR { continue }; ok = false; why = "write: \(String(cString: strerror(errno)))"; return }
-                offset += n
-            }
-        }
-        if ok && fsync(fd) != 0 { ok = false; why = "fsync: \(String(cString: strerror(errno)))" }
-        close(fd)
-        guard ok else { unlinkat(dfd, temp, 0); throw Failure(description: "\(path): \(why)") }
-        guard renameat(dfd, temp, dfd, name) == 0 else {
-            let e = String(cString: strerror(errno))
-            unlinkat(dfd, temp, 0)
-            throw Failure(description: "\(path): rename: \(e)")
-        }
-        fsync(dfd)
     }
 
     static func tempName(_ name: String) -> String { "\(name).tmp-\(getpid())" }
