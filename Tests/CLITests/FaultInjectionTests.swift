@@ -302,28 +302,15 @@ import Testing
     /// A program started by nsenter (PidLab.enter), once it printed its first line: `pid` is its pid in
     /// the namespace, `hostPid` the same process here.
     final class NamespacedProcess {
-        let nsenter = Process()
+        let nsenter: LiveProcess
         let hostPid: Int32
         let pid: Int32
 
         init(_ argv: [String]) throws {
-            nsenter.executableURL = URL(fileURLWithPath: argv[0])
-            nsenter.arguments = Array(argv.dropFirst())
-            nsenter.environment = ["PATH": "/usr/bin:/bin"]
-            let out = Pipe()
-            nsenter.standardOutput = out
-            nsenter.standardError = FileHandle.nullDevice
-            try nsenter.run()
-            var data = Data()
-            while !data.contains(0x0a) {
-                let chunk = out.fileHandleForReading.availableData
-                if chunk.isEmpty { break }
-                data += chunk
-            }
-            guard !data.isEmpty, let child = FaultInjectionTests.children(of: nsenter.processIdentifier).first,
+            nsenter = try LiveProcess(argv)
+            guard let child = FaultInjectionTests.children(of: nsenter.pid).first,
                   let inside = FaultInjectionTests.namespacePid(child) else {
-                kill(nsenter.processIdentifier, SIGKILL)
-                nsenter.waitUntilExit()
+                nsenter.stop()
                 throw FixtureError(message: "\(argv) did not start")
             }
             hostPid = child
@@ -333,7 +320,7 @@ import Testing
         /// Killed and reaped (by nsenter, its parent): its pid is free again once this returns.
         func stop() {
             kill(hostPid, SIGKILL)
-            nsenter.waitUntilExit()
+            nsenter.process.waitUntilExit()
         }
     }
 
