@@ -67,33 +67,9 @@ public final class BundleAuditor: Sendable {
             checked.wait()
             if outsideUnchanged.withLock({ $0 }) { return cached.report }
         }
-        let catalog = self.catalog
-        let makeAudit = { @Sendable (fileSystem: DiskFileSystem) in
-            BundleAudit(name: name, inventory: inventory, environment: environment, expectFIPS: expectFIPS,
-                        host: host, fileSystem: fileSystem)
-        }
-        // Duplicate OpenSSL copies are byte-compared (hundreds of MB in a large bundle): started now,
-        // they run beside the loader simulation and the findings' single-threaded work, and the
-        // duplicate finding waits only for what is left (the catalog keeps each answer).
-        let compared = DispatchGroup()
-        for (first, others) in makeAudit(DiskFileSystem(catalog: catalog)).duplicateComparisons() {
-            DispatchQueue.global().async(group: compared) {
-                _ = DiskFileSystem(catalog: catalog).allContentsEqual(first, others)
-            }
-        }
-        defer { compared.wait() }  // nothing outlives the audit that started it
-        // The loader simulation is the expensive part: one share of the roots per core, each with its
-        // own resolver and search memo; the threads share one probe memo (a path is stat()ed once).
-        let parts = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
-        let memo = DiskFileSystem.ProbeMemo()
-        let partials = Locked<[BundleAudit.Linkage]>([])
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let partial = makeAudit(DiskFileSystem(catalog: catalog, memo: memo)).resolveLinkage(part: part, of: parts)
-            partials.withLock { $0.append(partial) }
-        }
-        let done = partials.withLock { $0 }
-        let findingsFileSystem = DiskFileSystem(catalog: catalog, memo: memo)
-        let report = makeAudit(findingsFileSystem).run(linkage: BundleAudit.merge(done))
+        let analysis = analyse(inventory: inventory, name: name, environment: environment, expectFIPS: expectFIPS, host: host)
+        let report = analysis.report
+        let findingsFileSystem = analysis.fileSystem
         // The stamps each probe saw: the report was made from those (a stat() now could see a file
         // changed since, and cache a stale report under its new stamp).
         let probed = findingsFileSystem.probeStamps
@@ -108,6 +84,58 @@ public final class BundleAuditor: Sendable {
 }
 
 extension BundleAuditor {
+    /// An audit with the model it was made from, for a caller that goes on from it (`repair`).
+    public struct Analysis {
+        public var audit: BundleAudit
+        public var linkage: BundleAudit.Linkage
+        public var report: TargetReport
+        public var fileSystem: DiskFileSystem
+    }
+
+    /// A fresh audit of a tree (no reuse of an earlier one), with its model.
+    public func analyse(root: String, name: String? = nil, environment: TargetEnvironment, expectFIPS: Bool = false,
+                        host: LoaderHost = HostLoaderFacts.current()) throws(ScanError) -> Analysis {
+        let inventory = try BundleScanner(catalog: catalog).inventory(root: root)
+        return analyse(inventory: inventory, name: name ?? (root.split(separator: "/").last.map(String.init) ?? root),
+                       environment: environment, expectFIPS: expectFIPS, host: host)
+    }
+
+    func analyse(inventory: BundleInventory, name: String, environment: TargetEnvironment, expectFIPS: Bool,
+                 host: LoaderHost) -> Analysis {
+        let catalog = self.catalog
+        let makeAudit = { @Sendable (fileSystem: any AuditFileSystem) in
+            BundleAudit(name: name, inventory: inventory, environment: environment, expectFIPS: expectFIPS,
+                        host: host, fileSystem: fileSystem)
+        }
+        // Duplicate OpenSSL copies are byte-compared (hundreds of MB in a large bundle): started now,
+        // they run beside the loader simulation and the findings' single-threaded work, and the
+        // duplicate finding waits only for what is left (the catalog keeps each answer).
+        let compared = DispatchGroup()
+        for (first, others) in makeAudit(DiskFileSystem(catalog: catalog)).duplicateComparisons() {
+            DispatchQueue.global().async(group: compared) {
+                _ = DiskFileSystem(catalog: catalog).allContentsEqual(first, others)
+            }
+        }
+        defer { compared.wait() }  // nothing outlives the audit that started it
+        let memo = DiskFileSystem.ProbeMemo()
+        let linkage = Self.resolveInParallel { makeAudit(DiskFileSystem(catalog: catalog, memo: memo)) }
+        let fileSystem = DiskFileSystem(catalog: catalog, memo: memo)
+        let audit = makeAudit(fileSystem)
+        return Analysis(audit: audit, linkage: linkage, report: audit.run(linkage: linkage), fileSystem: fileSystem)
+    }
+
+    /// The loader simulation is the expensive part of an audit: one share of the roots per core, each
+    /// with its own resolver and search memo (`makeAudit` gives each its own file system).
+    public static func resolveInParallel(_ makeAudit: @Sendable () -> BundleAudit) -> BundleAudit.Linkage {
+        let parts = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+        let partials = Locked<[BundleAudit.Linkage]>([])
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let partial = makeAudit().resolveLinkage(part: part, of: parts)
+            partials.withLock { $0.append(partial) }
+        }
+        return BundleAudit.merge(partials.withLock { $0 })
+    }
+
     /// A walk in one number: each file's path and stamp in walk order, and the warnings. Hasher is
     /// SipHash with a key drawn at each start, so two different walks of one process share a digest
     /// with a chance of 2^-64 that nobody outside the process can steer.

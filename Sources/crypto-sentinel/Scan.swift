@@ -23,14 +23,7 @@ struct Scan: ParsableCommand {
     @Argument(help: "The bundle's top folder (e.g. a cx_Freeze build_exe target dir).")
     var root: String
 
-    @Option(name: .customLong("env"), help: ArgumentHelp(
-        "A variable of the target's environment, KEY=VALUE (repeatable). Only \(TargetEnvironment.keptKeys.joined(separator: ", ")) are used.",
-        valueName: "KEY=VALUE"))
-    var env: [String] = []
-
-    @Option(name: .customLong("env-from-pid"), help: ArgumentHelp(
-        "Take the OpenSSL and loader variables from /proc/PID/environ (nothing else is read or kept).", valueName: "PID"))
-    var envFromPid: Int32?
+    @OptionGroup var target: TargetEnvironmentOptions
 
     @Flag(name: .customLong("expect-fips"), help: "The bundle must be able to load the FIPS provider.")
     var expectFIPS = false
@@ -40,13 +33,31 @@ struct Scan: ParsableCommand {
 
     @OptionGroup var report: ReportOptions
 
+    func run() throws {
+        try runScan(root: root, environment: target.environment(), expectFIPS: expectFIPS,
+                    name: name, format: report.format, failOn: report.failOn)
+    }
+}
+
+/// `--env` and `--env-from-pid`: the target's OpenSSL and loader variables, for `scan` and `repair`.
+struct TargetEnvironmentOptions: ParsableArguments {
+    @Option(name: .customLong("env"), help: ArgumentHelp(
+        "A variable of the target's environment, KEY=VALUE (repeatable). Only \(TargetEnvironment.keptKeys.joined(separator: ", ")) are used.",
+        valueName: "KEY=VALUE"))
+    var env: [String] = []
+
+    @Option(name: .customLong("env-from-pid"), help: ArgumentHelp(
+        "Take the OpenSSL and loader variables from /proc/PID/environ (nothing else is read or kept).", valueName: "PID"))
+    var envFromPid: Int32?
+
     func validate() throws {
         for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--env takes KEY=VALUE, got '\(pair)'")
         }
     }
 
-    func run() throws {
+    /// The variables, from the process first and then each --env; exit 2 when the process cannot be read.
+    func environment() throws -> TargetEnvironment {
         var values: [String: String] = [:]
         var secure = false
         if let pid = envFromPid {
@@ -68,8 +79,7 @@ struct Scan: ParsableCommand {
             }
             values[key] = parts.count > 1 ? String(parts[1]) : ""
         }
-        try runScan(root: root, environment: TargetEnvironment(values, secureExecution: secure), expectFIPS: expectFIPS,
-                    name: name, format: report.format, failOn: report.failOn)
+        return TargetEnvironment(values, secureExecution: secure)
     }
 }
 
