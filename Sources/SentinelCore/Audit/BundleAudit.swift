@@ -7,6 +7,9 @@ public struct BundleAudit {
     public var expectFIPS: Bool
     public var host: LoaderHost
     public var fileSystem: any AuditFileSystem
+    /// The shared objects dlopen()ed as roots of the simulation (nil: every one of the tree). `repair`
+    /// narrows it to the files whose loads can reach OpenSSL: the only edges its verdict reads.
+    public var roots: Set<FileIdentity>?
 
     public init(name: String, inventory: BundleInventory, environment: TargetEnvironment, expectFIPS: Bool,
                 host: LoaderHost, fileSystem: any AuditFileSystem) {
@@ -89,15 +92,18 @@ public struct BundleAudit {
         let mains = mainPrograms()
         let rpathMains = mains.filter { $0.object.effectiveRPath != nil }
         let contexts: [LoadedFile?] = rpathMains + (rpathMains.count < mains.count || mains.isEmpty ? [nil] : [])
-        let allRoots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject }
+        let allRoots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject
+            && self.roots?.contains($0.file.identity) != false }
         let roots: [BundleFile?] = allRoots.isEmpty
             ? (part == 0 ? [nil] : [])
             : stride(from: part, to: allRoots.count, by: max(parts, 1)).map { allRoots[$0] }
-        let ownClosures: [LoadedFile] = part == 0 ? mains.filter { $0.object.effectiveRPath == nil } : []
+        let ownClosures: [LoadedFile] = part == 0 ? mains.filter { $0.object.effectiveRPath == nil && self.roots?.contains($0.identity) != false } : []
         var uses = Set<Use>(), missing = Set<Missing>()
         // Most edges (the main program's closure, system libraries) repeat in every root's load:
         // look at each (consumer, name, outcome) once, and at each file's role once.
-        struct EdgeKey: Hashable { var consumer: String; var name: String; var target: FileIdentity? }
+        // A reuse and a search of the same edge are both kept: the merge prefers the search, and a consumer
+        // whose own search was never seen is one `repair` must not trust to a load order.
+        struct EdgeKey: Hashable { var consumer: String; var name: String; var target: FileIdentity?; var reused = false }
         var seenEdges = Set<EdgeKey>()
         var isOpenSSL: [FileIdentity: Bool] = [:]
         let loads = contexts.flatMap { main in roots.map { (main, $0?.file) } } + ownClosures.map { ($0, nil) }
@@ -116,7 +122,8 @@ public struct BundleAudit {
                         isOpenSSL[target.identity] = yes
                         return yes
                     }()
-                    if openssl, seenEdges.insert(EdgeKey(consumer: edge.consumer, name: edge.name, target: target.identity)).inserted {
+                    if openssl, seenEdges.insert(EdgeKey(consumer: edge.consumer, name: edge.name, target: target.identity,
+                                                         reused: via == .alreadyLoaded)).inserted {
                         uses.insert(Use(consumer: edge.consumer, name: edge.name, via: via, rpathOwner: owner, target: target))
                     }
                 case .missing(let tried):
@@ -576,7 +583,7 @@ func cpythonTag(_ file: String) -> String? {
 
 /// The last non-empty `/`-separated part (the path itself when there is none), found on the bytes:
 /// split() built an array of every part, for every file of the tree.
-func lastComponent(_ path: String) -> String {
+public func lastComponent(_ path: String) -> String {
     let bytes = path.utf8
     let slash = UInt8(ascii: "/")
     var end = bytes.endIndex
@@ -585,12 +592,12 @@ func lastComponent(_ path: String) -> String {
     let start = bytes[..<end].lastIndex(of: slash).map { bytes.index(after: $0) } ?? bytes.startIndex
     return String(path[start..<end])
 }
-func dirOf(_ path: String) -> String {
+public func dirOf(_ path: String) -> String {
     let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropLast()
     let d = parts.joined(separator: "/")
     return d.isEmpty ? "/" : d
 }
-func join(_ a: String, _ b: String) -> String { b.isEmpty ? a : (a.hasSuffix("/") ? a + b : a + "/" + b) }
+public func join(_ a: String, _ b: String) -> String { b.isEmpty ? a : (a.hasSuffix("/") ? a + b : a + "/" + b) }
 
 /// Lexical normalisation (no symlinks): collapses ".", ".." and repeated slashes.
 func normalize(_ path: String) -> String {
