@@ -193,7 +193,8 @@ import Testing
         #expect(copies[0]["needed_by"] == ["/usr/lib/python3/dist-packages/_openssl.abi3.so needs libcrypto.so.3"])
         #expect(copies[1]["needed_by"] == ["/opt/product/lib/_ssl.so needs libcrypto-27e744a7.so.3"])
         #expect(copies[1]["device_inode"]?.stringValue == "254:0 ino 2")
-        #expect(f.fix.contains("crypto-sentinel scan /opt/product   # the bundle's linkage, with the patchelf fix"))
+        #expect(f.fix.contains("crypto-sentinel scan /opt/product   # the bundle's linkage"))
+        #expect(f.fix.contains("crypto-sentinel repair /opt/product --in-place   # the canonical-soname fix, verified; --rollback undoes it"))
     }
 
     @Test func sameSonameTwiceIsAmbiguous() throws {

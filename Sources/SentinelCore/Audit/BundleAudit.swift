@@ -512,7 +512,8 @@ public struct BundleAudit {
             }
         }
         guard !steps.isEmpty else { return [] }
-        return ["cd \(shellQuote(inventory.root))"] + steps + removals
+        return ["crypto-sentinel repair \(shellQuote(inventory.root)) --dry-run   # plans the steps below; --out DIR or --in-place applies them natively and verifies",
+                "cd \(shellQuote(inventory.root))"] + steps + removals
             + ["crypto-sentinel scan \(shellQuote(inventory.root))   # every consumer must now end in one file"]
     }
 

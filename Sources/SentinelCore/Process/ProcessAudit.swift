@@ -68,7 +68,8 @@ public enum ProcessAudit {
         var fix = ["until every OpenSSL consumer of the process resolves to one file, do not chase FIPS policy bugs"]
         if let exe = s.executable {
             let dir = exe.split(separator: "/").dropLast().joined(separator: "/")
-            fix.append("crypto-sentinel scan /\(dir)   # the bundle's linkage, with the patchelf fix")
+            fix.append("crypto-sentinel scan /\(dir)   # the bundle's linkage")
+            fix.append("crypto-sentinel repair /\(dir) --in-place   # the canonical-soname fix, verified; --rollback undoes it")
         }
         fix.append(s.unit.map { "systemctl restart \($0)   # after fixing the bundle" } ?? "restart the process after fixing the bundle")
         return Finding(code: .processSplitLibcrypto, target: name, subject: Finding.subject(lib, copies: copies.map(\.identity)),
