@@ -6,6 +6,8 @@ public enum RepairJudge {
                               report: TargetReport, before: TargetReport, renames: [(from: String, to: String)]) -> RepairVerification {
         var problems: [String] = []
         var resolved: [String: [String]] = [:]
+        var identities: [String: FileIdentity] = [:]
+        for f in audit.inventory.elfFiles { for name in [f.relativePath] + f.aliases { identities[join(audit.inventory.root, name)] = f.file.identity } }
         for role in [OpenSSLRole.libcrypto, .libssl] {
             let uses = linkage.uses.filter { $0.target.object.openSSLRole == role }
             let targets = Set(uses.map(\.target.path)).sorted()
@@ -19,7 +21,11 @@ public enum RepairJudge {
             }
             // A consumer whose own search was never seen to land there reaches it only because another
             // consumer loaded it first: another load order (or an import order) splits it again.
-            for use in uses where use.via == .alreadyLoaded && audit.isInTree(use.consumer) {
+            // By file, not path: a root dlopen()ed under one hard link searched for the file loaded under another.
+            let identity = { (path: String) -> String in identities[path].map(\.description) ?? path }
+            let searched = Set(uses.filter { $0.via != .alreadyLoaded }.map { [identity($0.consumer), $0.name, $0.target.path] })
+            for use in uses where use.via == .alreadyLoaded && audit.isInTree(use.consumer)
+                && !searched.contains([identity(use.consumer), use.name, use.target.path]) {
                 problems.append("\(audit.display(use.consumer)) reaches \(use.name) only because another consumer loaded \(audit.display(use.target.path)) first")
             }
         }

@@ -144,6 +144,9 @@ public struct RepairPlanner {
             }
         }
 
+        // A copy one library's pass rewrote (libssl needing the hashed libcrypto) may be removed by the next.
+        let removedPaths = Set(plan.removals.map(\.path))
+        rewrites.removeAll { removedPaths.contains($0.path) }
         var patches: [String: [StringPatch]] = [:]
         let tables = facts.dynamicStrings(Array(Set(rewrites.map { join(inventory.root, $0.path) })))
         for r in rewrites where refused[r.path] == nil {

@@ -3,9 +3,9 @@ import SentinelCore
 import SentinelTestSupport
 import Testing
 
-/// `repair` on gcc-built trees (scripts/fixtures/elf-trees.sh `hashed`, changed per test): what it must
-/// refuse, with the reason, changing nothing (exit 1, no --out folder written).
-@Suite struct RepairRefusalTests {
+/// `repair` on gcc-built trees (scripts/fixtures/elf-trees.sh `hashed`, changed per test): the shapes it keeps,
+/// the line it names, and what it must refuse, with the reason, changing nothing (exit 1, no --out written).
+@Suite struct RepairTreeTests {
     /// A private copy of the `hashed` tree, in a folder of its own (removed by the caller).
     static func tree() throws -> (parent: String, root: String) {
         let parent = try Fixtures.tempDir()
@@ -63,6 +63,36 @@ import Testing
         // A second run has nothing to do.
         let again = try Sentinel.run(["repair", out, "--dry-run"])
         #expect(again.status == 0 && again.stdout.contains("nothing to do"), "\(again.stdout)")
+    }
+
+    /// A second, byte-identical copy in a subfolder whose consumer finds it through RUNPATH $ORIGIN: the copy
+    /// goes, and the consumer can then reach the canonical one only through the search path, so the plan
+    /// names the unit's LD_LIBRARY_PATH line and verifies under it. Symlinks and hard links keep their shape.
+    @Test func aDuplicateCopyGoesAndThePlanNamesTheEnvironmentLine() throws {
+        let (parent, root) = try Self.tree()
+        defer { try? FileManager.default.removeItem(atPath: parent) }
+        try FileManager.default.createDirectory(atPath: root + "/lib/sub", withIntermediateDirectories: true)
+        #expect(try Sentinel.shell(["cp", "-a", root + "/lib/libcrypto-1a2b3c4d.so.3", root + "/lib/sub/"]).status == 0)
+        try Self.gcc(["-o", "lib/sub/_sub.abi3.so", "SRC/consumer.c", "-Llib/sub", "-l:libcrypto-1a2b3c4d.so.3",
+                      "-Wl,--enable-new-dtags", "-Wl,-rpath,$ORIGIN"], in: root)
+        #expect(symlink("libcrypto-1a2b3c4d.so.3", root + "/lib/libcrypto.so") == 0)
+        #expect(link(root + "/lib/libssl-5e6f7a8b.so.3", root + "/lib/libssl-hardlink.so") == 0)
+        let out = parent + "/out"
+        let r = try Sentinel.run(["repair", root, "--out", out, "--format", "json"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let doc = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
+        #expect(doc["environment_line"] as? String == "LD_LIBRARY_PATH=\(out)/lib", "\(doc["environment_line"] ?? "nil")")
+        let plan = doc["plan"] as? [[String: Any]] ?? []
+        #expect(plan.contains { $0["action"] as? String == "remove" && $0["path"] as? String == "lib/sub/libcrypto-1a2b3c4d.so.3"
+            && ($0["reason"] as? String)?.hasPrefix("byte-identical copy of") == true }, "\(plan)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/lib/sub/libcrypto-1a2b3c4d.so.3"))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: out + "/lib/libcrypto.so") == "libcrypto.so.3")
+        var a = stat(), b = stat()
+        #expect(stat(out + "/lib/libssl.so.3", &a) == 0 && stat(out + "/lib/libssl-hardlink.so", &b) == 0 && a.st_ino == b.st_ino)
+        let verified = ((doc["verification"] as? [String: Any])?["staged"] as? [String: Any])?["environment"] as? [String: String]
+        #expect(verified?["LD_LIBRARY_PATH"] == out + "/lib")
+        let scan = try Sentinel.run(["scan", out, "--format", "json", "--env", "LD_LIBRARY_PATH=\(out)/lib"])
+        #expect(!scan.codes().contains("split-libcrypto") && !scan.codes().contains("mangled-openssl-name"), "\(scan.codes())")
     }
 
     @Test func refusesATailMergedString() throws {
