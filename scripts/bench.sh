@@ -12,21 +12,24 @@
 #     `inspect --all` next to `grep -l libcrypto /proc/*/maps` over them (scripts/bench-idle.sh)
 #   - daemon: GET /v1/report under 64 clients next to nginx, RSS over 1,000 cycles, CPU per cycle
 #     (scripts/bench-daemon.sh)
-# SECTIONS="post" (or scan, inspect, idle, daemon; space-separated) runs only those parts.
+#   - repair: `repair --dry-run` of the 20,000-file bundle next to `scan` of it (interleaved), and
+#     `repair --out` next to `cp -a` of the same tree (alternated; each copy removed between rounds, untimed)
+# SECTIONS="post" (or scan, inspect, idle, daemon, repair; space-separated) runs only those parts.
 # Needs: make release (or swift build -c release), pax-utils, libtree, hyperfine, GNU time, gcc, nginx-light.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FIXTURES=${FIXTURES:-/tmp/crypto-sentinel-fixtures}
 BIN=${BIN:-.build/release/crypto-sentinel}
 PROBE=${PROBE:-$(dirname "$BIN")/sentinel-probe}
-SECTIONS=${SECTIONS:-scan inspect idle post daemon}
+SECTIONS=${SECTIONS:-scan repair inspect idle post daemon}
 BENCH=${BENCH_BIN:-.build/release/sentinel-bench}
 RUNS=${RUNS:-5}
 [ -x "$BIN" ] && [ -x "$BENCH" ] || make release >/dev/null
 if [[ " $SECTIONS " == *" scan "* || " $SECTIONS " == *" daemon "* ]]; then
   scripts/fixtures/cxfreeze-bundles.sh "$FIXTURES/cxfreeze"  # the daemon section's target service
 fi
-if [[ " $SECTIONS " == *" scan "* ]]; then
+if [[ " $SECTIONS " == *" scan "* || " $SECTIONS " == *" repair "* ]]; then
+  scripts/fixtures/cxfreeze-bundles.sh "$FIXTURES/cxfreeze"
   scripts/make-big-bundle.sh "$FIXTURES/cxfreeze/debian" "$FIXTURES/big-bundle" 20000
 fi
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
@@ -59,6 +62,35 @@ print(f"  peak RSS: scanelf {rs:.1f} MiB, libtree {rl:.1f} MiB, crypto-sentinel 
 print(f"  rescan, same process   {again:8.1f} ms vs first {first:.1f} ms   ({again/first:.2f}x; target <= 0.2x)")
 PY
 done
+
+## repair: the plan against the scan it starts from, and the repaired copy against cp -a of the tree.
+if [[ " $SECTIONS " == *" repair "* ]]; then
+  BIG="$FIXTURES/big-bundle"
+  echo "== repair, $BIG ($(find "$BIG" -type f | wc -l) files); medians of $((RUNS * 4)) interleaved rounds"
+  env -i PATH=/usr/bin:/bin python3 scripts/bench/interleave.py $((RUNS * 4)) \
+    "crypto-sentinel scan=$BIN scan $BIG --format json" \
+    "crypto-sentinel repair --dry-run (target: 1.2x at most)=$BIN repair $BIG --dry-run --format json"
+  # A copy cannot be timed by interleave.py (its destination must not exist): alternated rounds, the
+  # destinations removed between them, outside the timing. The page cache is warm for both.
+  COPY="$(dirname "$BIG")/bench-copy"
+  rm -rf "$COPY"; mkdir -p "$COPY"; trap 'rm -rf "$TMP" "$COPY"' EXIT
+  for r in $(seq $((RUNS + 1))); do
+    t0=$(date +%s%N); cp -a "$BIG" "$COPY/cp"; t1=$(date +%s%N)
+    "$BIN" repair "$BIG" --out "$COPY/repair" --format json > "$COPY/out.json" || true; t2=$(date +%s%N)
+    [ "$r" -gt 1 ] && echo "$(( (t1 - t0) / 1000000 )) $(( (t2 - t1) / 1000000 ))"   # the first round warms up
+    rm -rf "$COPY/cp" "$COPY/repair"; sync
+  done > "$TMP/copies"
+  python3 - "$TMP/copies" "$COPY/out.json" <<'PY'
+import json, statistics, sys
+rounds = [tuple(map(int, line.split())) for line in open(sys.argv[1])]
+cp = statistics.median(r[0] for r in rounds); rep = statistics.median(r[1] for r in rounds)
+ratios = sorted(r[1] / r[0] for r in rounds)
+status = json.load(open(sys.argv[2]))["result"]["status"]
+print(f"  cp -a                                          {cp:8.1f} ms   (1.000x)")
+print(f"  crypto-sentinel repair --out ({status}, target: 1.5x at most) {rep:8.1f} ms   "
+      f"({statistics.median(ratios):.3f}x, per-round {ratios[0]:.2f}-{ratios[-1]:.2f})")
+PY
+fi
 
 ## inspect: `inspect --all` with 200 and 1,000 extra fixture processes next to `grep -l libcrypto
 ## /proc/[0-9]*/maps`, as ratios (its own script, so its fixture processes are cleaned up by its trap).

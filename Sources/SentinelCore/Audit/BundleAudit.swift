@@ -7,9 +7,6 @@ public struct BundleAudit {
     public var expectFIPS: Bool
     public var host: LoaderHost
     public var fileSystem: any AuditFileSystem
-    /// The shared objects dlopen()ed as roots of the simulation (nil: every one of the tree). `repair`
-    /// narrows it to the files whose loads can reach OpenSSL: the only edges its verdict reads.
-    public var roots: Set<FileIdentity>?
 
     public init(name: String, inventory: BundleInventory, environment: TargetEnvironment, expectFIPS: Bool,
                 host: LoaderHost, fileSystem: any AuditFileSystem) {
@@ -92,12 +89,11 @@ public struct BundleAudit {
         let mains = mainPrograms()
         let rpathMains = mains.filter { $0.object.effectiveRPath != nil }
         let contexts: [LoadedFile?] = rpathMains + (rpathMains.count < mains.count || mains.isEmpty ? [nil] : [])
-        let allRoots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject
-            && self.roots?.contains($0.file.identity) != false }
+        let allRoots = inventory.elfFiles.filter { !$0.file.object.isMainProgram && $0.file.object.type == .sharedObject }
         let roots: [BundleFile?] = allRoots.isEmpty
             ? (part == 0 ? [nil] : [])
             : stride(from: part, to: allRoots.count, by: max(parts, 1)).map { allRoots[$0] }
-        let ownClosures: [LoadedFile] = part == 0 ? mains.filter { $0.object.effectiveRPath == nil && self.roots?.contains($0.identity) != false } : []
+        let ownClosures: [LoadedFile] = part == 0 ? mains.filter { $0.object.effectiveRPath == nil } : []
         var uses = Set<Use>(), missing = Set<Missing>()
         // Most edges (the main program's closure, system libraries) repeat in every root's load:
         // look at each (consumer, name, outcome) once, and at each file's role once.

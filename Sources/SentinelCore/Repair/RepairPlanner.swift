@@ -17,13 +17,19 @@ public struct RepairPlanner {
     public func plan() -> RepairPlan {
         var plan = RepairPlan(root: inventory.root)
         var refused: [String: String] = [:]
-        let names = Dictionary(inventory.elfFiles.map { ($0.file.identity, facts.symlinks(of: $0)) }, uniquingKeysWith: { a, _ in a })
+        var names: [FileIdentity: [String: String]] = [:]   // asked only of the files the plan looks at
+        func links(_ f: BundleFile) -> [String: String] {
+            if let known = names[f.file.identity] { return known }
+            let found = facts.symlinks(of: f)
+            names[f.file.identity] = found
+            return found
+        }
         /// The string rewrites wanted, in order; their tables are read together once every one is known.
         var rewrites: [(path: String, old: String, new: String, kinds: Set<DynamicStrings.ReferenceKind>)] = []
 
         /// The file's first name in the tree that is not a symlink; nil when it lives outside the tree.
         func hardPath(_ f: BundleFile) -> String? {
-            let links = names[f.file.identity] ?? [:]
+            let links = links(f)
             return ([f.relativePath] + f.aliases).first { links[$0] == nil }
         }
         /// Why `f` may not be changed or removed, if so.
@@ -124,10 +130,10 @@ public struct RepairPlanner {
             }
             // Every consumer that names any copy by another name now names the canonical one.
             for f in inventory.elfFiles where !removed.contains(f.file.identity) {
-                guard let path = hardPath(f) else { continue }
                 let o = f.file.object
                 var wanted = Set(o.needed.filter { canonicalOf($0) == canonicalName && $0 != canonicalName })
                 wanted.formUnion(o.versionNeedFiles.filter { canonicalOf($0) == canonicalName && $0 != canonicalName })
+                guard !wanted.isEmpty, let path = hardPath(f) else { continue }
                 for old in wanted.sorted() {
                     guard hashedNames.contains(old) else {
                         refused[path] = "needs \(old), which no file in ROOT provides: renaming it to \(canonicalName) could bind it to another build"
@@ -138,7 +144,7 @@ public struct RepairPlanner {
             }
             // Symlinks that named a renamed or removed copy keep their shape and name the canonical file.
             for f in same where f.file.identity == keep.file.identity ? newPath != keepPath : true {
-                for (link, text) in (names[f.file.identity] ?? [:]).sorted(by: { $0.key < $1.key }) where !text.hasPrefix("/") && link != newPath {
+                for (link, text) in links(f).sorted(by: { $0.key < $1.key }) where !text.hasPrefix("/") && link != newPath {
                     plan.relinks.append(.init(path: link, target: relativeTarget(from: link, to: newPath)))
                 }
             }
