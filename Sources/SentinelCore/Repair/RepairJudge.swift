@@ -43,10 +43,3 @@ public enum RepairJudge {
         return RepairVerification(stage: stage, tree: tree, environment: audit.environment.values, resolved: resolved, problems: problems)
     }
 }
-
-extension BundleAudit.Linkage {
-    /// Whether an OpenSSL edge was found through LD_LIBRARY_PATH in one of `folders`.
-    public func reachesOpenSSLThroughSearchPath(in folders: Set<String>) -> Bool {
-        uses.contains { $0.via == .ldLibraryPath && folders.contains(dirOf($0.target.path)) }
-    }
-}

@@ -49,8 +49,8 @@ public struct RepairPlanner {
             rewrites.append((path, old, new, kinds))
         }
 
-        // Only files a repair could touch are looked at: the OpenSSL libraries and their direct consumers.
-        for f in inventory.elfFiles where f.file.object.openSSLRole != nil || f.file.object.needed.contains(where: OpenSSLNames.isOpenSSLName) {
+        // The OpenSSL files a reader might expect a repair to touch; a consumer under a MAC is refused if it needs an edit.
+        for f in inventory.elfFiles where f.file.object.openSSLRole != nil {
             guard let path = hardPath(f) else { continue }
             let abs = join(inventory.root, path)
             if lastComponent(path) == "fips.so" || f.file.object.openSSLRole == .provider {

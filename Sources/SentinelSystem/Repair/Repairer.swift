@@ -57,30 +57,21 @@ public struct Repairer {
 
         // The plan's model first: `--dry-run` stops with its verdict, and nothing is written for a plan that would fail.
         var environment = request.environment
-        var predicted: RepairVerification
+        let planned = Planned(plan, original.audit)
+        var predicted = predict(plan, planned, original, environment)
         let search = Set(environment.libraryPath)
         let dirs = Array(Set(plan.canonical.map { join(root, dirOfRelative($0.path)) })).sorted().filter { !search.contains($0) }
-        if dirs.isEmpty || !plan.refused.isEmpty {
-            predicted = predict(plan, original, environment).verification
-        } else {
-            // One simulation with the canonical folders first on the search path: a consumer whose
-            // OpenSSL edge then comes through one of them reaches the canonical copy by no other way, so
-            // the unit needs the line; otherwise no OpenSSL edge depends on it, and the verdict holds without.
+        if !predicted.passed, !dirs.isEmpty, plan.refused.isEmpty {
+            // A consumer that reaches the canonical copy only through the search path: the unit must set it.
             var values = environment.values
             values["LD_LIBRARY_PATH"] = (dirs + [values["LD_LIBRARY_PATH"]].compactMap { $0 }).joined(separator: ":")
             let widened = TargetEnvironment(values, secureExecution: environment.secureExecution)
-            let (verdict, linkage) = predict(plan, original, widened)
-            let needed = linkage.reachesOpenSSLThroughSearchPath(in: Set(dirs))
-            if !needed {
-                predicted = verdict
-                predicted.environment = environment.values
-            } else if verdict.passed {
+            let retry = predict(plan, planned, original, widened)
+            if retry.passed {
                 environment = widened
-                predicted = verdict
+                predicted = retry
                 plan.environmentLine = "LD_LIBRARY_PATH=" + (dirs.map { rebase($0, from: root, to: final) }
                     + [request.environment["LD_LIBRARY_PATH"]].compactMap { $0 }).joined(separator: ":")
-            } else {
-                predicted = predict(plan, original, environment).verification
             }
         }
         outcome.plan = plan
@@ -148,26 +139,35 @@ public struct Repairer {
         return outcome
     }
 
+    /// The tree the plan leaves, as the model sees it: only the files whose loads can reach OpenSSL, and
+    /// the programs that load them. A repair changes nothing else, so the rest of the tree can add no
+    /// finding, and resolving it would be most of the cost.
+    struct Planned {
+        var changes: PlannedTree.Changes
+        var inventory: BundleInventory
+
+        init(_ plan: RepairPlan, _ original: BundleAudit) {
+            var relevant = original.inventory
+            let reaching = PlannedTree.opensslDependents(relevant)
+            relevant.elfFiles.removeAll { !reaching.contains($0.file.identity) && !$0.file.object.isMainProgram }
+            changes = PlannedTree.Changes(plan: plan, inventory: relevant)
+            inventory = changes.inventory(relevant)
+        }
+    }
+
     /// The verdict on the tree the plan leaves, from the model alone (same audit, same environment).
-    func predict(_ plan: RepairPlan, _ original: BundleAuditor.Analysis, _ environment: TargetEnvironment)
-        -> (verification: RepairVerification, linkage: BundleAudit.Linkage) {
+    func predict(_ plan: RepairPlan, _ planned: Planned, _ original: BundleAuditor.Analysis, _ environment: TargetEnvironment) -> RepairVerification {
         let (name, expectFIPS, host) = (original.audit.name, original.audit.expectFIPS, original.audit.host)
         let catalog = auditor.catalog
-        // Only the files whose loads can reach OpenSSL, and the programs that load them: a repair changes
-        // nothing else, so the rest of the tree can add no finding, and its resolution is most of the cost.
-        var relevant = original.audit.inventory
-        let reaching = PlannedTree.opensslDependents(relevant)
-        relevant.elfFiles.removeAll { !reaching.contains($0.file.identity) && !$0.file.object.isMainProgram }
-        let changes = PlannedTree.Changes(plan: plan, inventory: relevant)
-        let inventory = changes.inventory(relevant)
+        let (changes, inventory) = (planned.changes, planned.inventory)
         let make = { @Sendable () -> BundleAudit in
             BundleAudit(name: name, inventory: inventory, environment: environment, expectFIPS: expectFIPS, host: host,
                         fileSystem: PlannedTree(changes, base: DiskFileSystem(catalog: catalog)))
         }
         let linkage = BundleAuditor.resolveInParallel(make)
         let audit = make()
-        return (RepairJudge.verify(stage: "plan", tree: plan.root, audit: audit, linkage: linkage, report: audit.run(linkage: linkage),
-                                   before: original.report, renames: plan.renames), linkage)
+        return RepairJudge.verify(stage: "plan", tree: plan.root, audit: audit, linkage: linkage, report: audit.run(linkage: linkage),
+                                  before: original.report, renames: plan.renames)
     }
 
     /// The product's own smoke test on the staged copy: as `verifyUser` (never root), under the target
