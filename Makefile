@@ -63,12 +63,14 @@ demo: setup release
 	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
 	scripts/demo-daemon.sh $(FIXTURES) .build/release
 
-## demo-scan: the release gate alone: scan the real split bundle.
+## demo-scan: the release gate alone: scan the real split bundle, then the repair plan for it.
 demo-scan: setup release
 	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
 	@echo; echo "\$$ crypto-sentinel scan $(FIXTURES)/cxfreeze/debian"; \
 	.build/release/crypto-sentinel scan $(FIXTURES)/cxfreeze/debian; \
-	echo "(exit status $$? — 1 means findings at or above --fail-on error)"
+	echo "(exit status $$? — 1 means findings at or above --fail-on error)"; \
+	echo; echo "\$$ crypto-sentinel repair $(FIXTURES)/cxfreeze/debian --dry-run"; \
+	.build/release/crypto-sentinel repair $(FIXTURES)/cxfreeze/debian --dry-run
 
 ## test: the whole suite (what .ci/run runs).
 test: setup fixtures
