@@ -67,6 +67,12 @@ struct Repair: ParsableCommand {
 
     func run() throws {
         let absoluteRoot = absolute(root)
+        var lst = stat()
+        if inPlace || rollback, lstat(absoluteRoot, &lst) == 0, lst.st_mode & S_IFMT == S_IFLNK {
+            // The swap renames directory entries: through a symlink it would swap the link, not the tree.
+            warn("\(root): a symlink; give the folder it points to (\(realPath(absoluteRoot) ?? "?")) for --in-place and --rollback")
+            throw ExitCode(2)
+        }
         if rollback {
             do {
                 let (from, kept) = try Repairer.rollback(root: absoluteRoot)
@@ -103,6 +109,12 @@ struct Repair: ParsableCommand {
         case .json: writeAll(STDOUT_FILENO, ReportJSON.encode(doc.json) + [0x0a])
         case .text: writeAll(STDOUT_FILENO, Array(doc.text.utf8))
         }
+    }
+
+    func realPath(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
     }
 
     func absolute(_ path: String) -> String {

@@ -154,6 +154,9 @@ import Testing
         #expect(try Sentinel.run(["repair", root, "--out", parent]).status == 2)
         #expect(try Sentinel.run(["repair", root, "--out", root + "/inside"]).status == 2)
         #expect(try Sentinel.run(["repair", root + "/missing", "--dry-run"]).status == 2)
+        #expect(symlink(root, parent + "/link") == 0)
+        let viaLink = try Sentinel.run(["repair", parent + "/link", "--in-place"])
+        #expect(viaLink.status == 2 && viaLink.stderr.contains("a symlink"), "\(viaLink.stderr)")
         let rollback = try Sentinel.run(["repair", "--rollback", root])
         #expect(rollback.status == 2 && rollback.stderr.contains(".orig-"), "\(rollback.stderr)")
     }
