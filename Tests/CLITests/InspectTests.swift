@@ -28,6 +28,28 @@ func identity(_ path: String) -> String {
 }
 
 @Suite struct InspectTests {
+    /// Two libcrypto files and Debian 13's real fips.so in one process (OpenSSL issue #27691).
+    @Test func twoLibcryptosAndOneFIPSModule() throws {
+        let fx = try Fixtures.proc()
+        let lab = try FIPSLab()
+        defer { lab.remove() }
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: Fixtures.systemLibcrypto, toPath: dir + "/libcrypto.so.3")
+        let p = try LiveProcess([fx + "/holdlibs", Fixtures.systemLibcrypto, dir + "/libcrypto.so.3", lab.modules + "/fips.so"])
+        defer { p.stop() }
+        #expect(p.firstLine == "ready")
+        let r = try Sentinel.run(["inspect", "--pid", "\(p.pid)", "--format", "json"])
+        let shared = try #require(r.findings(.processFIPSShared).first, "\(r.codes())")
+        #expect(shared.severity == .critical)
+        #expect(shared.evidence["libcrypto"]?.arrayValue?.count == 2)
+        #expect(shared.evidence["fips_modules"]?.arrayValue?.compactMap(\.stringValue).first?.hasPrefix(lab.modules + "/fips.so (") == true)
+        // One libcrypto and the module: nothing shared.
+        let one = try LiveProcess([fx + "/holdlibs", Fixtures.systemLibcrypto, lab.modules + "/fips.so"])
+        defer { one.stop() }
+        #expect(try Sentinel.run(["inspect", "--pid", "\(one.pid)", "--format", "json"]).findings(.processFIPSShared).isEmpty)
+    }
+
     @Test func twoCopiesOfTheSystemLibcryptoInOneProcess() throws {
         let fx = try Fixtures.proc()
         let dir = try Fixtures.tempDir()

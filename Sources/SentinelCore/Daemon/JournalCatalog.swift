@@ -96,8 +96,11 @@ public enum JournalCatalog {
             return ["Remove the extension modules built for the other CPython (their ABI tag differs from the",
                     "interpreter's) and rebuild the bundle from a clean folder."]
         case .processSplitLibcrypto:
-            return ["Fix the bundle first (crypto-sentinel scan <bundle root>), then restart the service",
+            return ["Fix the bundle first (crypto-sentinel repair <bundle root> --in-place), then restart the service",
                     "(systemctl restart <unit>): a running process keeps both copies mapped until it exits."]
+        case .processFIPSShared:
+            return ["Make the process load one libcrypto (crypto-sentinel repair <bundle root> --in-place), then",
+                    "restart the service: until then the fips provider serves two libcrypto instances."]
         case .processDeletedLibrary:
             return ["Restart the service (systemctl restart <unit>): it keeps running the old library code until then."]
         case .processStaticOpenSSL:

@@ -21,6 +21,7 @@ public enum ProcessAudit {
             for role in [OpenSSLRole.libcrypto, .libssl] {
                 if let f = split(s, role: role, name: name) { findings.append(f) }
             }
+            if let f = fipsShared(s, name: name) { findings.append(f) }
             findings += deleted(s, name: name)
             findings += statics(s, name: name)
             if expectations.expectFIPS, !s.files.contains(where: \.isFIPSProvider) {
@@ -75,6 +76,22 @@ public enum ProcessAudit {
         return Finding(code: .processSplitLibcrypto, target: name, subject: Finding.subject(lib, copies: copies.map(\.identity)),
                        summary: "\(name) maps \(copies.count) different \(lib) files: " + copies.map(copyLine).joined(separator: " and "),
                        evidence: ["library": .string(lib), "copies": .array(evidenceCopies)], fix: fix)
+    }
+
+    /// Two libcrypto files and a FIPS provider in one process: the module's one state is shared by both.
+    static func fipsShared(_ s: ProcessSnapshot, name: String) -> Finding? {
+        let libs = s.files.filter { $0.role == .libcrypto }
+        let modules = s.files.filter(\.isFIPSProvider)
+        guard libs.count > 1, !modules.isEmpty else { return nil }
+        return Finding(
+            code: .processFIPSShared, target: name,
+            subject: Finding.subject("fips", copies: libs.map(\.identity) + modules.map(\.identity)),
+            summary: "\(name) maps \(libs.count) libcrypto files and the FIPS provider \(modules.map(\.path).joined(separator: ", ")): one module cannot serve both",
+            evidence: ["libcrypto": .array(libs.map { .string(copyLine($0)) }),
+                       "fips_modules": .array(modules.map { .string("\($0.path) (\($0.identity))") })],
+            fix: (s.executable.map { exe in
+                ["crypto-sentinel repair /\(exe.split(separator: "/").dropLast().joined(separator: "/")) --in-place   # one libcrypto for every consumer"]
+            } ?? []) + [s.unit.map { "systemctl restart \($0)   # after fixing the bundle" } ?? "restart the process after fixing the bundle"])
     }
 
     static func isUnverified(_ d: DiskState) -> Bool { if case .unverified = d { return true }; return false }

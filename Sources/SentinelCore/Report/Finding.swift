@@ -21,6 +21,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
     case mixedPythonABI = "mixed-python-abi"
     // live processes
     case processSplitLibcrypto = "process-split-libcrypto"
+    case processFIPSShared = "process-fips-shared"
     case processDeletedLibrary = "process-deleted-library"
     case processStaticOpenSSL = "process-static-openssl"
     case processFIPSNotLoaded = "process-fips-not-loaded"
@@ -43,7 +44,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
 
     public var severity: Severity {
         switch self {
-        case .splitLibcrypto, .processSplitLibcrypto, .postFIPSNotActive, .postSelfTestFailed, .postDRBGFailed,
+        case .splitLibcrypto, .processSplitLibcrypto, .processFIPSShared, .postFIPSNotActive, .postSelfTestFailed, .postDRBGFailed,
              .postApprovedFailed, .postUnapprovedAllowed:
             return .critical
         case .mangledOpenSSLName, .opensslUnresolved, .bundleUnreadable, .fipsModuleMissing, .processFIPSNotLoaded, .postConfigError,
@@ -86,6 +87,8 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
             return "extension modules for another CPython are leftovers that confuse audits and packaging"
         case .processSplitLibcrypto:
             return "the running process has two OpenSSL states: providers, DRBG and FIPS mode differ between its consumers until it is restarted on one libcrypto"
+        case .processFIPSShared:
+            return "one fips.so cannot serve two libcrypto instances in one process (OpenSSL issue #27691): the second libcrypto's FIPS state is undefined, and a self-test or an approved operation can fail in either"
         case .processDeletedLibrary:
             return "the process still runs the old library code; the upgrade on disk takes effect only after a restart"
         case .processStaticOpenSSL:
