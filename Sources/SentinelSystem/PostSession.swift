@@ -18,6 +18,10 @@ public struct PostPlan: Sendable {
     /// its mapped content, read through /proc/<pid>/map_files.
     public var process: PostTarget?
     public var changedOnDisk: Set<String>
+    /// The host's FIPS state, in every POST report; with `expectFIPS` and `hostCheck`, a host not in
+    /// FIPS mode is a finding. Read from / when nil.
+    public var host: HostFIPSState?
+    public var hostCheck = true
 
     public init(targetName: String, environment: [String: String], cwd: String? = nil, identity: PostRunner.Identity? = nil,
                 libraries: [String], expectFIPS: Bool, command: [String] = [], process: PostTarget? = nil,
@@ -92,13 +96,18 @@ public enum PostSession {
         for i in jobs.indices.dropFirst() { detached { probe(i); done.signal() } }
         if !jobs.isEmpty { probe(0) }
         for _ in jobs.indices.dropFirst() { done.wait() }
+        let host = plan.host ?? HostFIPSReader.read()
+        // Once per POST, on its first report: the host is the same for every libcrypto.
+        var hostFinding = plan.hostCheck ? host.finding(target: plan.targetName, expectFIPS: plan.expectFIPS) : nil
         for (i, job) in jobs.enumerated() {
             guard let run = runs.withLock({ $0[i] }) else { continue }
             var result = PostAnalysis.analyze(run, target: plan.targetName, expectFIPS: plan.expectFIPS)
             if let deleted = job.deleted { result.findings.append(deleted) }
+            if let f = hostFinding { result.findings.append(f); hostFinding = nil }
             let post: JSONValue = ["library": result.library, "checks": .array(result.checks.map(\.json)),
                                    "run_as": .string(runAs), "not_reproduced": JSONValue(plan.process?.notReproduced ?? []),
-                                   "elapsed_ms": .int(Int64(run.elapsedMs)), "expect_fips": .bool(plan.expectFIPS)]
+                                   "elapsed_ms": .int(Int64(run.elapsedMs)), "expect_fips": .bool(plan.expectFIPS),
+                                   "host": host.json]
             targets.append(TargetReport(name: "\(plan.targetName) \(job.lib)", kind: "post", root: plan.cwd, environment: kept,
                                         stats: ["elapsed_ms": run.elapsedMs], findings: result.findings, post: post))
         }

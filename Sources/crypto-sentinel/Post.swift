@@ -42,6 +42,12 @@ struct Post: ParsableCommand {
     @Option(help: "The target's name in the report.")
     var name: String?
 
+    @Flag(name: .customLong("no-host-fips-check"), help: "With --expect-fips, do not report a host whose kernel is not in FIPS mode (host-fips-disabled); the host's state is still shown.")
+    var noHostFIPSCheck = false
+
+    @Option(name: .customLong("host-root"), help: ArgumentHelp("Read the host's FIPS state (proc/sys/crypto/fips_enabled, etc/crypto-policies/config) under DIR instead of / (a container's or a test's view).", valueName: "DIR"))
+    var hostRoot: String?
+
     @OptionGroup var report: ReportOptions
 
     @Option(name: .customLong("command"), parsing: .remaining, help: ArgumentHelp("The product's own POST program and its arguments (must come last); runs under the same environment, cwd, user and timeout.", valueName: "PROG ARGS"))
@@ -58,7 +64,8 @@ struct Post: ParsableCommand {
 
     func run() throws {
         try PostRequest(pid: pid, env: env, envFile: envFile, libcrypto: libcrypto, expectFIPS: expectFIPS,
-                        timeout: timeout, name: name, command: command, format: report.format, failOn: report.failOn).run()
+                        timeout: timeout, name: name, command: command, format: report.format, failOn: report.failOn,
+                        hostCheck: !noHostFIPSCheck, hostRoot: hostRoot).run()
     }
 }
 
@@ -78,6 +85,8 @@ struct PostRequest {
     var command: [String] = []
     var format: OutputFormat = .text
     var failOn: Severity = .error
+    var hostCheck = true
+    var hostRoot: String?
 
     func run() throws {
         guard let probe = PostRunner.locateProbe() else {
@@ -131,11 +140,15 @@ struct PostRequest {
             }
             plan.identity = nil
         }
+        let host = HostFIPSReader.read(root: hostRoot ?? "/")
+        plan.host = host
+        plan.hostCheck = hostCheck
         let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
         // end quietly on a closed stdout, as every other command does.
         signal(SIGPIPE, SIG_DFL)
-        let doc = Report(command: "post", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
+        var doc = Report(command: "post", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
+        doc.host = host.json
         throw ExitCode(emit(doc, format: format, failOn: failOn))
     }
 }

@@ -87,6 +87,40 @@ import Testing
         #expect(text.stdout.contains("fips (OpenSSL FIPS Provider 3.5"))
     }
 
+    /// The host's FIPS state, read from a test root (this machine's kernel is not in FIPS mode): in every
+    /// POST report and the report header; with --expect-fips a host not in FIPS mode is a warning.
+    @Test func hostFIPSStateIsReportedAndJudged() throws {
+        let lab = try FIPSLab()
+        defer { lab.remove() }
+        let host = lab.dir + "/host"
+        try FileManager.default.createDirectory(atPath: host + "/proc/sys/crypto", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: host + "/etc/crypto-policies", withIntermediateDirectories: true)
+        try "0\n".write(toFile: host + "/proc/sys/crypto/fips_enabled", atomically: false, encoding: .utf8)
+        try "Linux Kernel Cryptographic API\n".write(toFile: host + "/proc/sys/crypto/fips_name", atomically: false, encoding: .utf8)
+        try "6.1.0\n".write(toFile: host + "/proc/sys/crypto/fips_version", atomically: false, encoding: .utf8)
+        try "# the system policy\nDEFAULT:SHA1\n".write(toFile: host + "/etc/crypto-policies/config", atomically: false, encoding: .utf8)
+        let fips = ["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.modules)", "--expect-fips",
+                    "--host-root", host]
+        let off = try Sentinel.run(fips + ["--format", "json", "--fail-on", "info"])
+        #expect(off.codes() == ["host-fips-disabled"], "\(off.stdout)")
+        #expect(off.status == 1)
+        let expected: JSONValue = ["fips_enabled": false, "fips_name": "Linux Kernel Cryptographic API", "fips_version": "6.1.0",
+                                   "crypto_policy": "DEFAULT:SHA1"]
+        #expect(off.report?.host == expected)
+        #expect(off.report?.targets.first?.post?["host"] == expected)
+        let text = try Sentinel.run(fips)
+        #expect(text.stdout.contains("host FIPS mode: off (Linux Kernel Cryptographic API 6.1.0, crypto-policies DEFAULT:SHA1)"), "\(text.stdout)")
+        // Turned off: the state is still shown, nothing is reported.
+        let unchecked = try Sentinel.run(fips + ["--no-host-fips-check", "--format", "json", "--fail-on", "info"])
+        #expect(unchecked.codes() == [] && unchecked.report?.host == expected, "\(unchecked.stdout)")
+        // A host in FIPS mode passes; without --expect-fips the state is only shown.
+        try "1\n".write(toFile: host + "/proc/sys/crypto/fips_enabled", atomically: false, encoding: .utf8)
+        #expect(try Sentinel.run(fips + ["--format", "json", "--fail-on", "info"]).codes() == [])
+        try "0\n".write(toFile: host + "/proc/sys/crypto/fips_enabled", atomically: false, encoding: .utf8)
+        let plain = try Sentinel.run(["post", "--host-root", host, "--format", "json"])
+        #expect(!plain.codes().contains("host-fips-disabled") && plain.report?.host?["fips_enabled"] == .bool(false))
+    }
+
     @Test func includeTypoIsAConfigErrorWhileTheServiceKeepsRunning() throws {
         let lab = try FIPSLab()
         defer { lab.remove() }

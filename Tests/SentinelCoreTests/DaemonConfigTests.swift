@@ -114,6 +114,7 @@ struct DaemonConfigTests {
         let c = try DaemonConfig.parse("""
             interval: 90
             post_timeout: "500ms"
+            host_fips_check: false
             jitter: 0
             history_limit: 5
             socket: /tmp/s.sock
@@ -128,7 +129,8 @@ struct DaemonConfigTests {
                 environment: {N: 2024, EMPTY: "", YES_WORD: yes}
                 expect_environment: {OPENSSL_MODULES: , SSL_CERT_DIR: /etc/ssl/certs}
             """, file: "f")
-        #expect(c.interval == 90 && c.postTimeout == 0.5 && c.jitter == 0 && c.historyLimit == 5)
+        #expect(c.interval == 90 && c.postTimeout == 0.5 && c.jitter == 0 && c.historyLimit == 5 && !c.hostFIPSCheck)
+        #expect(try DaemonConfig.parse("interval: 90\n", file: "f").hostFIPSCheck)
         #expect(c.socket == "/tmp/s.sock" && c.socketGroup == "1001")
         let s = c.services[0]
         #expect(s.name == "svc@1:a.b_c-d")

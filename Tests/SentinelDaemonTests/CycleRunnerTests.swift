@@ -46,6 +46,9 @@ import SentinelTestSupport
         #expect(api.findings.allSatisfy { $0.target == "product-api" })
         // One POST per libcrypto the service maps: two here.
         #expect(api.post?.arrayValue?.count == 2)
+        // The host's FIPS state heads the report and each POST (the file is read from /proc).
+        #expect(report.host == HostFIPSReader.read().json)
+        #expect(api.post?.arrayValue?.allSatisfy { $0["host"] == report.host } == true)
         #expect(report.targets[0].findings.contains { $0.code == .splitLibcrypto })
         #expect(StatusLine.summary(report).hasPrefix("2 targets: 2 failed ("))
     }

@@ -97,6 +97,7 @@ struct ConfigParser {
         if let e = top["post_timeout"] {
             config.postTimeout = try duration(e, max: Self.maxPostTimeout, maxText: "1 hour")
         }
+        if let e = top["host_fips_check"] { config.hostFIPSCheck = try bool(e) }
 
         // Bundles before services, whatever their order in the file: services refer to bundles.
         var names: [String: Entry] = [:]

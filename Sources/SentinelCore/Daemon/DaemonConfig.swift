@@ -20,6 +20,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var historyLimit: Int
     /// Seconds a POST child may run before it is killed; default 10.
     public var postTimeout: Double
+    /// With expect_fips, report a host whose kernel is not in FIPS mode (host-fips-disabled); default true.
+    public var hostFIPSCheck = true
     /// The "every process that maps OpenSSL" audit.
     public var discover: Discover
     public var bundles: [Bundle]
@@ -102,7 +104,7 @@ public struct DaemonConfig: Sendable, Equatable {
     /// Every YAML key the parser accepts, by section (the example file documents each one).
     public enum Keys {
         public static let top = ["interval", "jitter", "socket", "socket_group", "runtime_directory", "state_directory", "textfile",
-                                 "history_limit", "post_timeout", "discover", "bundles", "services"]
+                                 "history_limit", "post_timeout", "host_fips_check", "discover", "bundles", "services"]
         public static let discover = ["enabled", "expect_fips", "post"]
         public static let bundle = ["name", "root", "expect_fips", "environment"]
         /// A service names exactly one of these.

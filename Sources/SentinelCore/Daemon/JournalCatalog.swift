@@ -98,6 +98,9 @@ public enum JournalCatalog {
         case .processSplitLibcrypto:
             return ["Fix the bundle first (crypto-sentinel repair <bundle root> --in-place), then restart the service",
                     "(systemctl restart <unit>): a running process keeps both copies mapped until it exits."]
+        case .hostFIPSDisabled:
+            return ["Boot the host in FIPS mode (fips=1 on the kernel command line), or turn the check off",
+                    "(host_fips_check: false) if the provider alone is the requirement."]
         case .processFIPSShared:
             return ["Make the process load one libcrypto (crypto-sentinel repair <bundle root> --in-place), then",
                     "restart the service: until then the fips provider serves two libcrypto instances."]

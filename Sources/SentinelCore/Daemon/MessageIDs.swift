@@ -17,6 +17,7 @@ extension FindingCode {
         case .mixedPythonABI: return "e4fff6b05df84f1e81742fb6c88ea804"
         case .processSplitLibcrypto: return "16a271856775431b83a14a969a7f0daf"
         case .processFIPSShared: return "cd6f776a2e484aa5ae8a4bbb8dcf5147"
+        case .hostFIPSDisabled: return "8cbdbb82878740b18ea9197a036543dc"
         case .processDeletedLibrary: return "79c5ea994598409fb8dad4fdd057860f"
         case .processStaticOpenSSL: return "e4d39d79ae5c46629b17d9136452e9ca"
         case .processFIPSNotLoaded: return "156b5c58da4e4f6084a57659d73902ce"

@@ -32,6 +32,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
     case bundleUnreadable = "bundle-unreadable"
     // POST
     case postConfigError = "post-config-error"
+    case hostFIPSDisabled = "host-fips-disabled"
     case postFIPSNotActive = "post-fips-not-active"
     case postSelfTestFailed = "post-self-test-failed"
     case postDRBGFailed = "post-drbg-failed"
@@ -53,7 +54,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
         case .duplicateOpenSSLCopy, .staticOpenSSLCopy, .opensslVersionSkew, .trustStoreMissing, .modulesDirMissing,
              .mixedPythonABI, .processDeletedLibrary, .processStaticOpenSSL, .processEnvDrift, .processUnreadable,
              .serviceNotRunning,
-             .postInitErrorQueue:
+             .postInitErrorQueue, .hostFIPSDisabled:
             return .warning
         case .orphanOpenSSLCopy:
             return .info
@@ -103,6 +104,8 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
             return "a configured service with no running process is not serving; its POST ran under the configured environment instead of the live one"
         case .bundleUnreadable:
             return "a configured bundle whose root, or part of whose tree, cannot be read cannot be audited there: its linkage is unknown, not clean"
+        case .hostFIPSDisabled:
+            return "a FIPS provider in a kernel that is not in FIPS mode is not a FIPS deployment: the kernel's own crypto, its DRBG seeding and the distribution's policies run unrestricted"
         case .postConfigError:
             return "services load OpenSSL config with errors ignored, so a broken include silently runs them without FIPS"
         case .postFIPSNotActive:

@@ -50,6 +50,8 @@ public struct Report: Sendable, Codable {
     public var state: TargetState
     public var counts: [String: Int]
     public var targets: [TargetReport]
+    /// The host's FIPS state (HostFIPSState.json), for the reports that run a POST.
+    public var host: JSONValue?
 
     public init(command: String, toolVersion: String, generatedAt: String, targets: [TargetReport]) {
         self.command = command; self.toolVersion = toolVersion; self.generatedAt = generatedAt
@@ -62,7 +64,7 @@ public struct Report: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", tool, toolVersion = "tool_version", command
-        case generatedAt = "generated_at", state, counts, targets
+        case generatedAt = "generated_at", state, counts, targets, host
     }
 
     /// The documented exit status: 1 when any finding is at or above `failOn`, else 0.

@@ -185,6 +185,7 @@ public enum ReportJSON {
                 w.key("command", first: true); w.string(r.command)
                 w.key("counts", first: false); w.dictionary(r.counts) { $0.int($1) }
                 w.key("generated_at", first: false); w.string(r.generatedAt)
+                if let host = r.host { w.key("host", first: false); w.value(host) }
                 w.key("schema_version", first: false); w.int(r.schemaVersion)
                 w.key("state", first: false); w.string(r.state.rawValue)
                 w.key("targets", first: false); w.array(r.targets) { $0.target($1) }

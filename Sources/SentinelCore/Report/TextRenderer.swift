@@ -43,6 +43,7 @@ public enum TextRenderer {
             out += "  libcrypto: \(scalar(lib["path"] ?? .null)) (\(scalar(lib["version"] ?? .null)))\n"
         }
         if let user = post["run_as"]?.stringValue { out += "  run as: \(shown(user))\n" }
+        if let host = post["host"], case .object = host { out += "  \(shown(HostFIPSState(json: host).summary))\n" }
         let checks = post["checks"]?.arrayValue ?? []
         if !checks.isEmpty { out += "  checks:\n" }
         for c in checks {

@@ -1,0 +1,16 @@
+import Glibc
+import SentinelCore
+
+/// Reads the host's FIPS state: /proc/sys/crypto/fips_enabled, fips_name, fips_version and
+/// /etc/crypto-policies/config, under `root` (a test's folder, or a container's view of its host).
+public enum HostFIPSReader {
+    public static func read(root: String = "/") -> HostFIPSState {
+        func text(_ path: String) -> String? {
+            guard case .success(let bytes) = ProcReader.readWhole(join(root, path), limit: 4096) else { return nil }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return HostFIPSState.parse(fipsEnabled: text("proc/sys/crypto/fips_enabled"), fipsName: text("proc/sys/crypto/fips_name"),
+                                   fipsVersion: text("proc/sys/crypto/fips_version"),
+                                   cryptoPoliciesConfig: text("etc/crypto-policies/config"))
+    }
+}
