@@ -165,6 +165,12 @@ public struct RepairPlanner {
                 }
             }
         }
+        // One file's rewrites together: in place, and no two of them on the same bytes.
+        for (path, made) in patches where refused[path] == nil {
+            if case .success(let table)? = tables[join(inventory.root, path)] {
+                do { _ = try table.applying(made) } catch { refused[path] = error.reason }
+            }
+        }
         plan.edits = patches.keys.filter { refused[$0] == nil }.sorted().flatMap { file in
             patches[file]!.sorted { $0.tableOffset < $1.tableOffset }.map { RepairPlan.Edit(file: file, patch: $0) }
         }
