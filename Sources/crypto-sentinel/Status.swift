@@ -23,6 +23,7 @@ struct Status: ParsableCommand {
           crypto-sentinel status --full        # each finding with evidence, why, fix
           crypto-sentinel status --format json | jq '.targets[] | {name, state}'
           crypto-sentinel status --socket /tmp/lab/api.sock || page-the-on-call
+          crypto-sentinel status --check       # a Nagios/Icinga check command (exit 0/1/2/3)
 
         The same queries with curl (S=/run/crypto-sentinel/api.sock):
           curl --unix-socket $S http://localhost/v1/health
@@ -43,6 +44,10 @@ struct Status: ParsableCommand {
     @Flag(help: "Text format: print each finding in full (evidence, why it matters, how to fix it).")
     var full = false
 
+    @Flag(help: ArgumentHelp("Monitoring-plugin mode (Nagios, Icinga): one line, exit 0 OK, 1 WARNING (a target degraded), 2 CRITICAL (a target failed), 3 UNKNOWN (no daemon or no report yet).",
+                             discussion: "e.g. CRYPTO-SENTINEL CRITICAL - 1 failed (process-split-libcrypto on product-api) | targets=5 failed=1 degraded=0"))
+    var check = false
+
     static let maxTimeout = 600.0
 
     // .unconditional: `--timeout -1` is a value to refuse with a reason, not a missing one.
@@ -54,6 +59,7 @@ struct Status: ParsableCommand {
             throw ValidationError("--timeout must be positive and at most \(Int(Self.maxTimeout)) seconds")
         }
         if let socket, socket.isEmpty { throw ValidationError("--socket must not be empty") }
+        if check, format == .json || full { throw ValidationError("--check prints its own line: no --format json or --full with it") }
     }
 
     var socketPath: String {
@@ -75,6 +81,7 @@ struct Status: ParsableCommand {
                 guard let report = try? JSONDecoder().decode(Report.self, from: reportReply.body) else {
                     throw NoDaemon("\(path) answered /v1/report with something that is not a report")
                 }
+                if check { emitCheck(MonitoringCheck.line(report)) }
                 if format == .json {
                     writeAll(STDOUT_FILENO, [UInt8](reportReply.body))
                 } else {
@@ -83,6 +90,7 @@ struct Status: ParsableCommand {
                 throw ExitCode(report.state == .healthy ? 0 : 1)
             case 503:
                 // Up, but the first cycle has not finished and nothing was restored from disk.
+                if check { emitCheck(MonitoringCheck.unknown("no report yet (the daemon's first cycle is still running)")) }
                 if format == .json {
                     writeAll(STDOUT_FILENO, [UInt8](reportReply.body))
                 } else {
@@ -93,9 +101,16 @@ struct Status: ParsableCommand {
                 throw NoDaemon("\(path) answered /v1/report with HTTP \(reportReply.status)")
             }
         } catch let failure as NoDaemon {
+            if check { emitCheck(MonitoringCheck.unknown("no daemon: \(failure.reason)")) }
             warn("no daemon: \(failure.reason)")
             throw ExitCode(2)
         }
+    }
+
+    /// The plugin's line on stdout and its status; nothing else is printed.
+    func emitCheck(_ result: (text: String, status: Int32)) -> Never {
+        writeAll(STDOUT_FILENO, Array((result.text + "\n").utf8))
+        Glibc.exit(result.status)
     }
 
     private func text(health: Health, report: Report, socket: String) -> String {

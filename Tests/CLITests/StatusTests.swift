@@ -55,6 +55,26 @@ import Testing
         }
     }
 
+    /// --check: the monitoring-plugin line and exit status (0 OK, 2 CRITICAL, 3 UNKNOWN).
+    @Test func checkModeIsOneLineAndAPluginExitStatus() async throws {
+        try await Self.withDaemon(report: Self.report(healthy: false)) { socket, board in
+            let r = try Sentinel.run(["status", "--socket", socket, "--check"])
+            #expect(r.status == 2)
+            #expect(r.stdout == "CRYPTO-SENTINEL CRITICAL - 1 failed (split-libcrypto on product-api) | targets=2 failed=1 degraded=0\n")
+            board.publish(Self.report(healthy: true), source: "cycle", cycleSeconds: 0.2)
+            let ok = try Sentinel.run(["status", "--socket", socket, "--check"])
+            #expect(ok.status == 0 && ok.stdout == "CRYPTO-SENTINEL OK - 2 targets healthy | targets=2 failed=0 degraded=0\n", "\(ok.stdout)")
+        }
+        try await Self.withDaemon(report: nil) { socket, _ in
+            let r = try Sentinel.run(["status", "--socket", socket, "--check"])
+            #expect(r.status == 3 && r.stdout.hasPrefix("CRYPTO-SENTINEL UNKNOWN - no report yet"), "\(r.stdout)")
+        }
+        let none = try Sentinel.run(["status", "--socket", "/nonexistent/api.sock", "--check"])
+        #expect(none.status == 3 && none.stdout.hasPrefix("CRYPTO-SENTINEL UNKNOWN - no daemon: "), "\(none.stdout)")
+        #expect(none.stdout.split(separator: "\n").count == 1)
+        #expect(try Sentinel.run(["status", "--check", "--format", "json"]).status == 2)
+    }
+
     @Test func jsonPrintsTheReportDocumentAsServed() async throws {
         try await Self.withDaemon(report: Self.report(healthy: false)) { socket, board in
             let r = try Sentinel.run(["status", "--socket", socket, "--format", "json"])
