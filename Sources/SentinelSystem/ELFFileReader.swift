@@ -111,22 +111,8 @@ public enum ELFFileReader {
     }
 }
 
-private func libelfError() -> String {
-    guard let text = elf_errmsg(-1) else { return "unknown libelf error" }
-    return String(cString: text)
-}
-
-/// `offset + length`, or nil on overflow.
-private func end(_ offset: UInt64, _ length: UInt64) -> UInt64? {
-    let (sum, overflow) = offset.addingReportingOverflow(length)
-    return overflow ? nil : sum
-}
-
-/// `offset + count * entrySize`, or nil on overflow.
-private func end(_ offset: UInt64, count: UInt64, entrySize: UInt64) -> UInt64? {
-    let (length, overflow) = count.multipliedReportingOverflow(by: entrySize)
-    return overflow ? nil : end(offset, length)
-}
+/// The shared table checks (ELFTables) fail with this error's cases of the same names.
+extension ELFReadError: ELFTables.ReaderError {}
 
 /// A string table as bytes; every lookup is bounds checked and needs a NUL inside the table. Strings come
 /// out as file names do (EscapedBytes): DT_NEEDED and RPATH name files the walk found by their bytes.
@@ -292,29 +278,10 @@ private struct Parser {
     }
 
     mutating func readProgramHeaders() throws(ELFReadError) -> Segments {
-        var count = 0
-        guard elf_getphdrnum(elf, &count) == 0 else {
-            throw .corrupt(what: "program header table", reason: libelfError())
-        }
-        // libelf quietly clamps a table cut off by the end of the file; the header says how many there are.
-        let declared = ehdr.e_phnum == UInt16(PN_XNUM) ? UInt64(count) : UInt64(ehdr.e_phnum)
+        let headers: [GElf_Phdr]
+        do { headers = try ELFTables.programHeaders(elf, ehdr, fileSize: fileSize) } catch { throw error.mapped() }
         var segments = Segments()
-        guard declared > 0 else { return segments }
-        let entrySize = UInt64(gelf_fsize(elf, ELF_T_PHDR, 1, UInt32(EV_CURRENT)))
-        guard UInt64(ehdr.e_phentsize) == entrySize else {
-            throw .corrupt(what: "program header table", reason: "entry size \(ehdr.e_phentsize), expected \(entrySize)")
-        }
-        guard let tableEnd = end(ehdr.e_phoff, count: declared, entrySize: entrySize) else {
-            throw .corrupt(what: "program header table", reason: "offset \(ehdr.e_phoff) out of range")
-        }
-        guard tableEnd <= fileSize, UInt64(count) == declared else {
-            throw .truncated(what: "program header table", end: tableEnd, fileSize: fileSize)
-        }
-        for index in 0..<count {
-            var phdr = GElf_Phdr()
-            guard gelf_getphdr(elf, Int32(index), &phdr) != nil else {
-                throw .corrupt(what: "program header \(index)", reason: libelfError())
-            }
+        for phdr in headers {
             switch phdr.p_type {
             case UInt32(PT_INTERP): if segments.interp == nil { segments.interp = phdr }
             case UInt32(PT_DYNAMIC): if segments.dynamic == nil { segments.dynamic = phdr }
@@ -363,52 +330,23 @@ private struct Parser {
     }
 
     func readSectionHeaders() throws(ELFReadError) -> Sections {
+        let table: (count: Int, sections: [ELFTables.Section])
+        do { table = try ELFTables.sections(elf, ehdr, fileSize: fileSize) } catch { throw error.mapped() }
         var sections = Sections()
-        var count = 0
-        guard elf_getshdrnum(elf, &count) == 0 else { throw .corrupt(what: "section table", reason: libelfError()) }
-        let entrySize = UInt64(gelf_fsize(elf, ELF_T_SHDR, 1, UInt32(EV_CURRENT)))
-        // libelf reports no sections at all when the table is cut off; check what the header declares.
-        let declared: UInt64
-        if ehdr.e_shnum != 0 {
-            declared = UInt64(ehdr.e_shnum)
-        } else if ehdr.e_shoff != 0 {
-            // Extended numbering: section 0's sh_size holds the count, so section 0 must be in the file.
-            guard let firstEnd = end(ehdr.e_shoff, entrySize), firstEnd <= fileSize else {
-                throw .truncated(what: "section table", end: end(ehdr.e_shoff, entrySize) ?? .max, fileSize: fileSize)
-            }
-            declared = UInt64(count)
-        } else {
-            declared = 0
-        }
-        guard declared > 0 else { return sections }
-        sections.count = count
-        guard UInt64(ehdr.e_shentsize) == entrySize else {
-            throw .corrupt(what: "section table", reason: "entry size \(ehdr.e_shentsize), expected \(entrySize)")
-        }
-        guard let tableEnd = end(ehdr.e_shoff, count: declared, entrySize: entrySize) else {
-            throw .corrupt(what: "section table", reason: "offset \(ehdr.e_shoff) out of range")
-        }
-        guard tableEnd <= fileSize else { throw .truncated(what: "section table", end: tableEnd, fileSize: fileSize) }
-        guard UInt64(count) == declared else {
-            throw .corrupt(what: "section table", reason: "libelf sees \(count) of \(declared) sections")
-        }
+        guard table.count > 0 else { return sections }
+        sections.count = table.count
         var namesIndex = 0
         if elf_getshdrstrndx(elf, &namesIndex) != 0 { namesIndex = 0 }
 
-        var scn: OpaquePointer? = nil
-        while let next = elf_nextscn(elf, scn) {
-            scn = next
-            var shdr = GElf_Shdr()
-            guard gelf_getshdr(next, &shdr) != nil else {
-                throw .corrupt(what: "section table", reason: "section \(elf_ndxscn(next)): \(libelfError())")
-            }
+        for section in table.sections {
+            let (next, shdr) = (section.scn, section.header)
             switch Int32(bitPattern: shdr.sh_type) {
             case SHT_DYNAMIC where sections.dynamic == nil:
                 sections.dynamic = (next, Int(shdr.sh_link))
             case SHT_DYNSYM where sections.dynsym == nil:
                 sections.dynsym = (next, Int(shdr.sh_link))
                 sections.dynsymHeader = shdr
-                sections.dynsymIndex = elf_ndxscn(next)
+                sections.dynsymIndex = section.index
             case SHT_GNU_HASH where sections.gnuHash == nil:
                 sections.gnuHash = shdr
             case SHT_GNU_verneed where sections.verneed == nil:
@@ -509,25 +447,14 @@ private struct Parser {
 
     /// No section table (sstrip'd files): read PT_DYNAMIC and find DT_STRTAB through the PT_LOADs.
     mutating func readDynamicSegment(_ segment: GElf_Phdr, loads: [GElf_Phdr]) throws(ELFReadError) {
-        guard let segmentEnd = end(segment.p_offset, segment.p_filesz), segmentEnd <= fileSize else {
-            throw .truncated(what: "PT_DYNAMIC", end: end(segment.p_offset, segment.p_filesz) ?? .max, fileSize: fileSize)
-        }
-        guard segment.p_filesz > 0 else { return }
-        guard let data = elf_getdata_rawchunk(elf, Int64(segment.p_offset), Int(segment.p_filesz), ELF_T_DYN) else {
-            throw .corrupt(what: "PT_DYNAMIC", reason: libelfError())
-        }
-        let entrySize = gelf_fsize(elf, ELF_T_DYN, 1, UInt32(EV_CURRENT))
-        let count = entrySize > 0 ? min(data.pointee.d_size / entrySize, Int(Int32.max)) : 0
-        var strtab: UInt64?
-        var strsz: UInt64?
-        for index in 0..<count {
-            var dyn = GElf_Dyn()
-            guard gelf_getdyn(data, Int32(index), &dyn) != nil else { break }
-            if dyn.d_tag == Int64(DT_NULL) { break }
-            if dyn.d_tag == Int64(DT_STRTAB) { strtab = dyn.d_un.d_ptr }
-            if dyn.d_tag == Int64(DT_STRSZ) { strsz = dyn.d_un.d_val }
-        }
-        guard let strtab, let strsz, strsz > 0 else {
+        let dynamic: ELFTables.DynamicTable?
+        do {
+            dynamic = try ELFTables.dynamicEntries(elf, at: segment.p_offset, size: segment.p_filesz, "PT_DYNAMIC", fileSize: fileSize)
+        } catch { throw error.mapped() }
+        guard let dynamic else { return }
+        // The last of each tag counts, as in glibc's dynamic info table.
+        guard let strtab = dynamic.entries.last(where: { $0.tag == Int64(DT_STRTAB) })?.value,
+              let strsz = dynamic.entries.last(where: { $0.tag == Int64(DT_STRSZ) })?.value, strsz > 0 else {
             throw .corrupt(what: "PT_DYNAMIC", reason: "no DT_STRTAB/DT_STRSZ")
         }
         guard let load = loads.first(where: { strtab >= $0.p_vaddr && strtab - $0.p_vaddr < $0.p_filesz }),
@@ -537,7 +464,7 @@ private struct Parser {
               let buf = chunk.pointee.d_buf else {
             throw .corrupt(what: "PT_DYNAMIC", reason: "DT_STRTAB 0x\(String(strtab, radix: 16)) not in the file")
         }
-        try readDynamic(data, strings: .memory(StringTable(bytes: UnsafeRawBufferPointer(start: buf, count: chunk.pointee.d_size))))
+        try readDynamic(dynamic.data, strings: .memory(StringTable(bytes: UnsafeRawBufferPointer(start: buf, count: chunk.pointee.d_size))))
     }
 
     // MARK: .gnu.version_r

@@ -99,16 +99,8 @@ public enum DynamicStringsReader {
     }
 }
 
-private func libelfError() -> String {
-    guard let text = elf_errmsg(-1) else { return "unknown libelf error" }
-    return String(cString: text)
-}
-
-/// `offset + length`, or nil on overflow.
-private func end(_ offset: UInt64, _ length: UInt64) -> UInt64? {
-    let (sum, overflow) = offset.addingReportingOverflow(length)
-    return overflow ? nil : sum
-}
+/// The shared table checks (ELFTables) fail with this error's cases of the same names.
+extension DynamicStringsError: ELFTables.ReaderError {}
 
 private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
@@ -289,28 +281,11 @@ private struct Parser {
     // MARK: program headers and addresses
 
     mutating func readProgramHeaders() throws(DynamicStringsError) -> GElf_Phdr {
-        var count = 0
-        guard elf_getphdrnum(elf, &count) == 0 else { throw .corrupt(what: "program header table", reason: libelfError()) }
-        // libelf quietly clamps a table cut off by the end of the file; the header says how many there are.
-        let declared = ehdr.e_phnum == UInt16(PN_XNUM) ? UInt64(count) : UInt64(ehdr.e_phnum)
-        guard declared > 0 else { throw .unsupported(reason: "no program headers: not a dynamically linked file") }
-        let entrySize = UInt64(gelf_fsize(elf, ELF_T_PHDR, 1, UInt32(EV_CURRENT)))
-        guard UInt64(ehdr.e_phentsize) == entrySize else {
-            throw .corrupt(what: "program header table", reason: "entry size \(ehdr.e_phentsize), expected \(entrySize)")
-        }
-        let (length, overflow) = declared.multipliedReportingOverflow(by: entrySize)
-        guard !overflow, let tableEnd = end(ehdr.e_phoff, length) else {
-            throw .corrupt(what: "program header table", reason: "offset \(ehdr.e_phoff) out of range")
-        }
-        guard tableEnd <= fileSize, UInt64(count) == declared else {
-            throw .truncated(what: "program header table", end: tableEnd, fileSize: fileSize)
-        }
+        let headers: [GElf_Phdr]
+        do { headers = try ELFTables.programHeaders(elf, ehdr, fileSize: fileSize) } catch { throw error.mapped() }
+        guard !headers.isEmpty else { throw .unsupported(reason: "no program headers: not a dynamically linked file") }
         var dynamic: GElf_Phdr?
-        for index in 0..<count {
-            var phdr = GElf_Phdr()
-            guard gelf_getphdr(elf, Int32(index), &phdr) != nil else {
-                throw .corrupt(what: "program header \(index)", reason: libelfError())
-            }
+        for (index, phdr) in headers.enumerated() {
             switch phdr.p_type {
             case UInt32(PT_DYNAMIC):
                 // glibc takes the last one, readelf the first: a file with two is not rewritten.
@@ -358,73 +333,18 @@ private struct Parser {
     // MARK: dynamic entries
 
     func dynamicEntries(at offset: UInt64, size: UInt64, _ what: String) throws(DynamicStringsError) -> [(tag: Int64, value: UInt64)] {
-        guard let dataEnd = end(offset, size), dataEnd <= fileSize else {
-            throw .truncated(what: what, end: end(offset, size) ?? .max, fileSize: fileSize)
-        }
-        guard size > 0 else { return [] }
-        guard let data = elf_getdata_rawchunk(elf, Int64(offset), Int(size), ELF_T_DYN) else {
-            throw .corrupt(what: what, reason: libelfError())
-        }
-        let entrySize = gelf_fsize(elf, ELF_T_DYN, 1, UInt32(EV_CURRENT))
-        let count = entrySize > 0 ? data.pointee.d_size / entrySize : 0
-        var entries: [(tag: Int64, value: UInt64)] = []
-        for index in 0..<count {
-            var dyn = GElf_Dyn()
-            guard gelf_getdyn(data, Int32(index), &dyn) != nil else { throw .corrupt(what: what, reason: libelfError()) }
-            if dyn.d_tag == Int64(DT_NULL) { break }
-            entries.append((dyn.d_tag, dyn.d_un.d_val))
-        }
-        return entries
+        do {
+            return try ELFTables.dynamicEntries(elf, at: offset, size: size, what, fileSize: fileSize)?.entries ?? []
+        } catch { throw error.mapped() }
     }
 
     // MARK: sections
 
-    struct Section {
-        var index: Int
-        var header: GElf_Shdr
-    }
+    typealias Section = ELFTables.Section
 
     /// Every section header; none for a file without a table (sstrip'd).
     func readSectionHeaders() throws(DynamicStringsError) -> [Section] {
-        var count = 0
-        guard elf_getshdrnum(elf, &count) == 0 else { throw .corrupt(what: "section table", reason: libelfError()) }
-        let entrySize = UInt64(gelf_fsize(elf, ELF_T_SHDR, 1, UInt32(EV_CURRENT)))
-        // libelf reports no sections at all when the table is cut off; check what the header declares.
-        let declared: UInt64
-        if ehdr.e_shnum != 0 {
-            declared = UInt64(ehdr.e_shnum)
-        } else if ehdr.e_shoff != 0 {
-            // Extended numbering: section 0's sh_size holds the count, so section 0 must be in the file.
-            guard let firstEnd = end(ehdr.e_shoff, entrySize), firstEnd <= fileSize else {
-                throw .truncated(what: "section table", end: end(ehdr.e_shoff, entrySize) ?? .max, fileSize: fileSize)
-            }
-            declared = UInt64(count)
-        } else {
-            declared = 0
-        }
-        guard declared > 0 else { return [] }
-        guard UInt64(ehdr.e_shentsize) == entrySize else {
-            throw .corrupt(what: "section table", reason: "entry size \(ehdr.e_shentsize), expected \(entrySize)")
-        }
-        let (length, overflow) = declared.multipliedReportingOverflow(by: entrySize)
-        guard !overflow, let tableEnd = end(ehdr.e_shoff, length) else {
-            throw .corrupt(what: "section table", reason: "offset \(ehdr.e_shoff) out of range")
-        }
-        guard tableEnd <= fileSize else { throw .truncated(what: "section table", end: tableEnd, fileSize: fileSize) }
-        guard UInt64(count) == declared else {
-            throw .corrupt(what: "section table", reason: "libelf sees \(count) of \(declared) sections")
-        }
-        var sections: [Section] = []
-        var scn: OpaquePointer? = nil
-        while let next = elf_nextscn(elf, scn) {
-            scn = next
-            var header = GElf_Shdr()
-            guard gelf_getshdr(next, &header) != nil else {
-                throw .corrupt(what: "section table", reason: "section \(elf_ndxscn(next)): \(libelfError())")
-            }
-            sections.append(Section(index: elf_ndxscn(next), header: header))
-        }
-        return sections
+        do { return try ELFTables.sections(elf, ehdr, fileSize: fileSize).sections } catch { throw error.mapped() }
     }
 
     func name(_ section: Section) -> String {
