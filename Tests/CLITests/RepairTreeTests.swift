@@ -95,6 +95,26 @@ import Testing
         #expect(!scan.codes().contains("split-libcrypto") && !scan.codes().contains("mangled-openssl-name"), "\(scan.codes())")
     }
 
+    /// --in-place verifies the staged copy under the target's variables moved to it (a path under ROOT names
+    /// the copy's file), then swaps: ROOT is the repaired tree, the original is kept.
+    @Test func inPlaceVerifiesTheCopyUnderItsOwnPaths() throws {
+        let (parent, root) = try Self.tree()
+        defer { try? FileManager.default.removeItem(atPath: parent) }
+        let r = try Sentinel.run(["repair", root, "--in-place", "--format", "json",
+                                  "--env", "OPENSSL_MODULES=\(root)/lib/ossl-modules", "--env", "LD_LIBRARY_PATH=/opt/x:\(root)/lib"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let doc = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
+        let staged = (doc["verification"] as? [String: Any])?["staged"] as? [String: Any]
+        let tree = try #require(staged?["tree"] as? String)
+        #expect(tree.hasPrefix(root + ".repair-"))
+        let env = staged?["environment"] as? [String: String]
+        #expect(env?["OPENSSL_MODULES"] == tree + "/lib/ossl-modules" && env?["LD_LIBRARY_PATH"] == "/opt/x:\(tree)/lib", "\(env ?? [:])")
+        #expect(FileManager.default.fileExists(atPath: root + "/lib/libcrypto.so.3"))
+        let kept = try #require((doc["result"] as? [String: Any])?["kept_as"] as? String)
+        #expect(FileManager.default.fileExists(atPath: kept + "/lib/libcrypto-1a2b3c4d.so.3"))
+        #expect(!FileManager.default.fileExists(atPath: tree))
+    }
+
     @Test func refusesATailMergedString() throws {
         let (parent, root) = try Self.tree()
         defer { try? FileManager.default.removeItem(atPath: parent) }

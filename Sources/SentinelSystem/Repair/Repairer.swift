@@ -104,10 +104,12 @@ public struct Repairer {
         }
 
         // The copy itself, rescanned: its own search from every consumer must land on the one copy.
-        var stagedValues = environment.values
-        if let path = stagedValues["LD_LIBRARY_PATH"] {
-            stagedValues["LD_LIBRARY_PATH"] = path.split(separator: ":", omittingEmptySubsequences: false)
-                .map { rebase(String($0), from: root, to: staged) }.joined(separator: ":")
+        // Every path of the target's variables that names something under ROOT names the copy's instead.
+        let stagedValues = environment.values.mapValues { value in
+            value.split(separator: ":", omittingEmptySubsequences: false).map { part in
+                part.split(separator: " ", omittingEmptySubsequences: false).map { rebase(String($0), from: root, to: staged) }
+                    .joined(separator: " ")
+            }.joined(separator: ":")
         }
         let stagedEnvironment = TargetEnvironment(stagedValues, secureExecution: environment.secureExecution)
         var check: RepairVerification
