@@ -623,9 +623,10 @@ final class ScanCounter: Sendable {
     }
 
     @Test func seriesFollowTheReports() {
-        let metrics = DaemonMetrics()
+        let metrics = DaemonMetrics(version: "1.2.3")
         var s = samples(metrics)
         #expect(s["crypto_sentinel_cycles_total"] == 0 && s["crypto_sentinel_cycle_failures_total"] == 0)
+        #expect(s["crypto_sentinel_up"] == 1 && s[#"crypto_sentinel_build_info{version="1.2.3"}"#] == 1)
 
         metrics.record(report: sampleReport(), cycleSeconds: 0.3, finishedAt: 1_800_000_000)
         s = samples(metrics)
@@ -637,6 +638,9 @@ final class ScanCounter: Sendable {
         let dupSeverity = FindingCode.duplicateOpenSSLCopy.severity.rawValue
         #expect(s[#"crypto_sentinel_findings{code="split-libcrypto",severity="critical"}"#] == 1)
         #expect(s[#"crypto_sentinel_findings{code="duplicate-openssl-copy",severity="\#(dupSeverity)"}"#] == 1)
+        // One series per (target, code), for alerting that names the target.
+        #expect(s[#"crypto_sentinel_finding{target="product-api",code="split-libcrypto",severity="critical"}"#] == 1)
+        #expect(s[#"crypto_sentinel_finding{target="product",code="duplicate-openssl-copy",severity="\#(dupSeverity)"}"#] == 1)
         #expect(s["crypto_sentinel_cycle_duration_seconds_count"] == 1)
         #expect(s["crypto_sentinel_cycle_duration_seconds_sum"] == 0.3)
         #expect(s[#"crypto_sentinel_cycle_duration_seconds_bucket{le="0.5"}"#] == 1)
@@ -653,7 +657,23 @@ final class ScanCounter: Sendable {
         #expect(s[#"crypto_sentinel_target_state{target="product-api",state="failed"}"#] == 0)
         #expect(!s.keys.contains { $0.contains(#"target="product""#) }, "a vanished target's series are removed")
         #expect(s[#"crypto_sentinel_findings{code="split-libcrypto",severity="critical"}"#] == 0)
+        #expect(!s.keys.contains { $0.hasPrefix("crypto_sentinel_finding{") }, "resolved findings' series are removed: \(s.keys)")
         #expect(s["crypto_sentinel_last_successful_cycle_timestamp_seconds"] == 1_800_000_300)
         #expect(String(decoding: metrics.render(), as: UTF8.self).contains("# TYPE crypto_sentinel_cycle_duration_seconds histogram"))
+    }
+}
+
+extension DaemonMetricsTests {
+    /// Discovered processes are targets of their own: the per-target series are capped, the most severe kept.
+    @Test func perTargetFindingSeriesAreBounded() {
+        let metrics = DaemonMetrics()
+        let many = (0..<(DaemonMetrics.maxFindingSeries + 50)).map { i in
+            TargetReport(name: "pid \(i)", kind: "process",
+                         findings: [Finding(code: i < 10 ? .processSplitLibcrypto : .processStaticOpenSSL, target: "pid \(i)", subject: "x", summary: "s")])
+        }
+        metrics.record(report: Report(command: "daemon", toolVersion: "t", generatedAt: "x", targets: many), cycleSeconds: 0.1, finishedAt: 1)
+        let series = samples(metrics).keys.filter { $0.hasPrefix("crypto_sentinel_finding{") }
+        #expect(series.count == DaemonMetrics.maxFindingSeries)
+        #expect(series.filter { $0.contains("process-split-libcrypto") }.count == 10)
     }
 }

@@ -15,11 +15,22 @@ public final class DaemonMetrics: Sendable {
         var targetStates: [String: [TargetState: Gauge]] = [:]
         /// (code, severity) -> gauge; kept at 0 once seen so a resolved finding reads as 0, not as absent.
         var findings: [FindingKey: Gauge] = [:]
+        /// (target, code, severity) -> gauge at 1 while the finding is in the report; removed when it is
+        /// resolved (an alert on it resolves), so fleet alerting can name the target.
+        var perTarget: [TargetFindingKey: Gauge] = [:]
     }
     private struct FindingKey: Hashable, Sendable { var code: String; var severity: String }
+    private struct TargetFindingKey: Hashable, Sendable { var target: String; var code: String; var severity: String }
+    /// At most this many per-target finding series, the most severe kept: one per (target, code), and
+    /// codes are a fixed list, so only the number of targets (discovered processes) can grow it.
+    public static let maxFindingSeries = 1000
     private let series = Locked(Series())
 
-    public init() {
+    public init(version: String = "unknown") {
+        registry.makeGauge(descriptor: Self.name("up", "", "1 while the daemon runs and writes these metrics (a stale textfile says it stopped)."))
+            .set(1.0)
+        registry.makeGauge(descriptor: Self.name("build_info", "", "The daemon's version, as a label; always 1."), labels: [("version", version)])
+            .set(1.0)
         cycles = registry.makeCounter(descriptor: Self.name("cycles", "total", "Audit cycles completed since the daemon started."))
         failures = registry.makeCounter(descriptor: Self.name("cycle_failures", "total", "Audit cycles that failed as a whole (no report published)."))
         duration = registry.makeValueHistogram(descriptor: Self.name("cycle_duration", "seconds", "Wall time of each completed audit cycle."),
@@ -57,6 +68,20 @@ public final class DaemonMetrics: Sendable {
                 g.set(Double(counts[key] ?? 0))
                 s.findings[key] = g
             }
+            let present = report.targets.flatMap { t in t.findings.map { (key: TargetFindingKey(target: t.name, code: $0.code.rawValue, severity: $0.severity.rawValue), severity: $0.severity) } }
+                .sorted { $0.severity > $1.severity }
+            var kept = Set<TargetFindingKey>()
+            for p in present where kept.count < Self.maxFindingSeries { kept.insert(p.key) }
+            for (key, g) in s.perTarget where !kept.contains(key) {
+                registry.unregisterGauge(g)
+                s.perTarget[key] = nil
+            }
+            for key in kept where s.perTarget[key] == nil {
+                let g = registry.makeGauge(descriptor: Self.findingName,
+                                           labels: [("target", key.target), ("code", key.code), ("severity", key.severity)])
+                g.set(1.0)
+                s.perTarget[key] = g
+            }
         }
     }
 
@@ -65,6 +90,9 @@ public final class DaemonMetrics: Sendable {
     }
     private static var targetState: MetricNameDescriptor {
         name("target_state", "", "1 for the target's current state, 0 for the others.")
+    }
+    private static var findingName: MetricNameDescriptor {
+        name("finding", "", "1 for each (target, code) finding in the current report; absent once resolved (at most \(maxFindingSeries) series, the most severe).")
     }
     private static var findingsName: MetricNameDescriptor {
         name("findings", "", "Findings in the current report, by code and severity.")

@@ -29,12 +29,13 @@ public final class DaemonMain: Sendable {
     let options: Options
     let journal: JournalWriter
     let notifier = ServiceNotifier()
-    let metrics = DaemonMetrics()
+    let metrics: DaemonMetrics
     let board = StateBoard()
 
     public init(options: Options, journal: JournalWriter = JournalWriter()) {
         self.options = options
         self.journal = journal
+        metrics = DaemonMetrics(version: options.toolVersion)
     }
 
     /// Reads the configuration source: the file when it exists (or is required), else the embedded default.
