@@ -628,8 +628,9 @@ final class ScanCounter: Sendable {
         #expect(s["crypto_sentinel_cycles_total"] == 0 && s["crypto_sentinel_cycle_failures_total"] == 0)
         #expect(s["crypto_sentinel_up"] == 1 && s[#"crypto_sentinel_build_info{version="1.2.3"}"#] == 1)
 
-        metrics.record(report: sampleReport(), cycleSeconds: 0.3, finishedAt: 1_800_000_000)
+        metrics.record(report: sampleReport(), cycleSeconds: 0.3, finishedAt: 1_800_000_000, intervalSeconds: 300)
         s = samples(metrics)
+        #expect(s["crypto_sentinel_cycle_interval_seconds"] == 300)
         #expect(s["crypto_sentinel_cycles_total"] == 1)
         #expect(s["crypto_sentinel_last_successful_cycle_timestamp_seconds"] == 1_800_000_000)
         #expect(s[#"crypto_sentinel_target_state{target="product-api",state="failed"}"#] == 1)
@@ -675,5 +676,29 @@ extension DaemonMetricsTests {
         let series = samples(metrics).keys.filter { $0.hasPrefix("crypto_sentinel_finding{") }
         #expect(series.count == DaemonMetrics.maxFindingSeries)
         #expect(series.filter { $0.contains("process-split-libcrypto") }.count == 10)
+    }
+}
+
+/// contrib/prometheus: the shipped alert rules, checked and unit-tested by the real promtool (Debian's
+/// `prometheus` package; `make setup` installs it), on the series the daemon really exports.
+@Suite struct PrometheusRulesTests {
+    static let folder = FixtureScripts.packageRoot + "/contrib/prometheus"
+
+    @Test func promtoolChecksAndTestsTheRules() throws {
+        let check = try Subprocess.run(["promtool", "check", "rules", Self.folder + "/crypto-sentinel.rules.yml"])
+        #expect(check.status == 0, "\(check.text)\(check.stderr)")
+        let test = try Subprocess.run(["/bin/sh", "-c", "cd \"$1\" && promtool test rules crypto-sentinel.rules.test.yml", "-", Self.folder])
+        #expect(test.status == 0 && test.text.contains("SUCCESS"), "\(test.text)\(test.stderr)")
+    }
+
+    /// Every crypto_sentinel_* name a rule uses is one the daemon writes.
+    @Test func theRulesUseOnlySeriesTheDaemonExports() throws {
+        let metrics = DaemonMetrics(version: "t")
+        metrics.record(report: sampleReport(), cycleSeconds: 0.1, finishedAt: 1, intervalSeconds: 300)
+        let exported = String(decoding: metrics.render(), as: UTF8.self)
+        let rules = try String(contentsOfFile: Self.folder + "/crypto-sentinel.rules.yml", encoding: .utf8)
+        let used = Set(rules.matches(of: /crypto_sentinel_[a-z_]+/).map { String($0.output) })
+        #expect(used.count >= 4)
+        for name in used { #expect(exported.contains("\n\(name){") || exported.contains("\n\(name) "), "\(name) is not exported") }
     }
 }

@@ -9,6 +9,7 @@ public final class DaemonMetrics: Sendable {
     private let failures: Counter
     private let duration: ValueHistogram
     private let lastSuccess: Gauge
+    private let interval: Gauge
 
     private struct Series: Sendable {
         /// target name -> one gauge per state.
@@ -36,9 +37,11 @@ public final class DaemonMetrics: Sendable {
         duration = registry.makeValueHistogram(descriptor: Self.name("cycle_duration", "seconds", "Wall time of each completed audit cycle."),
                                                buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120])
         lastSuccess = registry.makeGauge(descriptor: Self.name("last_successful_cycle_timestamp", "seconds", "Unix time at which the last successful cycle finished."))
+        interval = registry.makeGauge(descriptor: Self.name("cycle_interval", "seconds", "The configured time between cycles (alert rules count missed cycles in it)."))
     }
 
-    public func record(report: Report, cycleSeconds: Double, finishedAt: Double) {
+    public func record(report: Report, cycleSeconds: Double, finishedAt: Double, intervalSeconds: Double? = nil) {
+        if let intervalSeconds { interval.set(intervalSeconds) }
         cycles.increment()
         duration.record(cycleSeconds)
         lastSuccess.set(finishedAt)

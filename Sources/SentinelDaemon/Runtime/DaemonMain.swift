@@ -77,7 +77,7 @@ public final class DaemonMain: Sendable {
         hooks.log = { priority, line in journal.log(priority: priority, message: line) }
         let textfileProblem = Locked<String?>(nil)
         hooks.cycleCompleted = { report, status, seconds, first, config in
-            metrics.record(report: report, cycleSeconds: seconds, finishedAt: Date().timeIntervalSince1970)
+            metrics.record(report: report, cycleSeconds: seconds, finishedAt: Date().timeIntervalSince1970, intervalSeconds: config.interval)
             if let path = config.textfile {
                 // One journal line when writing starts failing or its cause changes, one when it works again.
                 let problem = Textfile.write(metrics.render(), to: path)
