@@ -66,7 +66,7 @@ struct Repair: ParsableCommand {
     }
 
     func run() throws {
-        let absoluteRoot = absolute(root)
+        let absoluteRoot = absoluteTreePath(root)
         var lst = stat()
         if inPlace || rollback, lstat(absoluteRoot, &lst) == 0, lst.st_mode & S_IFMT == S_IFLNK {
             // The swap renames directory entries: through a symlink it would swap the link, not the tree.
@@ -87,7 +87,7 @@ struct Repair: ParsableCommand {
         }
         let mode: Repairer.Mode
         if dryRun { mode = .dryRun } else if let out {
-            let dir = absolute(out)
+            let dir = absoluteTreePath(out)
             if access(dir, F_OK) == 0 { warn("--out \(out): already exists; repair writes a new folder"); throw ExitCode(2) }
             if dir == absoluteRoot || dir.hasPrefix(absoluteRoot + "/") { warn("--out \(out): inside ROOT"); throw ExitCode(2) }
             mode = .out(dir)
@@ -115,9 +115,5 @@ struct Repair: ParsableCommand {
         guard let p = realpath(path, nil) else { return nil }
         defer { free(p) }
         return String(cString: p)
-    }
-
-    func absolute(_ path: String) -> String {
-        EscapedBytes.string(Array(URL(fileURLWithPath: path).standardizedFileURL.path.utf8))
     }
 }

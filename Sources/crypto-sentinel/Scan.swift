@@ -83,11 +83,16 @@ struct TargetEnvironmentOptions: ParsableArguments {
     }
 }
 
+/// A tree's folder as an absolute path, in the form every path of an audit takes (EscapedBytes: a
+/// backslash in it stays a backslash); for `scan` and `repair`.
+func absoluteTreePath(_ path: String) -> String {
+    EscapedBytes.string(Array(URL(fileURLWithPath: path).standardizedFileURL.path.utf8))
+}
+
 /// The audit and its report, for both ways a `scan` command line is read.
 func runScan(root: String, environment: TargetEnvironment, expectFIPS: Bool, name: String?,
              format: OutputFormat, failOn: Severity) throws {
-    // In the form every path of the scan takes (EscapedBytes): a backslash in it stays a backslash.
-    let absolute = EscapedBytes.string(Array(URL(fileURLWithPath: root).standardizedFileURL.path.utf8))
+    let absolute = absoluteTreePath(root)
     let auditor = BundleAuditor(catalog: ELFCatalog())
     let result: TargetReport
     do {
