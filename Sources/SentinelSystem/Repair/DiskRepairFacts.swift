@@ -73,10 +73,8 @@ public struct DiskRepairFacts: RepairFileFacts {
 
     public func symlinks(of file: BundleFile) -> [String: String] {
         var out: [String: String] = [:]
-        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         for rel in [file.relativePath] + file.aliases {
-            let n = readlink(join(root, rel), &buf, Int(PATH_MAX))
-            if n >= 0 { out[rel] = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+            if let text = ProcReader.readLink(AT_FDCWD, join(root, rel)).value { out[rel] = text }
         }
         return out
     }
