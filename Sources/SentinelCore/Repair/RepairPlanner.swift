@@ -32,9 +32,13 @@ public struct RepairPlanner {
             let links = links(f)
             return ([f.relativePath] + f.aliases).first { links[$0] == nil }
         }
+        /// fips.so and other provider modules: integrity-checked against the MAC fipsinstall wrote.
+        func isProviderModule(_ f: BundleFile, _ path: String) -> Bool {
+            lastComponent(path) == "fips.so" || f.file.object.openSSLRole == .provider
+        }
         /// Why `f` may not be changed or removed, if so.
         func protection(_ f: BundleFile, _ path: String) -> String? {
-            if lastComponent(path) == "fips.so" || f.file.object.openSSLRole == .provider {
+            if isProviderModule(f, path) {
                 return "an OpenSSL provider module (its integrity is checked against the MAC fipsinstall wrote)"
             }
             let abs = join(inventory.root, path)
@@ -53,7 +57,7 @@ public struct RepairPlanner {
         for f in inventory.elfFiles where f.file.object.openSSLRole != nil {
             guard let path = hardPath(f) else { continue }
             let abs = join(inventory.root, path)
-            if lastComponent(path) == "fips.so" || f.file.object.openSSLRole == .provider {
+            if isProviderModule(f, path) {
                 plan.untouched.append(.init(path: path, reason: "OpenSSL provider module: never rewritten"))
             } else if let mac = facts.integrityCompanion(abs) {
                 plan.untouched.append(.init(path: path, reason: "covered by the integrity MAC \(audit.display(mac)): never rewritten"))
