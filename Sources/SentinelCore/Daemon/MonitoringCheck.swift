@@ -11,7 +11,7 @@ public enum MonitoringCheck {
         let perf = "targets=\(report.targets.count) failed=\(failed.count) degraded=\(degraded.count)"
         func named(_ targets: [TargetReport]) -> String {
             targets.map { t in
-                t.findings.max { $0.severity < $1.severity }.map { "\($0.code.rawValue) on \(t.name)" } ?? t.name
+                t.worstFinding.map { "\($0.code.rawValue) on \(t.name)" } ?? t.name
             }.joined(separator: ", ")
         }
         let (word, status): (String, Int32) = !failed.isEmpty ? ("CRITICAL", 2) : !degraded.isEmpty ? ("WARNING", 1) : ("OK", 0)

@@ -10,8 +10,7 @@ public enum StatusLine {
             if n > 0 { parts.append("\(n) \(state.rawValue)") }
         }
         var line = "\(targets.count) target\(targets.count == 1 ? "" : "s"): " + parts.joined(separator: ", ")
-        // The worst finding (findings are sorted worst first within a target).
-        if let worst = targets.compactMap({ t in t.findings.first.map { (t.name, $0) } })
+        if let worst = targets.compactMap({ t in t.worstFinding.map { (t.name, $0) } })
             .max(by: { $0.1.severity < $1.1.severity }), worst.1.severity >= .warning {
             line += " (\(worst.1.code.rawValue) on \(worst.0))"
         }

@@ -37,6 +37,9 @@ public struct TargetReport: Sendable, Codable {
         self.findings = findings.sorted { ($0.severity, $1.code.rawValue) > ($1.severity, $0.code.rawValue) }
         self.state = TargetState(findings: findings)
     }
+
+    /// The most severe finding (findings are kept worst first), which status lines name.
+    public var worstFinding: Finding? { findings.first }
 }
 
 /// The document `--format json` prints and the daemon serves.
