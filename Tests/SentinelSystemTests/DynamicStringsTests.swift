@@ -54,17 +54,9 @@ private struct Lab {
 
 /// Runs gcc, throwing with its output when it fails.
 private func gcc(_ arguments: [String]) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/gcc")
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw FixtureError("gcc \(arguments.joined(separator: " ")) failed:\n" + String(decoding: output, as: UTF8.self))
+    let r = try Subprocess.run(["/usr/bin/gcc"] + arguments)
+    guard r.status == 0 else {
+        throw FixtureError("gcc \(arguments.joined(separator: " ")) failed:\n" + r.text + r.stderr)
     }
 }
 
