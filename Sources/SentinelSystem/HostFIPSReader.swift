@@ -14,3 +14,11 @@ public enum HostFIPSReader {
                                    cryptoPoliciesConfig: text("etc/crypto-policies/config"))
     }
 }
+
+/// The host's FIPS state for the POSTs of one run (read once), and whether a host not in FIPS mode is a
+/// finding under `expect_fips` (`--no-host-fips-check`, `host_fips_check: false` turn it off).
+public struct HostFIPSCheck: Sendable {
+    public var state: HostFIPSState
+    public var enabled: Bool
+    public init(state: HostFIPSState, enabled: Bool) { self.state = state; self.enabled = enabled }
+}

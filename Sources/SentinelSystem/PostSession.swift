@@ -18,10 +18,9 @@ public struct PostPlan: Sendable {
     /// its mapped content, read through /proc/<pid>/map_files.
     public var process: PostTarget?
     public var changedOnDisk: Set<String>
-    /// The host's FIPS state, in every POST report; with `expectFIPS` and `hostCheck`, a host not in
-    /// FIPS mode is a finding. Read from / when nil.
-    public var host: HostFIPSState?
-    public var hostCheck = true
+    /// The host's FIPS state, in every POST report, and whether a host not in FIPS mode is a finding
+    /// with `expectFIPS`. Read from / (and checked) when nil.
+    public var host: HostFIPSCheck?
 
     public init(targetName: String, environment: [String: String], cwd: String? = nil, identity: PostRunner.Identity? = nil,
                 libraries: [String], expectFIPS: Bool, command: [String] = [], process: PostTarget? = nil,
@@ -96,9 +95,10 @@ public enum PostSession {
         for i in jobs.indices.dropFirst() { detached { probe(i); done.signal() } }
         if !jobs.isEmpty { probe(0) }
         for _ in jobs.indices.dropFirst() { done.wait() }
-        let host = plan.host ?? HostFIPSReader.read()
+        let check = plan.host ?? HostFIPSCheck(state: HostFIPSReader.read(), enabled: true)
+        let host = check.state
         // Once per POST, on its first report: the host is the same for every libcrypto.
-        var hostFinding = plan.hostCheck ? host.finding(target: plan.targetName, expectFIPS: plan.expectFIPS) : nil
+        var hostFinding = check.enabled ? host.finding(target: plan.targetName, expectFIPS: plan.expectFIPS) : nil
         for (i, job) in jobs.enumerated() {
             guard let run = runs.withLock({ $0[i] }) else { continue }
             var result = PostAnalysis.analyze(run, target: plan.targetName, expectFIPS: plan.expectFIPS)

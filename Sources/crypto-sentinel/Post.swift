@@ -141,8 +141,7 @@ struct PostRequest {
             plan.identity = nil
         }
         let host = HostFIPSReader.read(root: hostRoot ?? "/")
-        plan.host = host
-        plan.hostCheck = hostCheck
+        plan.host = HostFIPSCheck(state: host, enabled: hostCheck)
         let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
         // end quietly on a closed stdout, as every other command does.

@@ -39,6 +39,8 @@ public final class CycleRunner: Sendable {
         var targets: [TargetReport] = []
         let runner = probe.map { PostRunner(probe: $0, timeout: config.postTimeout) }
         let roots = Dictionary(config.bundles.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        // Read once per cycle: the report's header and every POST of the cycle show the same state.
+        let host = HostFIPSCheck(state: HostFIPSReader.read(), enabled: config.hostFIPSCheck)
 
         for bundle in config.bundles {
             if cancelled() { return nil }
@@ -49,18 +51,18 @@ public final class CycleRunner: Sendable {
         for service in config.services {
             if cancelled() { return nil }
             let (target, pids) = audit(service, bundle: service.bundle.flatMap { roots[$0] }, reader: reader, runner: runner,
-                                       hostCheck: config.hostFIPSCheck,
+                                       host: host,
                                        cancelled: cancelled)
             claimed.formUnion(pids)
             targets.append(target)
         }
         if config.discover.enabled {
             if cancelled() { return nil }
-            targets += discover(config.discover, skipping: claimed, reader: reader, runner: runner, hostCheck: config.hostFIPSCheck)
+            targets += discover(config.discover, skipping: claimed, reader: reader, runner: runner, host: host)
         }
         if cancelled() { return nil }
         var report = Report(command: "daemon", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
-        report.host = HostFIPSReader.read().json
+        report.host = host.state.json
         return report
     }
 
@@ -141,7 +143,7 @@ public final class CycleRunner: Sendable {
     }
 
     func audit(_ service: DaemonConfig.Service, bundle: DaemonConfig.Bundle?, reader: ProcReader, runner: PostRunner?,
-               hostCheck: Bool, cancelled: @Sendable () -> Bool) -> (TargetReport, [Int32]) {
+               host: HostFIPSCheck, cancelled: @Sendable () -> Bool) -> (TargetReport, [Int32]) {
         let name = service.name
         let (pids, problem, problemEvidence) = pids(of: service, reader: reader)
         let expectations = ProcessExpectations(expectFIPS: service.expectFIPS, environment: service.expectEnvironment)
@@ -169,7 +171,7 @@ public final class CycleRunner: Sendable {
                                     expectFIPS: service.expectFIPS || bundle.expectFIPS, kind: "bundle"))
         }
         if service.post, let runner, !cancelled() {
-            parts += post(service, snapshots: snapshots, runner: runner, hostCheck: hostCheck)
+            parts += post(service, snapshots: snapshots, runner: runner, host: host)
         }
         var target = Self.merge(name: name, kind: "service", root: bundle?.root ?? snapshots.first?.executable,
                                 environment: liveEnvironment?.values ?? TargetEnvironment(service.environment).values,
@@ -178,29 +180,29 @@ public final class CycleRunner: Sendable {
         return (target, snapshots.map(\.pid))
     }
 
-    func post(_ service: DaemonConfig.Service, snapshots: [ProcessSnapshot], runner: PostRunner, hostCheck: Bool) -> [TargetReport] {
+    func post(_ service: DaemonConfig.Service, snapshots: [ProcessSnapshot], runner: PostRunner, host: HostFIPSCheck) -> [TargetReport] {
         // The POST follows the first process that maps a libcrypto (else the first process at all);
         // with the service down, its configured environment as the configured user.
         let snap = snapshots.first { s in s.files.contains { $0.role == .libcrypto } } ?? snapshots.first
         if let snap, let run = Self.postFollowing(snap, name: service.name, expectFIPS: service.expectFIPS,
-                                                  command: service.postCommand, hostCheck: hostCheck, runner: runner) {
+                                                  command: service.postCommand, host: host, runner: runner) {
             return run
         }
         let identity = Self.identity(of: service.user ?? "nobody")
         var plan = PostPlan(targetName: service.name, environment: service.environment, cwd: "/",
                             identity: identity, libraries: ["libcrypto.so.3"], expectFIPS: service.expectFIPS,
                             command: service.postCommand)
-        plan.hostCheck = hostCheck
+        plan.host = host
         return PostSession.run(plan, runner: runner)
     }
 
     /// The POST of a running process, from the cycle's one read of it (the probe refuses the pid if
     /// its start time changed since); nil when its environment or ids could not be read.
     static func postFollowing(_ snap: ProcessSnapshot, name: String, expectFIPS: Bool, command: [String] = [],
-                              hostCheck: Bool, runner: PostRunner) -> [TargetReport]? {
+                              host: HostFIPSCheck, runner: PostRunner) -> [TargetReport]? {
         guard let target = PostTarget(snap) else { return nil }
         var plan = PostPlan.following(target, name: name, expectFIPS: expectFIPS, command: command)
-        plan.hostCheck = hostCheck
+        plan.host = host
         return PostSession.run(plan, runner: runner)
     }
 
@@ -228,7 +230,7 @@ public final class CycleRunner: Sendable {
     /// Every other process mapping OpenSSL, grouped by systemd unit (else by executable name): one
     /// target per group, so target names stay stable across restarts of a process.
     func discover(_ d: DaemonConfig.Discover, skipping claimed: Set<Int32>, reader: ProcReader, runner: PostRunner?,
-                  hostCheck: Bool) -> [TargetReport] {
+                  host: HostFIPSCheck) -> [TargetReport] {
         let me = getpid()
         let pids = reader.allPIDs().filter { $0 != me && !claimed.contains($0) }
         let snapshots = reader.snapshots(pids: pids, onlyOpenSSL: true, forPOST: d.post && runner != nil)
@@ -239,7 +241,7 @@ public final class CycleRunner: Sendable {
             let snaps = groups[name]!
             var parts = snaps.map { ProcessAudit.audit($0, expectations: expectations, name: name) }
             if d.post, let runner, let snap = snaps.first(where: { s in s.files.contains { $0.role == .libcrypto } }) {
-                parts += Self.postFollowing(snap, name: name, expectFIPS: d.expectFIPS, hostCheck: hostCheck, runner: runner) ?? []
+                parts += Self.postFollowing(snap, name: name, expectFIPS: d.expectFIPS, host: host, runner: runner) ?? []
             }
             var t = Self.merge(name: name, kind: "process", root: snaps.first?.executable,
                                environment: snaps.first?.environment?.values ?? [:], findings: [], parts: parts)
