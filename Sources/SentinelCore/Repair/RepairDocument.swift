@@ -21,8 +21,6 @@ public struct RepairDocument: Sendable {
         return kinds.count == 1 ? first.rawValue : "\(first.rawValue) (also \(kinds.dropFirst().map(\.rawValue).joined(separator: ", ")))"
     }
 
-    static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
-
     public var json: JSONValue {
         var steps: [JSONValue] = plan.edits.map { e in
             ["action": "rewrite", "file": .string(e.file), "what": JSONValue(e.patch.kinds.map(\.rawValue)),
@@ -70,7 +68,7 @@ public struct RepairDocument: Sendable {
         }
         if !plan.changesNothing { lines.append("plan (every rewrite before any removal):") }
         for e in plan.edits {
-            lines.append("  \(e.file): \(Self.what(e.patch.kinds)) \"\(e.patch.old)\" -> \"\(e.patch.new)\" (.dynstr+\(Self.hex(e.patch.tableOffset)))")
+            lines.append("  \(e.file): \(Self.what(e.patch.kinds)) \"\(e.patch.old)\" -> \"\(e.patch.new)\" (\(DynamicStrings.position(e.patch.tableOffset)))")
         }
         for r in plan.renames { lines.append("  rename \(r.from) -> \(r.to)") }
         for l in plan.relinks { lines.append("  relink \(l.path) -> \(l.target)") }
