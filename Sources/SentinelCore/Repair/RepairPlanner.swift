@@ -32,6 +32,13 @@ public struct RepairPlanner {
             let links = links(f)
             return ([f.relativePath] + f.aliases).first { links[$0] == nil }
         }
+        var macs: [String: String?] = [:]   // a file's MAC companion, looked up once
+        func integrityMAC(_ abs: String) -> String? {
+            if let known = macs[abs] { return known }
+            let found = facts.integrityCompanion(abs)
+            macs[abs] = found
+            return found
+        }
         /// fips.so and other provider modules: integrity-checked against the MAC fipsinstall wrote.
         func isProviderModule(_ f: BundleFile, _ path: String) -> Bool {
             lastComponent(path) == "fips.so" || f.file.object.openSSLRole == .provider
@@ -42,7 +49,7 @@ public struct RepairPlanner {
                 return "an OpenSSL provider module (its integrity is checked against the MAC fipsinstall wrote)"
             }
             let abs = join(inventory.root, path)
-            if let mac = facts.integrityCompanion(abs) { return "covered by the integrity MAC \(audit.display(mac))" }
+            if let mac = integrityMAC(abs) { return "covered by the integrity MAC \(audit.display(mac))" }
             if let why = facts.readOnlyReason(abs) { return why }
             if inPlace, let owner = facts.packageOwner(abs) { return "owned by the package \(owner) (dpkg -S): change it through the package" }
             return nil
@@ -59,7 +66,7 @@ public struct RepairPlanner {
             let abs = join(inventory.root, path)
             if isProviderModule(f, path) {
                 plan.untouched.append(.init(path: path, reason: "OpenSSL provider module: never rewritten"))
-            } else if let mac = facts.integrityCompanion(abs) {
+            } else if let mac = integrityMAC(abs) {
                 plan.untouched.append(.init(path: path, reason: "covered by the integrity MAC \(audit.display(mac)): never rewritten"))
             }
         }
