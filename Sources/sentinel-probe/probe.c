@@ -7,8 +7,9 @@
  * It prints one JSON document on stdout and progress ("stage NAME") on stderr, so a crash or hang
  * can be pinned to a step.
  *
- *   sentinel-probe [--uid N --gid N] [--pid N [--start-time T] [--mapped RANGE] | --cwd DIR] [--env-stdin] LIBCRYPTO
- *                                                              the POST (--mapped: the file PID maps at RANGE)
+ *   sentinel-probe [--uid N --gid N] [--pid N [--start-time T] [--mapped RANGE] | --cwd DIR] [--env-stdin] [--ops A,B] LIBCRYPTO
+ *                                                              the POST (--mapped: the file PID maps at RANGE;
+ *                                                              --ops: the named operations, operations.c)
  *   sentinel-probe --exec [the same options] -- PROG ARGS...   a program, the same way
  *
  * With --pid the child becomes that process as far as a process can (drop() says what that is); its
@@ -23,7 +24,7 @@
  * environment swapped in. Stage 2 is the POST; nothing of OpenSSL is loaded before it.
  */
 #define _GNU_SOURCE
-#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include "probe.h"   /* first: it sets OPENSSL_SUPPRESS_DEPRECATED for every OpenSSL header */
 #include <dlfcn.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -61,7 +62,7 @@
 
 /* ---------- a small JSON writer ---------- */
 static char *out_buf; static size_t out_len, out_cap;
-static void put(const char *s, size_t n) {
+void put(const char *s, size_t n) {
     if (out_len + n + 1 > out_cap) {
         out_cap = (out_len + n + 1) * 2;
         out_buf = realloc(out_buf, out_cap);
@@ -69,13 +70,13 @@ static void put(const char *s, size_t n) {
     }
     memcpy(out_buf + out_len, s, n); out_len += n; out_buf[out_len] = 0;
 }
-static void puts_(const char *s) { put(s, strlen(s)); }
-static void putf(const char *fmt, ...) {
+void puts_(const char *s) { put(s, strlen(s)); }
+void putf(const char *fmt, ...) {
     char tmp[512]; va_list ap; va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap); va_end(ap);
     if (n > 0) put(tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
-static void jstr(const char *s) {
+void jstr(const char *s) {
     if (!s) { puts_("null"); return; }
     puts_("\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -87,12 +88,12 @@ static void jstr(const char *s) {
     }
     puts_("\"");
 }
-static void key(const char *k) { jstr(k); puts_(":"); }
-static void kstr(const char *k, const char *v) { key(k); jstr(v); puts_(","); }
-static void kint(const char *k, long long v) { key(k); putf("%lld", v); puts_(","); }
-static void kbool(const char *k, int v) { key(k); puts_(v ? "true" : "false"); puts_(","); }
+void key(const char *k) { jstr(k); puts_(":"); }
+void kstr(const char *k, const char *v) { key(k); jstr(v); puts_(","); }
+void kint(const char *k, long long v) { key(k); putf("%lld", v); puts_(","); }
+void kbool(const char *k, int v) { key(k); puts_(v ? "true" : "false"); puts_(","); }
 /* Drops a trailing comma before closing an object/array. */
-static void close_(const char *c) { if (out_len && out_buf[out_len - 1] == ',') out_len--; puts_(c); puts_(","); }
+void close_(const char *c) { if (out_len && out_buf[out_len - 1] == ',') out_len--; puts_(c); puts_(","); }
 
 /* OpenSSL_version(OPENSSL_DIR) says `OPENSSLDIR: "/usr/lib/ssl"`: the bare path. */
 static const char *bare_path(const char *s) {
@@ -101,8 +102,8 @@ static const char *bare_path(const char *s) {
     char *b = buf[k++ & 1]; snprintf(b, PATH_MAX, "%s", q + 1);
     char *e = strrchr(b, '"'); if (e) *e = 0; return b;
 }
-static void stage(const char *name) { fprintf(stderr, "sentinel-probe: stage %s\n", name); fflush(stderr); }
-static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
+void stage(const char *name) { fprintf(stderr, "sentinel-probe: stage %s\n", name); fflush(stderr); }
+double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
 
 /* ---------- the OpenSSL functions, all through dlsym ---------- */
 static void *lib;
@@ -128,7 +129,7 @@ static const char *const newer_api[][2] = {
 };
 
 /* Every queued OpenSSL error as a full string with file:line, func and data; the queue is emptied. */
-static int drain_errors(const char *k) {
+int drain_errors(const char *k) {
     int n = 0;
     key(k); puts_("[");
     if (p_ERR_get_error_all || p_ERR_get_error_line_data) {
@@ -156,7 +157,7 @@ static int drain_errors(const char *k) {
 static void missing(const char *names) { kstr("status", "fail"); key("errors"); puts_("["); jstr(names); puts_("]"); puts_(","); }
 
 /* ---------- self-test callback ---------- */
-static int st_events, st_failures; static char st_fail_text[16][200];
+static int st_events, st_failures, st_integrity_passes; static char st_fail_text[16][200];
 static int st_cb(const OSSL_PARAM params[], void *arg) {
     (void)arg;
     const char *phase = "", *type = "", *desc = "";
@@ -167,6 +168,7 @@ static int st_cb(const OSSL_PARAM params[], void *arg) {
         else if (!strcmp(p->key, OSSL_PROV_PARAM_SELF_TEST_DESC)) desc = p->data;
     }
     st_events++;
+    if (!strcmp(type, OSSL_SELF_TEST_TYPE_MODULE_INTEGRITY) && !strcmp(phase, OSSL_SELF_TEST_PHASE_PASS)) st_integrity_passes++;
     if (!strcmp(phase, OSSL_SELF_TEST_PHASE_FAIL)) {
         if (st_failures < 16) snprintf(st_fail_text[st_failures], 200, "%s: %s", type, desc);
         st_failures++;
@@ -175,7 +177,7 @@ static int st_cb(const OSSL_PARAM params[], void *arg) {
 }
 
 /* ---------- providers ---------- */
-static OSSL_PROVIDER *fips_prov;
+static OSSL_PROVIDER *fips_prov; static char fips_config_name[64];
 static int prov_count;
 static int prov_cb(OSSL_PROVIDER *prov, void *arg) {
     (void)arg;
@@ -198,7 +200,7 @@ static int prov_cb(OSSL_PROVIDER *prov, void *arg) {
     kbool("params_ok", ok);
     int is_fips = (cname && !strcmp(cname, "fips")) || (name && strstr(name, "FIPS"));
     kbool("fips", is_fips);
-    if (is_fips && !fips_prov) fips_prov = prov;
+    if (is_fips && !fips_prov) { fips_prov = prov; snprintf(fips_config_name, sizeof fips_config_name, "%s", cname ? cname : "fips"); }
     close_("}");
     prov_count++;
     return 1;
@@ -445,7 +447,7 @@ int main(int argc, char **argv) {
         for (long fd = sysconf(_SC_OPEN_MAX) - 1; fd > 2; fd--) close((int)fd);
     }
     long uid = -1, gid = -1, pid = -1; long long start = -1;
-    const char *cwd = NULL, *cwd_error = NULL, *mapped = NULL; int exec_mode = 0, stage2 = 0, env_stdin = 0, i = 1;
+    const char *cwd = NULL, *cwd_error = NULL, *mapped = NULL, *ops = NULL; int exec_mode = 0, stage2 = 0, env_stdin = 0, i = 1;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--uid") && i + 1 < argc) uid = atol(argv[++i]);
         else if (!strcmp(argv[i], "--pid") && i + 1 < argc) pid = atol(argv[++i]);
@@ -454,6 +456,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--gid") && i + 1 < argc) gid = atol(argv[++i]);
         else if (!strcmp(argv[i], "--cwd") && i + 1 < argc) cwd = argv[++i];
         else if (!strcmp(argv[i], "--cwd-error") && i + 1 < argc) cwd_error = argv[++i];
+        else if (!strcmp(argv[i], "--ops") && i + 1 < argc) ops = argv[++i];
         else if (!strcmp(argv[i], "--exec")) exec_mode = 1;
         else if (!strcmp(argv[i], "--env-stdin")) env_stdin = 1;
         else if (!strcmp(argv[i], "--stage2")) stage2 = 1;
@@ -496,9 +499,10 @@ int main(int argc, char **argv) {
             return 127;
         }
         if (loader_reads(env)) {
-            char *args[8]; int a = 0;
+            char *args[10]; int a = 0;
             args[a++] = argv[0]; args[a++] = "--stage2";
             if (dropped == -2) { args[a++] = "--cwd-error"; args[a++] = (char *)drop_err; }
+            if (ops) { args[a++] = "--ops"; args[a++] = (char *)ops; }
             args[a++] = "--"; args[a++] = argv[i]; args[a] = NULL;
             if (self >= 0) fexecve(self, args, env);
             fprintf(stderr, "sentinel-probe: cannot re-execute itself: %s\n", strerror(errno));
@@ -536,6 +540,8 @@ int main(int argc, char **argv) {
     close_("}");
 
     OPENSSL_FUNCTIONS(SYM)
+    operations_resolve(lib);
+    fips_config_resolve(lib);
 
     /* trust paths: compiled-in cert file/dir, SSL_CERT_FILE / SSL_CERT_DIR */
     pthread_t trust_thread; int trust_thread_ok;
@@ -609,6 +615,7 @@ int main(int argc, char **argv) {
 
     /* strict load of the same config, in a private library context */
     stage("config-strict"); t = now_ms();
+    CONF *strict_conf = NULL;   /* kept for the fips module section (fips_config.c) */
     puts_("{"); kstr("name", "config_strict"); kstr("file", conf_file);
     if (!p_NCONF_new_ex || !p_NCONF_load_bio || !p_CONF_modules_load || !p_BIO_new_mem_buf || !p_OSSL_LIB_CTX_new)
         missing("NCONF_new_ex/NCONF_load_bio/CONF_modules_load not found");
@@ -625,6 +632,7 @@ int main(int argc, char **argv) {
             if (p_ERR_clear_error) p_ERR_clear_error();
             OSSL_LIB_CTX *sctx = p_OSSL_LIB_CTX_new();   /* never freed: unloading providers is what we avoid */
             CONF *conf = p_NCONF_new_ex(sctx, NULL);
+            strict_conf = conf;
             BIO *bio = p_BIO_new_mem_buf(wrapper, -1);
             long eline = -1;
             int r = conf && bio ? p_NCONF_load_bio(conf, bio, &eline) : 0;
@@ -633,6 +641,7 @@ int main(int argc, char **argv) {
             kint("return", r);
             int n = drain_errors("errors");
             kstr("status", r > 0 && n == 0 ? "pass" : "fail");
+            if (r <= 0) strict_conf = NULL;
         }
     }
     kint("ms", (long long)(now_ms() - t)); close_("}");
@@ -657,12 +666,14 @@ int main(int argc, char **argv) {
     if (!fips_prov) kstr("status", "skip");
     else if (!p_OSSL_PROVIDER_self_test) missing("OSSL_PROVIDER_self_test not found");
     else { int r = p_OSSL_PROVIDER_self_test(fips_prov); kint("return", r); kstr("status", r == 1 ? "pass" : "fail"); }
-    kint("callback_events", st_events); kint("callback_failures", st_failures);
+    kint("callback_events", st_events); kint("callback_failures", st_failures); kint("integrity_passes", st_integrity_passes);
     key("failed_tests"); puts_("[");
     for (int k = 0; k < st_failures && k < 16; k++) { jstr(st_fail_text[k]); puts_(","); }
     close_("]");
     drain_errors("errors");
     kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    if (fips_prov) { stage("fips-module-config"); fips_config_report(fips_prov, fips_config_name, strict_conf, conf_file); }
 
     /* SHA-256 known answer */
     stage("sha256"); t = now_ms();
@@ -720,6 +731,8 @@ int main(int argc, char **argv) {
         drain_errors("errors");
     }
     kint("ms", (long long)(now_ms() - t)); close_("}");
+
+    if (ops && *ops) operations_run(ops);
 
     /* trust paths (counted on the trust thread) */
     stage("trust");
