@@ -57,16 +57,18 @@ public struct PostRunner: Sendable {
     }
 
     /// `mappedRange`: the library is the file `process` maps at that range (deleted or replaced on disk).
+    /// `operations`: named operations (PostOperations) the probe performs after its own checks.
     public func runProbe(library: String, environment: [String: String], cwd: String?, identity: Identity?,
-                         process: Process? = nil, mappedRange: String? = nil) -> PostRun {
-        let r = spawn(mode: (mappedRange.map { ["--mapped", $0] } ?? []) + [library], environment: environment, cwd: cwd,
+                         process: Process? = nil, mappedRange: String? = nil, operations: [String] = []) -> PostRun {
+        let ops = operations.isEmpty ? [] : ["--ops", operations.joined(separator: ",")]
+        let r = spawn(mode: (mappedRange.map { ["--mapped", $0] } ?? []) + ops + [library], environment: environment, cwd: cwd,
                       identity: identity, process: process)
         let outcome: PostOutcome
         switch r.end {
         case .timedOut: outcome = .timedOut(seconds: timeout)
         case .signaled(let s): outcome = .signaled(s)
         case .exited(let status):
-            let doc = r.overCap ? nil : ProbeJSON.parse(r.stdout)
+            let doc = r.overCap ? nil : StrictJSON.parse(r.stdout)
             outcome = .exited(status: status, result: doc.flatMap { if case .object = $0 { return $0 } else { return nil } })
         }
         // Only the probe's own lines: anything else on its stderr or stdout comes from code of the

@@ -21,6 +21,11 @@ public struct PostPlan: Sendable {
     /// The host's FIPS state, in every POST report, and whether a host not in FIPS mode is a finding
     /// with `expectFIPS`. Read from / (and checked) when nil.
     public var host: HostFIPSCheck?
+    /// The product's operations (PostOperations names) that must work, and those that must fail.
+    public var require: [String] = []
+    public var forbid: [String] = []
+    /// The CMVP data the fips provider is judged against; the embedded copy when nil.
+    public var validations: FIPSValidations?
 
     public init(targetName: String, environment: [String: String], cwd: String? = nil, identity: PostRunner.Identity? = nil,
                 libraries: [String], expectFIPS: Bool, command: [String] = [], process: PostTarget? = nil,
@@ -65,6 +70,8 @@ public enum PostSession {
     /// Runs the plan: one report target per library ("NAME LIBRARY") and one for the command.
     public static func run(_ plan: PostPlan, runner: PostRunner) -> [TargetReport] {
         let kept = TargetEnvironment(plan.environment).values
+        let policy = PostPolicy(expectFIPS: plan.expectFIPS, require: plan.require, forbid: plan.forbid,
+                                validations: plan.validations ?? .embedded, today: String(utcTimestamp().prefix(10)))
         let runAs = Self.describeRunAs(plan)
         let follow = plan.process.map { PostRunner.Process(pid: $0.pid, startTime: $0.startTime) }
         var targets: [TargetReport] = []
@@ -89,7 +96,7 @@ public enum PostSession {
         let work = jobs.map { (lib: $0.lib, range: $0.range) }
         @Sendable func probe(_ i: Int) {
             let run = runner.runProbe(library: work[i].lib, environment: plan.environment, cwd: plan.cwd, identity: plan.identity,
-                                      process: follow, mappedRange: work[i].range)
+                                      process: follow, mappedRange: work[i].range, operations: policy.operations)
             runs.withLock { $0[i] = run }
         }
         for i in jobs.indices.dropFirst() { detached { probe(i); done.signal() } }
@@ -101,7 +108,7 @@ public enum PostSession {
         var hostFinding = check.enabled ? host.finding(target: plan.targetName, expectFIPS: plan.expectFIPS) : nil
         for (i, job) in jobs.enumerated() {
             guard let run = runs.withLock({ $0[i] }) else { continue }
-            var result = PostAnalysis.analyze(run, target: plan.targetName, expectFIPS: plan.expectFIPS)
+            var result = PostAnalysis.analyze(run, target: plan.targetName, policy: policy)
             if let deleted = job.deleted { result.findings.append(deleted) }
             if let f = hostFinding { result.findings.append(f); hostFinding = nil }
             let post: JSONValue = ["library": result.library, "checks": .array(result.checks.map(\.json)),

@@ -14,9 +14,12 @@ struct Post: ParsableCommand {
         providers, runs the FIPS self-test, a SHA-256 known answer, MD5 (must fail under FIPS), RAND_bytes, and \
         checks the trust paths. A child that crashes or hangs is reported (post-crashed, post-timeout), never fatal.
 
+        With a fips provider loaded, the report also says whether its version holds a CMVP certificate (validation         data: --fips-validations, else \(FIPSValidationsFile.defaultPath) when it exists, else the copy built in) and         audits the module section it was activated from (fips-config-relaxed: an option set to 0 that weakens it,         with file:line). --require and --forbid name operations the product performs (or must never manage to):         the probe performs each for real under the service's environment; --list-operations prints the names.
+
         Examples:
           crypto-sentinel post --pid $(pidof product-api) --expect-fips
           crypto-sentinel post --env OPENSSL_CONF=/opt/product/etc/openssl-fips.cnf --libcrypto /opt/product/lib/libcrypto.so.3
+          crypto-sentinel post --pid $(pidof product-api) --expect-fips --require x509-sign-sha256 --require aes-256-gcm --forbid md5
           crypto-sentinel post --env-file /etc/product/env --expect-fips --command /opt/product/bin/fips-post --quick
         """)
 
@@ -48,6 +51,18 @@ struct Post: ParsableCommand {
     @Option(name: .customLong("host-root"), help: ArgumentHelp("Read the host's FIPS state (proc/sys/crypto/fips_enabled, etc/crypto-policies/config) under DIR instead of / (a container's or a test's view).", valueName: "DIR"))
     var hostRoot: String?
 
+    @Option(name: .customLong("require"), help: ArgumentHelp("An operation the product needs (repeatable): refused is post-required-refused. See --list-operations.", valueName: "OP"))
+    var require: [String] = []
+
+    @Option(name: .customLong("forbid"), help: ArgumentHelp("An operation that must fail (repeatable): allowed is post-forbidden-allowed, critical with --expect-fips.", valueName: "OP"))
+    var forbid: [String] = []
+
+    @Flag(name: .customLong("list-operations"), help: "Print the operations --require and --forbid take, and exit.")
+    var listOperations = false
+
+    @Option(name: .customLong("fips-validations"), help: ArgumentHelp("The CMVP validation data to judge the fips provider by (JSON, the schema of data/fips-validations.json). Default: \(FIPSValidationsFile.defaultPath) when it exists, else the copy built in.", valueName: "FILE"))
+    var fipsValidations: String?
+
     @OptionGroup var report: ReportOptions
 
     @Option(name: .customLong("command"), parsing: .remaining, help: ArgumentHelp("The product's own POST program and its arguments (must come last); runs under the same environment, cwd, user and timeout.", valueName: "PROG ARGS"))
@@ -57,15 +72,26 @@ struct Post: ParsableCommand {
         for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--env takes KEY=VALUE, got '\(pair)'")
         }
+        if let bad = PostOperations.unknown(require + forbid).first {
+            throw ValidationError("'\(bad)' is not an operation (crypto-sentinel post --list-operations lists them)")
+        }
+        if let both = require.first(where: forbid.contains) {
+            throw ValidationError("'\(both)' is both required and forbidden")
+        }
         if !PostRequest.validTimeout(timeout) {
             throw ValidationError("--timeout must be positive and at most \(Int(PostRequest.maxTimeout)) seconds")
         }
     }
 
     func run() throws {
+        if listOperations {
+            print(PostOperations.listing)
+            return
+        }
         try PostRequest(pid: pid, env: env, envFile: envFile, libcrypto: libcrypto, expectFIPS: expectFIPS,
                         timeout: timeout, name: name, command: command, format: report.format, failOn: report.failOn,
-                        hostCheck: !noHostFIPSCheck, hostRoot: hostRoot).run()
+                        hostCheck: !noHostFIPSCheck, hostRoot: hostRoot, require: require, forbid: forbid,
+                        validationsPath: fipsValidations).run()
     }
 }
 
@@ -87,6 +113,9 @@ struct PostRequest {
     var failOn: Severity = .error
     var hostCheck = true
     var hostRoot: String?
+    var require: [String] = []
+    var forbid: [String] = []
+    var validationsPath: String?
 
     func run() throws {
         guard let probe = PostRunner.locateProbe() else {
@@ -140,6 +169,11 @@ struct PostRequest {
             }
             plan.identity = nil
         }
+        plan.require = require
+        plan.forbid = forbid
+        let (validations, problem) = FIPSValidationsFile.load(validationsPath)
+        if let problem { warn(problem) }
+        plan.validations = validations
         let host = HostFIPSReader.read(root: hostRoot ?? "/")
         plan.host = HostFIPSCheck(state: host, enabled: hostCheck)
         let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))

@@ -66,7 +66,7 @@ import Testing
         let lab = try FIPSLab()
         defer { lab.remove() }
         let r = try Sentinel.run(["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.modules)",
-                                  "--expect-fips", "--format", "json", "--fail-on", "info"])
+                                  "--expect-fips", "--fips-validations", lab.validations, "--format", "json", "--fail-on", "info"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.codes() == [])
         let c = checks(r)
@@ -100,7 +100,7 @@ import Testing
         try "6.1.0\n".write(toFile: host + "/proc/sys/crypto/fips_version", atomically: false, encoding: .utf8)
         try "# the system policy\nDEFAULT:SHA1\n".write(toFile: host + "/etc/crypto-policies/config", atomically: false, encoding: .utf8)
         let fips = ["post", "--env", "OPENSSL_CONF=\(lab.fipsConf)", "--env", "OPENSSL_MODULES=\(lab.modules)", "--expect-fips",
-                    "--host-root", host]
+                    "--host-root", host, "--fips-validations", lab.validations]
         let off = try Sentinel.run(fips + ["--format", "json", "--fail-on", "info"])
         #expect(off.codes() == ["host-fips-disabled"], "\(off.stdout)")
         #expect(off.status == 1)

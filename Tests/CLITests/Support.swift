@@ -92,9 +92,18 @@ struct FIPSLab {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-fips-\(UUID().uuidString)").path
         let r = try Sentinel.shell(["bash", Fixtures.scripts + "/fips-lab.sh", dir])
         guard r.status == 0 else { throw FixtureError(message: "fips-lab.sh failed: \(r.stderr)") }
+        try #"""
+        {"schema_version": 1, "checked": "2026-12-07", "modules": [
+          {"name": "OpenSSL FIPS Provider", "versions": ["3.5.9"], "standard": "FIPS 140-3", "certificate": 99999,
+           "status": "active", "sunset": "2099-12-31", "source": "test data: the lab's provider, not a real certificate"}]}
+        """#.write(toFile: validations, atomically: true, encoding: .utf8)
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// Validation data that lists the lab's provider (Debian 13's 3.5.9, which has no certificate) as
+    /// validated: for tests that expect a clean FIPS run and are not about validation.
+    var validations: String { dir + "/fips-validations.json" }
 
     /// Flips one byte in the middle of fips.so (after fipsinstall): the integrity self-test fails.
     func corruptModule() throws {

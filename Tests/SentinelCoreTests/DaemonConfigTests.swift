@@ -15,7 +15,7 @@ struct DaemonConfigTests {
     func exampleParses() throws {
         let config = try DaemonConfig.parse(try Self.example(), file: Self.examplePath)
         let modules = "/opt/product/lib/ossl-modules", conf = "/opt/product/etc/openssl-fips.cnf"
-        let expected = DaemonConfig(
+        var expected = DaemonConfig(
             interval: 300, jitter: 0.1, socket: nil, socketGroup: nil, runtimeDirectory: nil, stateDirectory: nil,
             historyLimit: 1000, postTimeout: 10,
             discover: .init(enabled: false, expectFIPS: false, post: false),
@@ -30,6 +30,9 @@ struct DaemonConfigTests {
                       expectFIPS: true, post: false),
                 .init(name: "legacy-tool", selector: .exe("/opt/legacy/bin/tool"), expectFIPS: false),
             ])
+        expected.fipsValidations = "/etc/crypto-sentinel/fips-validations.json"
+        expected.services[0].require = ["x509-sign-sha256", "aes-256-gcm", "tls1.2-prf"]
+        expected.services[0].forbid = ["md5", "rsa1024-sign-sha256"]
         #expect(config == expected)
         #expect(config.services[0].expectations == ProcessExpectations(expectFIPS: true, environment: ["OPENSSL_CONF": conf, "LD_PRELOAD": ""]))
     }

@@ -15,10 +15,15 @@ struct PostAnalysisTests {
             "init_error_queue": ["name": "init_error_queue", "status": "pass", "errors": [], "count": 0],
             "config_strict": ["name": "config_strict", "status": "pass", "errors": [], "return": 1],
             "providers": ["name": "providers", "status": "pass", "providers": [
-                ["config_name": "fips", "name": "OpenSSL FIPS Provider", "version": "3.5.9", "status": 1, "fips": true],
+                ["config_name": "fips", "name": "OpenSSL FIPS Provider", "version": "3.1.2", "status": 1, "fips": true],
                 ["config_name": "base", "name": "OpenSSL Base Provider", "version": "3.0.22", "status": 1, "fips": false],
             ], "default_properties_fips": true],
-            "self_test": ["name": "self_test", "status": "pass", "return": 1, "failed_tests": []],
+            "self_test": ["name": "self_test", "status": "pass", "return": 1, "failed_tests": [], "integrity_passes": 2],
+            "fips_module_config": ["name": "fips_module_config", "status": "info", "section": "fips_sect",
+                                   "provider_params": ["security-checks": 1, "tls1-prf-ems-check": 0],
+                                   "options": [["name": "activate", "value": "1", "file": "/m/fipsmodule.cnf", "line": 2],
+                                               ["name": "conditional-errors", "value": "1", "file": "/m/fipsmodule.cnf", "line": 3],
+                                               ["name": "module-mac", "value": "(present)", "file": "/m/fipsmodule.cnf", "line": 4]]],
             "sha256": ["name": "sha256", "status": "pass", "digest": .string(PostAnalysis.sha256OfABC), "provider": "fips"],
             "md5": ["name": "md5", "status": "info", "allowed": false,
                     "errors": ["error:0308010C:digital envelope routines::unsupported:../crypto/evp/evp_fetch.c:386:inner_evp_generic_fetch:x  "]],
@@ -29,15 +34,18 @@ struct PostAnalysisTests {
         ]
         edit(&checks)
         let order = ["identity", "self_test_callback", "config_service", "init_error_queue", "config_strict", "providers",
-                     "self_test", "sha256", "md5", "drbg", "trust", "maps"]
+                     "self_test", "fips_module_config", "sha256", "md5", "drbg", "operations", "trust", "maps"]
         return ["probe": 1, "load": ["ok": true, "path": "/lib/x86_64-linux-gnu/libcrypto.so.3",
                                      "realpath": "/usr/lib/x86_64-linux-gnu/libcrypto.so.3"],
                 "uid": 0, "gid": 0, "checks": .array(order.compactMap { checks[$0] })]
     }
 
     static func analyze(_ doc: JSONValue, expectFIPS: Bool = true) -> PostAnalysis.Result {
-        PostAnalysis.analyze(PostRun(library: "libcrypto.so.3", outcome: .exited(status: 0, result: doc)),
-                             target: "svc", expectFIPS: expectFIPS)
+        analyze(doc, policy: PostPolicy(expectFIPS: expectFIPS, today: "2026-12-07"))
+    }
+
+    static func analyze(_ doc: JSONValue, policy: PostPolicy) -> PostAnalysis.Result {
+        PostAnalysis.analyze(PostRun(library: "libcrypto.so.3", outcome: .exited(status: 0, result: doc)), target: "svc", policy: policy)
     }
 
     static func set(_ c: inout [String: JSONValue], _ name: String, _ key: String, _ value: JSONValue) {
@@ -180,13 +188,64 @@ struct PostAnalysisTests {
                                                "OPENSSL_CONF": "/c", "SECRET": "s"])
         #expect(env == ["OPENSSL_CONF": "/c", "SECRET": "s"])
     }
+
+    /// The product's operations: a required one refused, a forbidden one allowed (critical only under
+    /// FIPS), the indicator read only where the API exists and the fips provider is active.
+    @Test func requiredAndForbiddenOperations() {
+        let d = Self.doc { c in
+            c["operations"] = ["name": "operations", "status": "info", "indicator_api": true, "results": [
+                ["op": "x509-sign-sha1", "status": "refused", "indicator_events": 0, "indicator": [],
+                 "errors": ["error:1C80007A:Provider routines::invalid digest:x:129:ossl_fips_ind_digest_sign_check"]],
+                ["op": "rsa2048-sign-sha1", "status": "pass", "indicator_events": 1, "indicator": ["RSA Digest Sign Init: Digest SHA1"], "errors": []],
+                ["op": "md5", "status": "pass", "indicator_events": 0, "indicator": [], "errors": []],
+                ["op": "aes-256-gcm", "status": "pass", "indicator_events": 0, "indicator": [], "errors": []],
+            ]]
+        }
+        let policy = PostPolicy(expectFIPS: true, require: ["x509-sign-sha1", "rsa2048-sign-sha1", "aes-256-gcm"], forbid: ["md5"], today: "2026-12-07")
+        let r = Self.analyze(d, policy: policy)
+        let refused = r.findings.filter { $0.code == .postRequiredRefused }
+        #expect(refused.count == 1 && refused.first?.subject == "libcrypto.so.3 x509-sign-sha1")
+        #expect(refused.first?.summary.contains("invalid digest") == true)
+        let allowed = r.findings.filter { $0.code == .postForbiddenAllowed }
+        #expect(allowed.count == 1 && allowed.first?.severity == .critical && allowed.first?.subject == "libcrypto.so.3 md5")
+        #expect(r.checks.first { $0.name == "require rsa2048-sign-sha1" }?.summary
+                == "performed, correct result; FIPS indicator: not approved (RSA Digest Sign Init: Digest SHA1)")
+        #expect(r.checks.first { $0.name == "require aes-256-gcm" }?.summary == "performed, correct result; FIPS indicator: approved")
+        var plain = policy
+        plain.expectFIPS = false
+        #expect(Self.analyze(d, policy: plain).findings.first { $0.code == .postForbiddenAllowed }?.severity == .error)
+        // No operations asked: none judged, whatever the probe printed.
+        #expect(!Self.analyze(d).checks.contains { $0.name.hasPrefix("require ") || $0.name.hasPrefix("forbid ") })
+    }
+
+    @Test func relaxedModuleSectionAndValidation() {
+        let d = Self.doc { c in
+            Self.set(&c, "fips_module_config", "options", [
+                ["name": "conditional-errors", "value": "0", "file": "/m/fipsmodule.cnf", "line": 4],
+                ["name": "security-checks", "value": " 0", "file": "/m/fipsmodule.cnf", "line": 5],
+                ["name": "tdes-encrypt-disabled", "value": "0", "file": "/m/fipsmodule.cnf", "line": 6],
+                ["name": "signature-digest-check", "value": "0", "file": "/m/fipsmodule.cnf", "line": 7],
+                ["name": "hmac-key-check", "value": "1", "file": "/m/fipsmodule.cnf", "line": 8],
+                ["name": "module-mac", "value": "(present)", "file": "/m/fipsmodule.cnf", "line": 9]])
+        }
+        let r = Self.analyze(d)
+        let relaxed = r.findings.filter { $0.code == .fipsConfigRelaxed }
+        #expect(relaxed.count == 1)
+        #expect(relaxed.first?.summary == "the fips module section [fips_sect] weakens the module: conditional-errors = 0 (/m/fipsmodule.cnf:4), security-checks = 0 (/m/fipsmodule.cnf:5), signature-digest-check = 0 (/m/fipsmodule.cnf:7)")
+        // 3.0.9 holds #4282, historical since 2026-09-22: info under FIPS, nothing without.
+        let old = Self.doc { c in
+            Self.set(&c, "providers", "providers", [["config_name": "fips", "name": "OpenSSL FIPS Provider", "version": "3.0.9", "status": 1, "fips": true]])
+        }
+        #expect(Self.analyze(old).findings.map(\.code) == [.fipsCertificateHistorical])
+        #expect(Self.analyze(old, expectFIPS: false).findings.isEmpty)
+    }
 }
 
-@Suite("probe JSON")
-struct ProbeJSONTests {
+@Suite("strict JSON")
+struct StrictJSONTests {
     @Test func parsesWhatTheProbePrints() {
         let text = #"{"probe":1,"s":"a\"b\\c\nd\u0001\u00e9\ud83d\ude00","n":-42,"f":1.5,"t":true,"x":false,"z":null,"a":[],"o":{},"l":[1,[2,{"k":"v"}]]}"# + "\n"
-        let v = ProbeJSON.parse(Array(text.utf8))
+        let v = StrictJSON.parse(Array(text.utf8))
         #expect(v?["probe"] == .int(1))
         #expect(v?["s"] == .string("a\"b\\c\nd\u{1}é😀"))
         #expect(v?["n"] == .int(-42))
@@ -198,15 +257,15 @@ struct ProbeJSONTests {
 
     @Test func rejectsGarbage() {
         for bad in ["", "this is not JSON", "{\"a\":1", "{\"a\":1}x", "[1,]", "{\"a\" 1}", "\"unterminated", "tru", "{\"a\":\"\u{1}\"}", "-", "1.", "\"\\q\""] {
-            #expect(ProbeJSON.parse(Array(bad.utf8)) == nil, "\(bad)")
+            #expect(StrictJSON.parse(Array(bad.utf8)) == nil, "\(bad)")
         }
         let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
-        #expect(ProbeJSON.parse(Array(deep.utf8)) == nil)
+        #expect(StrictJSON.parse(Array(deep.utf8)) == nil)
     }
 
     @Test func agreesWithTheRealProbeOutputShape() {
         let line = #"{"probe":1,"load":{"ok":true,"path":"/lib/x86_64-linux-gnu/libcrypto.so.3"},"checks":[{"name":"md5","allowed":false,"errors":["error:0308010C:digital envelope routines::unsupported:../crypto/evp/evp_fetch.c:386:inner_evp_generic_fetch:Global default library context, Algorithm (MD5 : 101), Properties (<null>)"]}],"elapsed_ms":3}"#
-        let v = ProbeJSON.parse(Array(line.utf8))
+        let v = StrictJSON.parse(Array(line.utf8))
         #expect(v?["load"]?["ok"] == .bool(true))
         #expect(v?["checks"]?.arrayValue?.first?["errors"]?.arrayValue?.count == 1)
     }

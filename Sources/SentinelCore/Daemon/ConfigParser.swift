@@ -98,6 +98,7 @@ struct ConfigParser {
             config.postTimeout = try duration(e, max: Self.maxPostTimeout, maxText: "1 hour")
         }
         if let e = top["host_fips_check"] { config.hostFIPSCheck = try bool(e) }
+        if let e = top["fips_validations"] { config.fipsValidations = try absolutePath(e) }
 
         // Bundles before services, whatever their order in the file: services refer to bundles.
         var names: [String: Entry] = [:]
@@ -175,6 +176,11 @@ struct ConfigParser {
         if let v = e["post"] { service.post = try bool(v) }
         if let v = e["post_command"] { service.postCommand = try command(v) }
         if let v = e["user"] { service.user = try account(v, what: "user") }
+        if let v = e["require"] { service.require = try operations(v) }
+        if let v = e["forbid"] { service.forbid = try operations(v) }
+        if let both = service.require.first(where: service.forbid.contains), let v = e["forbid"] {
+            throw fail(v, "\(Self.show(both)) is both required and forbidden")
+        }
         return service
     }
 
@@ -377,6 +383,23 @@ struct ConfigParser {
         }
         guard !seen.contains(key) else { throw fail(keyNode, entry.path, "given twice") }
         return (key, entry)
+    }
+
+    /// A list of operation names (`crypto-sentinel post --list-operations`).
+    private func operations(_ e: Entry) throws(ConfigError) -> [String] {
+        guard case .sequence(let sequence, _) = e.value else {
+            throw fail(e, "expected a list of operations such as [sha256, x509-sign-sha256], got \(Self.kind(e.value))")
+        }
+        var names: [String] = []
+        for (i, node) in sequence.enumerated() {
+            let entry = Entry(name: e.name, key: e.key, value: node, path: "\(e.path)[\(i)]")
+            let name = try string(entry)
+            guard PostOperations.names.contains(name) else {
+                throw fail(entry, "\(Self.show(name)) is not an operation (crypto-sentinel post --list-operations lists them)")
+            }
+            names.append(name)
+        }
+        return names
     }
 
     private func command(_ e: Entry) throws(ConfigError) -> [String] {

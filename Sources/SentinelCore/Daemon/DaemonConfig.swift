@@ -22,6 +22,9 @@ public struct DaemonConfig: Sendable, Equatable {
     public var postTimeout: Double
     /// With expect_fips, report a host whose kernel is not in FIPS mode (host-fips-disabled); default true.
     public var hostFIPSCheck = true
+    /// CMVP validation data (JSON) read at every start and reload; nil = /etc/crypto-sentinel/fips-validations.json
+    /// when it exists, else the copy built in.
+    public var fipsValidations: String?
     /// The "every process that maps OpenSSL" audit.
     public var discover: Discover
     public var bundles: [Bundle]
@@ -76,6 +79,10 @@ public struct DaemonConfig: Sendable, Equatable {
         public var postCommand: [String]
         /// User (name or uid) for the POST while the service is down; nil = "nobody".
         public var user: String?
+        /// Operations (PostOperations names) the product performs: refused is post-required-refused.
+        public var require: [String] = []
+        /// Operations that must fail: allowed is post-forbidden-allowed.
+        public var forbid: [String] = []
 
         public init(name: String, selector: Selector, bundle: String? = nil, expectFIPS: Bool = false,
                     environment: [String: String] = [:], expectEnvironment: [String: String] = [:],
@@ -104,13 +111,13 @@ public struct DaemonConfig: Sendable, Equatable {
     /// Every YAML key the parser accepts, by section (the example file documents each one).
     public enum Keys {
         public static let top = ["interval", "jitter", "socket", "socket_group", "runtime_directory", "state_directory", "textfile",
-                                 "history_limit", "post_timeout", "host_fips_check", "discover", "bundles", "services"]
+                                 "history_limit", "post_timeout", "host_fips_check", "fips_validations", "discover", "bundles", "services"]
         public static let discover = ["enabled", "expect_fips", "post"]
         public static let bundle = ["name", "root", "expect_fips", "environment"]
         /// A service names exactly one of these.
         public static let selectors = ["unit", "pid_file", "exe"]
         public static let service = ["name"] + selectors + ["bundle", "expect_fips", "environment", "expect_environment",
-                                                            "post", "post_command", "user"]
+                                                            "post", "post_command", "user", "require", "forbid"]
     }
 
     /// With no config file: audit every process on the host that maps OpenSSL, every 5 minutes.

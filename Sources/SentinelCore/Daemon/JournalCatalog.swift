@@ -157,6 +157,22 @@ public enum JournalCatalog {
         case .postCommandFailed:
             return ["Run the product's POST command by hand under the service's user and environment and read its",
                     "output (it is in the report's evidence)."]
+        case .postRequiredRefused:
+            return ["Change the product to an operation this configuration allows (x509-sign-sha256 instead of",
+                    "x509-sign-sha1), or relax the module option the error names if policy permits the non-approved use;",
+                    "crypto-sentinel post --pid <pid> --require <op> shows the OpenSSL error."]
+        case .postForbiddenAllowed:
+            return ["Make OPENSSL_CONF activate only the fips and base providers with default_properties = fips=yes,",
+                    "then restart the service; crypto-sentinel post --pid <pid> --forbid <op> proves it is refused."]
+        case .fipsProviderUnvalidated:
+            return ["Use a provider version with a CMVP certificate (OpenSSL 3.1.2, #4985), built as its security",
+                    "policy says; or, if the data is out of date, update /etc/crypto-sentinel/fips-validations.json."]
+        case .fipsCertificateHistorical:
+            return ["Plan a move to a provider version whose certificate is active (see the validation data:",
+                    "/etc/crypto-sentinel/fips-validations.json, else the copy built in)."]
+        case .fipsConfigRelaxed:
+            return ["Rerun openssl fipsinstall without -no_conditional_errors / -no_security_checks (3.5: with",
+                    "-pedantic), or set each option named in SENTINEL_EV_RELAXED to 1 in the module section; restart."]
         }
     }
 

@@ -35,6 +35,11 @@ extension FindingCode {
         case .postTimeout: return "5d981d50107b4ac7891887335737be3c"
         case .postCrashed: return "0e930eeea1f4416881ee394105f10e68"
         case .postCommandFailed: return "c743d03d9f59497c985776ca2a1e8027"
+        case .postRequiredRefused: return "2139106dea7c4ac1b29cc5511bb05fe9"
+        case .postForbiddenAllowed: return "feba9556756644c8956cb7b00a1abe1e"
+        case .fipsProviderUnvalidated: return "ac1f16f48ec04fbcb553f2de7376add9"
+        case .fipsCertificateHistorical: return "8c8ff38d385a43628bcd5f2d899f7de3"
+        case .fipsConfigRelaxed: return "9bdc799224014a20b97928328c2ac562"
         }
     }
 }

@@ -31,6 +31,31 @@ public struct PostCheck: Sendable, Hashable {
     }
 }
 
+/// What a POST holds the library to, beyond "it works": FIPS, the product's own operations, and the
+/// validation data its fips provider is judged against.
+public struct PostPolicy: Sendable {
+    public var expectFIPS: Bool
+    /// Operations the product needs (PostOperations names): refused is post-required-refused.
+    public var require: [String]
+    /// Operations that must fail: allowed is post-forbidden-allowed.
+    public var forbid: [String]
+    public var validations: FIPSValidations
+    /// YYYY-MM-DD: a certificate past its sunset date counts as historical.
+    public var today: String
+
+    public init(expectFIPS: Bool, require: [String] = [], forbid: [String] = [],
+                validations: FIPSValidations = .embedded, today: String = "0000-00-00") {
+        self.expectFIPS = expectFIPS; self.require = require; self.forbid = forbid
+        self.validations = validations; self.today = today
+    }
+
+    /// What the probe is asked to perform: the required, then the forbidden, each once.
+    public var operations: [String] {
+        var seen = Set<String>()
+        return (require + forbid).filter { seen.insert($0).inserted }
+    }
+}
+
 /// Turns the probe's JSON document into checks and findings. Pure: no I/O.
 public enum PostAnalysis {
     public static let sha256OfABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -42,6 +67,10 @@ public enum PostAnalysis {
     }
 
     public static func analyze(_ run: PostRun, target: String, expectFIPS: Bool) -> Result {
+        analyze(run, target: target, policy: PostPolicy(expectFIPS: expectFIPS))
+    }
+
+    public static func analyze(_ run: PostRun, target: String, policy: PostPolicy) -> Result {
         let tail = ["stderr_tail": JSONValue(run.stderrTail.isEmpty ? nil : run.stderrTail)]
         var evidenceBase: [String: JSONValue] = ["libcrypto": .string(run.library)]
         let stage = lastStage(run.stderrTail).flatMap { $0 == "done" ? nil : $0 }
@@ -64,18 +93,20 @@ public enum PostAnalysis {
                 let f = fail(.postCrashed, "the POST child for \(run.library) exited with status \(status) and printed no valid result", tail.merging(["exit_status": .int(Int64(status))]) { _, b in b })
                 return Result(checks: [], findings: [f], library: .string(run.library))
             }
-            return analyzeDocument(doc, run: run, target: target, expectFIPS: expectFIPS, base: evidenceBase)
+            return analyzeDocument(doc, run: run, target: target, policy: policy, base: evidenceBase)
         }
     }
 
-    static func analyzeDocument(_ doc: JSONValue, run: PostRun, target: String, expectFIPS: Bool,
+    static func analyzeDocument(_ doc: JSONValue, run: PostRun, target: String, policy: PostPolicy,
                                 base: [String: JSONValue]) -> Result {
+        let expectFIPS = policy.expectFIPS
         var evidenceBase = base
         var findings: [Finding] = []
         var checks: [PostCheck] = []
-        func add(_ code: FindingCode, _ summary: String, _ extra: [String: JSONValue], fix: [String] = []) {
-            findings.append(Finding(code: code, target: target, subject: run.library, summary: summary,
-                                    evidence: .object(evidenceBase.merging(extra) { _, b in b }), fix: fix))
+        func add(_ code: FindingCode, _ summary: String, _ extra: [String: JSONValue], fix: [String] = [], severity: Severity? = nil,
+                 about: String? = nil) {
+            findings.append(Finding(code: code, target: target, subject: run.library + (about.map { " " + $0 } ?? ""), summary: summary,
+                                    evidence: .object(evidenceBase.merging(extra) { _, b in b }), fix: fix, severity: severity))
         }
         let load = doc["load"] ?? .null
         guard load["ok"] == .bool(true) else {
@@ -197,6 +228,15 @@ public enum PostAnalysis {
                       "openssl fipsinstall -module DIR/fips.so -out DIR/fipsmodule.cnf -provider_name fips"])
         }
 
+        if let fips, fipsActive {   // an inactive provider's validation or module section judges nothing in use
+            let validation = judgeValidation(fips, policy: policy)
+            checks.append(validation.check)
+            if let f = validation.finding { add(f.code, f.summary, f.evidence, fix: f.fix, severity: f.severity, about: f.about) }
+            let config = judgeModuleConfig(check("fips_module_config"), integrityPasses: selfTest["integrity_passes"])
+            checks.append(config.check)
+            if let f = config.finding { add(f.code, f.summary, f.evidence, fix: f.fix, severity: f.severity, about: f.about) }
+        }
+
         // SHA-256 known answer.
         let sha = check("sha256")
         let shaOK = status(sha) == "pass" && sha["digest"]?.stringValue == sha256OfABC
@@ -231,6 +271,13 @@ public enum PostAnalysis {
         if !drbgOK {
             add(.postDRBGFailed, "RAND_bytes fails under the service's environment: \(errors(drbg).first { $0.contains("drbg") } ?? errors(drbg).first ?? "no error string")",
                 ["errors": JSONValue(errors(drbg)), "rand_bytes": drbg["rand_bytes"] ?? .null, "state": drbg["state"] ?? .null])
+        }
+
+        // The product's own operations.
+        if !policy.operations.isEmpty {
+            let judged = judgeOperations(check("operations"), policy: policy, fipsActive: fipsActive)
+            checks += judged.checks
+            for f in judged.findings { add(f.code, f.summary, f.evidence, fix: f.fix, severity: f.severity, about: f.about) }
         }
 
         // Trust paths.

@@ -33,6 +33,9 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
     // POST
     case postConfigError = "post-config-error"
     case hostFIPSDisabled = "host-fips-disabled"
+    case fipsProviderUnvalidated = "fips-provider-unvalidated"
+    case fipsCertificateHistorical = "fips-certificate-historical"
+    case fipsConfigRelaxed = "fips-config-relaxed"
     case postFIPSNotActive = "post-fips-not-active"
     case postSelfTestFailed = "post-self-test-failed"
     case postDRBGFailed = "post-drbg-failed"
@@ -42,21 +45,23 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
     case postTimeout = "post-timeout"
     case postCrashed = "post-crashed"
     case postCommandFailed = "post-command-failed"
+    case postRequiredRefused = "post-required-refused"
+    case postForbiddenAllowed = "post-forbidden-allowed"
 
     public var severity: Severity {
         switch self {
         case .splitLibcrypto, .processSplitLibcrypto, .processFIPSShared, .postFIPSNotActive, .postSelfTestFailed, .postDRBGFailed,
-             .postApprovedFailed, .postUnapprovedAllowed:
+             .postApprovedFailed, .postUnapprovedAllowed, .postForbiddenAllowed:
             return .critical
         case .mangledOpenSSLName, .opensslUnresolved, .bundleUnreadable, .fipsModuleMissing, .processFIPSNotLoaded, .postConfigError,
-             .postTimeout, .postCrashed, .postCommandFailed:
+             .postTimeout, .postCrashed, .postCommandFailed, .postRequiredRefused:
             return .error
         case .duplicateOpenSSLCopy, .staticOpenSSLCopy, .opensslVersionSkew, .trustStoreMissing, .modulesDirMissing,
              .mixedPythonABI, .processDeletedLibrary, .processStaticOpenSSL, .processEnvDrift, .processUnreadable,
              .serviceNotRunning,
-             .postInitErrorQueue, .hostFIPSDisabled:
+             .postInitErrorQueue, .hostFIPSDisabled, .fipsProviderUnvalidated, .fipsConfigRelaxed:
             return .warning
-        case .orphanOpenSSLCopy:
+        case .orphanOpenSSLCopy, .fipsCertificateHistorical:
             return .info
         }
     }
@@ -126,6 +131,16 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
             return "a POST child that crashes means the library or its configuration would crash the service"
         case .postCommandFailed:
             return "the product's own POST program fails under the service's environment and user"
+        case .postRequiredRefused:
+            return "an operation the product performs is refused under this configuration, so the product fails at that step in production (e.g. SHA-1 certificate signing under FIPS)"
+        case .postForbiddenAllowed:
+            return "an operation that policy says must fail succeeds, so the configuration does not enforce what the appliance claims"
+        case .fipsProviderUnvalidated:
+            return "a FIPS provider without a CMVP certificate enforces FIPS rules but is not a validated module: an audit that requires validated cryptography fails"
+        case .fipsCertificateHistorical:
+            return "a certificate on the historical list is no longer valid for new procurements; existing deployments should plan a move to an active one"
+        case .fipsConfigRelaxed:
+            return "a module section with checks set to 0 lets non-approved uses through (or keeps working after a failed conditional test), which an auditor reads as not FIPS-enforcing"
         }
     }
 }

@@ -1,13 +1,29 @@
-/// A small strict JSON reader for the probe's one-line document (pure; no Foundation: on a POST that
-/// takes a few milliseconds, JSONDecoder's throw-per-type-guess decoding of JSONValue is visible).
-/// Numbers that are not 64-bit integers are kept as their literal text. Returns nil on any syntax
-/// error, trailing garbage, or nesting deeper than 64.
-public enum ProbeJSON {
+/// A small strict JSON reader: the probe's one-line document and the FIPS validation data (pure; no
+/// Foundation: on a POST that takes a few milliseconds, JSONDecoder's throw-per-type-guess decoding of
+/// JSONValue is visible). Numbers that are not 64-bit integers are kept as their literal text. Fails
+/// on any syntax error, trailing garbage, or nesting deeper than 64.
+public enum StrictJSON {
     public static func parse(_ bytes: [UInt8]) -> JSONValue? {
+        try? parseLocating(bytes).get()
+    }
+
+    /// Where a document stopped being JSON: 1-based line and column of the byte the reader stopped at.
+    public struct Failure: Error, Sendable, Hashable {
+        public var line: Int
+        public var column: Int
+    }
+
+    public static func parseLocating(_ bytes: [UInt8]) -> Result<JSONValue, Failure> {
         var p = Parser(b: bytes)
-        guard let v = p.value(depth: 0) else { return nil }
-        p.ws()
-        return p.i == bytes.count ? v : nil
+        if let v = p.value(depth: 0) {
+            p.ws()
+            if p.i == bytes.count { return .success(v) }
+        }
+        let stop = min(p.i, bytes.count)
+        let before = bytes[..<stop]
+        let line = before.reduce(1) { $1 == 0x0a ? $0 + 1 : $0 }
+        let column = stop - (before.lastIndex(of: 0x0a).map { $0 + 1 } ?? 0) + 1
+        return .failure(Failure(line: line, column: column))
     }
 
     struct Parser {

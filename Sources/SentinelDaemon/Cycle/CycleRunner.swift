@@ -14,6 +14,8 @@ public final class CycleRunner: Sendable {
     let toolVersion: String
     /// What each configured pid file named when first read in its current form (see `stalePidFile`).
     private let pidFiles = Locked<[String: PidFileBinding]>([:])
+    /// Why the operator's validation data was last unusable: logged once per change, like the textfile.
+    private let validationsProblem = Locked<String?>(nil)
 
     struct PidFileBinding: Sendable, Equatable {
         /// The file's device, inode, size, mtime and ctime: a rewrite (even of the same pid) changes it.
@@ -31,7 +33,8 @@ public final class CycleRunner: Sendable {
     }
 
     /// nil when `cancelled()` turned true mid-way: a partial cycle is never published.
-    public func run(_ config: DaemonConfig, probe: String?, cancelled: @Sendable () -> Bool = { false }) -> Report? {
+    public func run(_ config: DaemonConfig, probe: String?, log: @Sendable (_ priority: Int32, _ message: String) -> Void = { _, _ in },
+                    cancelled: @Sendable () -> Bool = { false }) -> Report? {
         // A reader's own caches (path lookups, mapped files by inode) hold for one cycle only: between
         // cycles an inode can be freed and reused by another file. ELF models stay cached in the
         // catalog, which checks size, mtime and ctime.
@@ -41,6 +44,12 @@ public final class CycleRunner: Sendable {
         let roots = Dictionary(config.bundles.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         // Read once per cycle: the report's header and every POST of the cycle show the same state.
         let host = HostFIPSCheck(state: HostFIPSReader.read(), enabled: config.hostFIPSCheck)
+        // Read every cycle, so an operator's update counts from the next one without a reload.
+        let (validations, problem) = FIPSValidationsFile.load(config.fipsValidations)
+        let before = validationsProblem.withLock { p in defer { p = problem }; return p }
+        if let problem, problem != before { log(4, "FIPS validation data: \(problem)") }
+        if problem == nil, let before { log(5, "FIPS validation data usable again (was: \(before))") }
+        let shared = SharedPostFacts(host: host, validations: validations)
 
         for bundle in config.bundles {
             if cancelled() { return nil }
@@ -51,14 +60,13 @@ public final class CycleRunner: Sendable {
         for service in config.services {
             if cancelled() { return nil }
             let (target, pids) = audit(service, bundle: service.bundle.flatMap { roots[$0] }, reader: reader, runner: runner,
-                                       host: host,
-                                       cancelled: cancelled)
+                                       shared: shared, cancelled: cancelled)
             claimed.formUnion(pids)
             targets.append(target)
         }
         if config.discover.enabled {
             if cancelled() { return nil }
-            targets += discover(config.discover, skipping: claimed, reader: reader, runner: runner, host: host)
+            targets += discover(config.discover, skipping: claimed, reader: reader, runner: runner, shared: shared)
         }
         if cancelled() { return nil }
         var report = Report(command: "daemon", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
@@ -143,7 +151,7 @@ public final class CycleRunner: Sendable {
     }
 
     func audit(_ service: DaemonConfig.Service, bundle: DaemonConfig.Bundle?, reader: ProcReader, runner: PostRunner?,
-               host: HostFIPSCheck, cancelled: @Sendable () -> Bool) -> (TargetReport, [Int32]) {
+               shared: SharedPostFacts, cancelled: @Sendable () -> Bool) -> (TargetReport, [Int32]) {
         let name = service.name
         let (pids, problem, problemEvidence) = pids(of: service, reader: reader)
         let expectations = ProcessExpectations(expectFIPS: service.expectFIPS, environment: service.expectEnvironment)
@@ -171,7 +179,7 @@ public final class CycleRunner: Sendable {
                                     expectFIPS: service.expectFIPS || bundle.expectFIPS, kind: "bundle"))
         }
         if service.post, let runner, !cancelled() {
-            parts += post(service, snapshots: snapshots, runner: runner, host: host)
+            parts += post(service, snapshots: snapshots, runner: runner, shared: shared)
         }
         var target = Self.merge(name: name, kind: "service", root: bundle?.root ?? snapshots.first?.executable,
                                 environment: liveEnvironment?.values ?? TargetEnvironment(service.environment).values,
@@ -180,29 +188,33 @@ public final class CycleRunner: Sendable {
         return (target, snapshots.map(\.pid))
     }
 
-    func post(_ service: DaemonConfig.Service, snapshots: [ProcessSnapshot], runner: PostRunner, host: HostFIPSCheck) -> [TargetReport] {
+    func post(_ service: DaemonConfig.Service, snapshots: [ProcessSnapshot], runner: PostRunner, shared: SharedPostFacts) -> [TargetReport] {
         // The POST follows the first process that maps a libcrypto (else the first process at all);
         // with the service down, its configured environment as the configured user.
         let snap = snapshots.first { s in s.files.contains { $0.role == .libcrypto } } ?? snapshots.first
+        let policy = (require: service.require, forbid: service.forbid)
         if let snap, let run = Self.postFollowing(snap, name: service.name, expectFIPS: service.expectFIPS,
-                                                  command: service.postCommand, host: host, runner: runner) {
+                                                  command: service.postCommand, operations: policy, shared: shared, runner: runner) {
             return run
         }
         let identity = Self.identity(of: service.user ?? "nobody")
         var plan = PostPlan(targetName: service.name, environment: service.environment, cwd: "/",
                             identity: identity, libraries: ["libcrypto.so.3"], expectFIPS: service.expectFIPS,
                             command: service.postCommand)
-        plan.host = host
+        shared.apply(to: &plan)
+        (plan.require, plan.forbid) = policy
         return PostSession.run(plan, runner: runner)
     }
 
     /// The POST of a running process, from the cycle's one read of it (the probe refuses the pid if
     /// its start time changed since); nil when its environment or ids could not be read.
     static func postFollowing(_ snap: ProcessSnapshot, name: String, expectFIPS: Bool, command: [String] = [],
-                              host: HostFIPSCheck, runner: PostRunner) -> [TargetReport]? {
+                              operations: (require: [String], forbid: [String]) = ([], []),
+                              shared: SharedPostFacts, runner: PostRunner) -> [TargetReport]? {
         guard let target = PostTarget(snap) else { return nil }
         var plan = PostPlan.following(target, name: name, expectFIPS: expectFIPS, command: command)
-        plan.host = host
+        shared.apply(to: &plan)
+        (plan.require, plan.forbid) = operations
         return PostSession.run(plan, runner: runner)
     }
 
@@ -230,7 +242,7 @@ public final class CycleRunner: Sendable {
     /// Every other process mapping OpenSSL, grouped by systemd unit (else by executable name): one
     /// target per group, so target names stay stable across restarts of a process.
     func discover(_ d: DaemonConfig.Discover, skipping claimed: Set<Int32>, reader: ProcReader, runner: PostRunner?,
-                  host: HostFIPSCheck) -> [TargetReport] {
+                  shared: SharedPostFacts) -> [TargetReport] {
         let me = getpid()
         let pids = reader.allPIDs().filter { $0 != me && !claimed.contains($0) }
         let snapshots = reader.snapshots(pids: pids, onlyOpenSSL: true, forPOST: d.post && runner != nil)
@@ -241,7 +253,7 @@ public final class CycleRunner: Sendable {
             let snaps = groups[name]!
             var parts = snaps.map { ProcessAudit.audit($0, expectations: expectations, name: name) }
             if d.post, let runner, let snap = snaps.first(where: { s in s.files.contains { $0.role == .libcrypto } }) {
-                parts += Self.postFollowing(snap, name: name, expectFIPS: d.expectFIPS, host: host, runner: runner) ?? []
+                parts += Self.postFollowing(snap, name: name, expectFIPS: d.expectFIPS, shared: shared, runner: runner) ?? []
             }
             var t = Self.merge(name: name, kind: "process", root: snaps.first?.executable,
                                environment: snaps.first?.environment?.values ?? [:], findings: [], parts: parts)
@@ -284,5 +296,16 @@ public final class CycleRunner: Sendable {
         }
         return TargetReport(name: name, kind: kind, root: root, environment: environment, stats: stats, findings: all,
                             warnings: warnings, post: posts.isEmpty ? nil : .array(posts))
+    }
+}
+
+/// What every POST of one cycle shares, read once per cycle: the host's FIPS state and the validation data.
+struct SharedPostFacts {
+    var host: HostFIPSCheck
+    var validations: FIPSValidations
+
+    func apply(to plan: inout PostPlan) {
+        plan.host = host
+        plan.validations = validations
     }
 }

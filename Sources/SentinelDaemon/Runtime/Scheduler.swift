@@ -102,7 +102,7 @@ public final class Scheduler: Sendable {
     func runCycle(_ cfg: DaemonConfig) async -> Report? {
         await withCheckedContinuation { (c: CheckedContinuation<Report?, Never>) in
             detached(stackSize: 8 << 20) { [self] in
-                c.resume(returning: runner.run(cfg, probe: probe, cancelled: { self.stopping.load(ordering: .relaxed) }))
+                c.resume(returning: runner.run(cfg, probe: probe, log: hooks.log, cancelled: { self.stopping.load(ordering: .relaxed) }))
             }
         }
     }
