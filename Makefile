@@ -112,7 +112,8 @@ install-generated:
 	  $(DESTDIR)$(FISHCOMPDIR)/crypto-sentinel.fish $(DESTDIR)$(MANDIR)/man1/crypto-sentinel.1
 
 ## install-files: what needs no build — the systemd units (paths rewritten for PREFIX), the journal
-## catalog, the example config (never over a real config.yaml) and the docs the catalog points at.
+## catalog, the example config (never over a real config.yaml), the docs the catalog points at, and the
+## FIPS validation data as shipped (copy it to $(CONFDIR)/fips-validations.json to edit it).
 ## With no DESTDIR (a real install) the catalog database is rebuilt so journalctl -x explains alerts.
 install-files:
 	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CATALOGDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)
@@ -125,6 +126,7 @@ install-files:
 	install -m 0644 config/crypto-sentinel.example.yaml $(DESTDIR)$(CONFDIR)/config.example.yaml
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -m 0644 systemd/README.md $(DESTDIR)$(DOCDIR)/systemd.md
+	install -m 0644 data/fips-validations.json $(DESTDIR)$(DOCDIR)/fips-validations.json
 	@if [ -z "$(DESTDIR)" ]; then \
 	  journalctl --update-catalog && echo "journal catalog updated"; \
 	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \

@@ -5,7 +5,8 @@
 #   - crypto-sentinel scan (fresh process) vs `scanelf -qR -n -r -S` and `libtree` over the tree's ELF files,
 #     interleaved round by round (scripts/bench/interleave.py)
 #   - an unchanged tree rescanned in the same process (the stat-keyed cache) vs the first scan
-#   - POST: `crypto-sentinel post` (and the bare probe) vs `openssl list -providers && openssl dgst -sha256`
+#   - POST: `crypto-sentinel post` (and the bare probe) vs `openssl list -providers && openssl dgst -sha256`,
+#     and the FIPS POST with every named operation (--require) against the same POST without them
 #     under the same environment (Debian 13's fips.so in Debian 12's libcrypto, and plain system OpenSSL),
 #     interleaved; BASE_BIN=another build joins the same rounds
 #   - idle: the daemon's CPU while nothing happens at ~1,000 processes (target <= 0.2% of a core), and
@@ -123,6 +124,14 @@ if [[ " $SECTIONS " == *" post "* ]]; then
              "BASE_BIN's sentinel-probe alone=$(dirname "$BASE_BIN")/sentinel-probe libcrypto.so.3")
     fi
     env -i PATH=/usr/bin:/bin "${ENVV[@]}" python3 scripts/bench/interleave.py $((RUNS * 4)) "${CMDS[@]}"
+    if [ $CASE = fips ]; then
+      # The product's operations (post --list-operations, every one) against today's FIPS POST.
+      OPS=$("$BIN" post --list-operations | awk '{printf " --require %s", $1}')
+      echo "== POST with every named operation, against the FIPS POST above; medians of $((RUNS * 4)) interleaved rounds"
+      env -i PATH=/usr/bin:/bin python3 scripts/bench/interleave.py $((RUNS * 4)) \
+        "crypto-sentinel post --expect-fips=$BIN post ${POSTENV[*]} $FLAG --format json" \
+        "the same with all $(echo "$OPS" | wc -w | awk '{print $1 / 2}') operations (target: 1.5x at most)=$BIN post ${POSTENV[*]} $FLAG$OPS --format json"
+    fi
   done
 fi
 

@@ -6,7 +6,13 @@ import SentinelCore
 /// used and the reason (file:line for a malformed one) is returned for one line on stderr or in the
 /// journal.
 public enum FIPSValidationsFile {
-    public static let defaultPath = "/etc/crypto-sentinel/fips-validations.json"
+    /// Beside the daemon's configuration: the folder of $CRYPTO_SENTINEL_CONFIG (the installed unit
+    /// sets it for its PREFIX), else /etc/crypto-sentinel.
+    public static var defaultPath: String {
+        let config = getenv("CRYPTO_SENTINEL_CONFIG").map { String(cString: $0) } ?? ""
+        let folder = config.hasPrefix("/") ? LoaderResolver.dirname(config) : "/etc/crypto-sentinel"
+        return folder + "/fips-validations.json"
+    }
 
     /// `path` nil: the default path when it exists. A path that was named must exist.
     public static func load(_ path: String?) -> (data: FIPSValidations, problem: String?) {
