@@ -70,6 +70,42 @@ import SentinelTestSupport
         #expect(post["run_as"]?.stringValue?.hasPrefix("uid 65534") == true)
     }
 
+    /// A service's require:/forbid: lists reach its POST; the validation data is read every cycle and an
+    /// unusable file is logged once per change of cause (the built-in copy is used meanwhile).
+    @Test func operationListsAndValidationDataReachEveryCycle() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cycle-fips-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let data = dir + "/fips-validations.json"
+        try "{\"schema_version\": 1,\n\"checked\": \"2026-12-07\"\n".write(toFile: data, atomically: true, encoding: .utf8)
+        let config = try config("""
+            fips_validations: \(data)
+            services:
+              - name: ghost
+                unit: no-such-unit-\(UUID().uuidString.prefix(6))
+                require: [md5, x509-sign-sha256]
+                forbid: [sha1]
+            """)
+        let probe = try #require(PostRunner.locateProbe())
+        let runner = CycleRunner(toolVersion: "test")
+        let lines = Locked<[String]>([])
+        let log: @Sendable (Int32, String) -> Void = { _, line in lines.withLock { $0.append(line) } }
+        let report = try #require(runner.run(config, probe: probe, log: log))
+        let ghost = try #require(report.targets.first)
+        // Without FIPS both required operations work and the forbidden SHA-1 does too.
+        #expect(ghost.findings.map(\.code).sorted { $0.rawValue < $1.rawValue } == [.postForbiddenAllowed, .serviceNotRunning])
+        #expect(ghost.findings.first { $0.code == .postForbiddenAllowed }?.severity == .error)
+        let checks = (ghost.post?.arrayValue?.first?["checks"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
+        #expect(checks.contains("require md5") && checks.contains("require x509-sign-sha256") && checks.contains("forbid sha1"))
+        #expect(lines.withLock { $0 } == ["FIPS validation data: \(data):3: not valid JSON (column 1); using the embedded copy (checked \(FIPSValidations.embedded.checked))"])
+        _ = runner.run(config, probe: probe, log: log)
+        #expect(lines.withLock { $0.count } == 1, "the same cause is not logged again")
+        try FileManager.default.copyItem(atPath: FIPSValidationsTestData.shipped, toPath: data + ".new")
+        rename(data + ".new", data)
+        _ = runner.run(config, probe: probe, log: log)
+        #expect(lines.withLock { $0.last?.hasPrefix("FIPS validation data usable again (was: \(data):3") } == true)
+    }
+
     @Test func aMissingBundleRootIsAFindingNotAnError() throws {
         let config = try config("""
             bundles:
@@ -151,4 +187,10 @@ import SentinelTestSupport
     @Test func aCancelledCycleIsNotPublished() throws {
         #expect(CycleRunner(toolVersion: "test").run(.embeddedDefault, probe: nil, cancelled: { true }) == nil)
     }
+}
+
+enum FIPSValidationsTestData {
+    /// The shipped data file, from the repository.
+    static let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("data/fips-validations.json").path
 }
