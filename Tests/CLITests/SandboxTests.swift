@@ -75,7 +75,8 @@ import Testing
                                   user: "nobody", cwd: lab.dir)
         defer { service.stop() }
         #expect(service.waitForLibcrypto())
-        let r = try Self.sandboxed(["post", "--pid", String(service.pid), "--expect-fips", "--format", "json"])
+        let r = try Self.sandboxed(["post", "--pid", String(service.pid), "--expect-fips", "--fips-validations", lab.validations,
+                                    "--format", "json"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.codes() == [])
         let post = try #require(r.report?.targets.first?.post)

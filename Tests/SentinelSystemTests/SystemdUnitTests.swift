@@ -86,6 +86,7 @@ struct SystemdUnitTests {
             p + "/lib/systemd/system/crypto-sentinel.service", p + "/lib/systemd/system/crypto-sentinel.socket",
             p + "/lib/systemd/catalog/crypto-sentinel.catalog", conf + "/config.example.yaml",
             p + "/share/doc/crypto-sentinel/README.md", p + "/share/doc/crypto-sentinel/systemd.md",
+            p + "/share/doc/crypto-sentinel/fips-validations.json",
         ]
         let fm = FileManager.default
         for file in expected {
