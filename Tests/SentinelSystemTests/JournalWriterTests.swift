@@ -179,14 +179,9 @@ struct JournalWriterJournaldTests {
         #expect(JournalWriter().send(splitAlert(target)) == .journal)
         _ = try JournaldLease.entries(matching: ["SENTINEL_TARGET=\(target)"])
 
-        // journalctl -x reads the fixed /var/lib/systemd/catalog/database (--root does not apply to -x):
-        // build a database from our file under a temporary root, and show it to one journalctl through a
-        // bind mount in a private mount namespace, so the host's catalog is never touched.
         let root = try CatalogRoot()
         defer { root.remove() }
-        let script = "mount --make-rprivate / && mount --bind \"$1\" /var/lib/systemd && exec \"$2\" -x --no-pager MESSAGE_ID=\"$3\" SENTINEL_TARGET=\"$4\""
-        let (status, out) = try JournaldLease.runTool("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script, "sh", root.path + "/var/lib/systemd",
-                                                                          JournaldLease.journalctl, FindingCode.splitLibcrypto.messageID, target])
+        let (status, out) = try root.explain(["MESSAGE_ID=\(FindingCode.splitLibcrypto.messageID)", "SENTINEL_TARGET=\(target)"])
         #expect(status == 0, "\(out)")
         #expect(out.contains("consumers of \(target) resolve to 2 libcrypto files"))
         #expect(out.contains("Subject: split-libcrypto (critical) on \(target): new"), "\(out)")
@@ -227,32 +222,4 @@ struct JournalWriterJournaldTests {
         #expect(writer.send(splitAlert("sysd-test-\(UUID().uuidString.lowercased())")) == .journal)
         #expect(lines.all.count == 103)
     }
-}
-
-/// A temporary root with the shipped catalog under usr/lib/systemd/catalog and its compiled database
-/// (journalctl --root=… --update-catalog), removed by `remove()`.
-struct CatalogRoot {
-    let path: String
-    static let shipped = FixtureScripts.packageRoot + "/systemd/crypto-sentinel.catalog"
-
-    init() throws {
-        let path = try Fixtures.temporaryDirectory("catalog-root")
-        do { try Self.build(path) } catch {
-            try? FileManager.default.removeItem(atPath: path)
-            throw error
-        }
-        self.path = path
-    }
-
-    private static func build(_ path: String) throws {
-        let dir = path + "/usr/lib/systemd/catalog"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: shipped, toPath: dir + "/crypto-sentinel.catalog")
-        let (status, out) = try JournaldLease.runTool(JournaldLease.journalctl, ["--root=" + path, "--update-catalog"])
-        guard status == 0, FileManager.default.fileExists(atPath: path + "/var/lib/systemd/catalog/database") else {
-            throw FixtureError("journalctl --root=\(path) --update-catalog failed (\(status)): \(out)")
-        }
-    }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
