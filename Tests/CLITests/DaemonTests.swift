@@ -86,15 +86,6 @@ final class DaemonUnderTest {
 }
 
 @Suite(.serialized) struct DaemonTests {
-    static let modules = "/usr/lib/x86_64-linux-gnu/ossl-modules"
-
-    /// The real split service in a unit-named cgroup, run from `bundle`.
-    func startService(_ bundle: String, unit: FakeUnit) throws -> LiveProcess {
-        let p = try LiveProcess([bundle + "/app", "--serve"], environment: ["PATH": "/usr/bin:/bin", "OPENSSL_MODULES": Self.modules])
-        guard unit.adopt(p.pid) else { p.stop(); throw FixtureError(message: "cannot move pid \(p.pid) into \(unit.name)") }
-        return p
-    }
-
     func report(_ d: DaemonUnderTest) throws -> Report {
         let (code, body) = try d.curl("/v1/report")
         guard code == 200 else { throw FixtureError(message: "GET /v1/report: \(code) \(body)") }
@@ -114,23 +105,9 @@ final class DaemonUnderTest {
     @Test func splitServiceIsReportedEverywhereThenResolvesAfterARestartFromTheCanonicalBundle() throws {
         let journald = try JournaldLease()
         defer { journald.release() }
-        let work = try Fixtures.copy(try Fixtures.cxfreeze("debian"))
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let unit = try #require(FakeUnit("sentinel-api-\(UUID().uuidString.prefix(6).lowercased()).service"), "no writable cgroup hierarchy")
-        var service = try startService(work, unit: unit)
-        defer { service.stop(); unit.remove() }
-
-        let d = try DaemonUnderTest(config: """
-            interval: 1h
-            bundles:
-              - name: product
-                root: \(work)
-            services:
-              - name: product-api
-                unit: \(unit.name)
-                bundle: product
-                environment: {OPENSSL_MODULES: \(Self.modules)}
-            """)
+        let service = try SplitService()
+        defer { service.remove() }
+        let d = try DaemonUnderTest(config: service.daemonConfig())
         defer { d.remove() }
 
         // READY=1 once the socket listens and the first cycle is done; STATUS names the worst finding.
@@ -164,10 +141,7 @@ final class DaemonUnderTest {
 
         // Restart the service from the canonicalised bundle: the live watcher notices, a cycle runs,
         // the findings resolve in the report, in STATUS and in the journal.
-        service.stop()
-        let replaced = try Sentinel.shell(["bash", "-c", "rm -rf '\(work)'/* && cp -a '\(try Fixtures.cxfreeze("canonical"))'/. '\(work)'/"])
-        try #require(replaced.status == 0, "\(replaced.stderr)")
-        service = try startService(work, unit: unit)
+        try service.heal()
         let healed = waitForReport(d) { r in
             guard let t = r.targets.first(where: { $0.name == "product-api" }) else { return false }
             return t.stats["pid"] == Int(service.pid) && !t.findings.contains { $0.code == .processSplitLibcrypto || $0.code == .splitLibcrypto }
