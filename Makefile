@@ -5,7 +5,8 @@ FIPS_CACHE ?= /var/tmp/crypto-sentinel-fips
 PREFIX ?= /usr/local
 APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev libyaml-dev patchelf gcc make python3 python3-venv python3-pip \
                 python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates \
-                openssl procps binutils systemd nginx-light curl libcap2-bin prometheus
+                openssl procps binutils systemd nginx-light curl libcap2-bin prometheus \
+                prometheus-node-exporter systemd-journal-remote
 SWIFT_BUILD_FLAGS ?=
 # systemd's search path for locally installed units (beside /etc/systemd/system, which is the admin's).
 UNITDIR ?= $(PREFIX)/lib/systemd/system
