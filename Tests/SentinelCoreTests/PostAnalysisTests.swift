@@ -140,14 +140,14 @@ struct PostAnalysisTests {
 
     @Test func crashesTimeoutsAndGarbage() {
         let stderr = "sentinel-probe: stage dlopen\nsentinel-probe: stage identity"
-        let crash = PostAnalysis.analyze(PostRun(library: "/x/libcrypto.so.3", outcome: .signaled(11), stderrTail: stderr), target: "t", expectFIPS: true)
+        let crash = PostAnalysis.analyze(PostRun(library: "/x/libcrypto.so.3", outcome: .signaled(11), stderrTail: stderr), target: "t", policy: PostPolicy(expectFIPS: true))
         #expect(crash.findings.map(\.code) == [.postCrashed])
         #expect(crash.findings.first?.summary.contains("SIGSEGV") == true)
         #expect(crash.findings.first?.evidence["stage"] == "identity")
-        let hang = PostAnalysis.analyze(PostRun(library: "/x/libcrypto.so.3", outcome: .timedOut(seconds: 10), stderrTail: stderr), target: "t", expectFIPS: false)
+        let hang = PostAnalysis.analyze(PostRun(library: "/x/libcrypto.so.3", outcome: .timedOut(seconds: 10), stderrTail: stderr), target: "t", policy: PostPolicy(expectFIPS: false))
         #expect(hang.findings.map(\.code) == [.postTimeout])
         #expect(hang.findings.first?.summary.contains("within 10 s") == true)
-        let garbage = PostAnalysis.analyze(PostRun(library: "l", outcome: .exited(status: 0, result: ["x": 1])), target: "t", expectFIPS: false)
+        let garbage = PostAnalysis.analyze(PostRun(library: "l", outcome: .exited(status: 0, result: ["x": 1])), target: "t", policy: PostPolicy(expectFIPS: false))
         #expect(garbage.findings.map(\.code) == [.postCrashed])
     }
 

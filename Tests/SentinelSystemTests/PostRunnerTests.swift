@@ -83,7 +83,7 @@ struct PostRunnerTests {
         let probe = try Self.script(#"echo "SECRET=hunter2" >&2; echo "sentinel-probe: stage dlopen" >&2; echo "ld.so: LD_AUDIT=x" >&2; echo "SECRET=hunter2"; kill -SEGV $$"#)
         let run = PostRunner(probe: probe, timeout: 5).runProbe(library: "l", environment: [:], cwd: nil, identity: nil)
         #expect(run.stderrTail == "sentinel-probe: stage dlopen")
-        let result = PostAnalysis.analyze(run, target: "t", expectFIPS: false)
+        let result = PostAnalysis.analyze(run, target: "t", policy: PostPolicy(expectFIPS: false))
         #expect(!"\(result.findings)".contains("hunter2") && !"\(result.findings)".contains("LD_AUDIT"))
     }
 

@@ -66,10 +66,6 @@ public enum PostAnalysis {
         public var library: JSONValue
     }
 
-    public static func analyze(_ run: PostRun, target: String, expectFIPS: Bool) -> Result {
-        analyze(run, target: target, policy: PostPolicy(expectFIPS: expectFIPS))
-    }
-
     public static func analyze(_ run: PostRun, target: String, policy: PostPolicy) -> Result {
         let tail = ["stderr_tail": JSONValue(run.stderrTail.isEmpty ? nil : run.stderrTail)]
         var evidenceBase: [String: JSONValue] = ["libcrypto": .string(run.library)]
