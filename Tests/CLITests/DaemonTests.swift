@@ -202,10 +202,12 @@ final class DaemonUnderTest {
         let later = try #require(d.waitForNotify(30) { $0.contains("STATUS=") }, "no STATUS= after the requested cycle")
         #expect(later.contains("config rejected") && !later.contains("READY=1"), "\(later)")
 
-        // A good file: swapped, then a cycle at once — slow this time, so SIGTERM lands mid-cycle.
+        // A good file: swapped, then a cycle at once — slow this time, so SIGTERM lands mid-cycle. Sent
+        // the way the unit's ExecReload= does, with $MAINPID as systemd sets it.
         let marker = "7.\(Int.random(in: 100...999))"
         try slowConfig(marker).write(toFile: d.configPath, atomically: true, encoding: .utf8)
-        d.signal(SIGHUP)
+        let reload = try Sentinel.shell([Sentinel.binary, "reload"], environment: ["MAINPID": String(d.pid)])
+        #expect(reload.status == 0 && reload.stderr.isEmpty, "\(reload.stderr)")
         #expect(d.waitForNotify(10) { $0.contains("RELOADING=1") } != nil)
         let swapped = try #require(d.waitForNotify(10) { $0.contains("READY=1") })
         #expect(swapped.contains("reloaded"))
@@ -221,6 +223,19 @@ final class DaemonUnderTest {
         #expect(d.waitForExit(10) == 0)
         // The cycle's children went with it.
         #expect((try Sentinel.shell(["pgrep", "-f", "sleep \(marker)"])).status != 0)
+    }
+
+    /// `reload` signals only a crypto-sentinel: a wrong or stale pid (a MAINPID gone, reused) is refused.
+    @Test func reloadRefusesAProcessThatIsNotTheDaemon() throws {
+        let other = try LiveProcess(["/bin/sh", "-c", "echo up; exec sleep 30"])
+        defer { other.stop() }
+        let refused = try Sentinel.run(["reload", "--pid", String(other.pid)])
+        #expect(refused.status == 2 && refused.stderr.contains("is sleep, not crypto-sentinel"), "\(refused.stderr)")
+        #expect(other.process.isRunning, "SIGHUP would have ended sleep")
+        let gone = try Sentinel.shell([Sentinel.binary, "reload"], environment: ["MAINPID": "999999999"])
+        #expect(gone.status == 2 && gone.stderr.contains("no process 999999999"), "\(gone.stderr)")
+        let none = try Sentinel.shell([Sentinel.binary, "reload"], environment: [:])
+        #expect(none.status == 2 && none.stderr.contains("--pid"), "\(none.stderr)")
     }
 
     @Test func afterKill9TheLastReportIsServedUntilTheFirstNewCycleCompletes() throws {

@@ -46,7 +46,8 @@ struct SystemdUnitTests {
         #expect(d["NotifyAccess"] == "main")
         #expect(d["WatchdogSec"] == "30s")
         #expect(d["ExecStart"] == "/usr/local/bin/crypto-sentinel daemon")
-        #expect(d["ExecReload"] == "/bin/kill -HUP $MAINPID")
+        // The binary signals itself: a minimal image has no /bin/kill (procps).
+        #expect(d["ExecReload"] == "/usr/local/bin/crypto-sentinel reload --pid $MAINPID")
         #expect(d["RuntimeDirectory"] == "crypto-sentinel")
         #expect(d["StateDirectory"] == "crypto-sentinel")
         #expect(d["Restart"] == "on-failure")
