@@ -72,7 +72,10 @@ struct Daemon: ParsableCommand {
                                              toolVersion: toolVersion, environment: env))
         let done = DispatchSemaphore(value: 0)
         let failure = StartFailure()
-        Task {
+        // .medium (nice 0): a task made on the main thread is .high on Linux, whose worker threads
+        // libdispatch renices to -2: the daemon's work would outrank the services it audits, and without
+        // CAP_SYS_NICE each new thread logs "Failed to set thread priority". Every child task inherits.
+        Task(priority: .medium) {
             do { try await main.run() } catch { failure.reason.withLock { $0 = "\(error)" } }
             done.signal()
         }

@@ -16,8 +16,10 @@ final class Wakeup: Sendable {
     init() {
         timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
         timer.schedule(deadline: .distantFuture)
-        timer.activate()
+        // The handler before activate(): libdispatch logs a "DEPRECATED USE" line (to the journal, through
+        // syslog) for a source activated without one.
         timer.setEventHandler { [weak self] in self?.ring() }
+        timer.activate()
     }
 
     deinit { timer.cancel() }
