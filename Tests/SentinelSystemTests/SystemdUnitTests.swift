@@ -48,6 +48,7 @@ struct SystemdUnitTests {
         #expect(d["ExecStart"] == "/usr/local/bin/crypto-sentinel daemon")
         // The binary signals itself: a minimal image has no /bin/kill (procps).
         #expect(d["ExecReload"] == "/usr/local/bin/crypto-sentinel reload --pid $MAINPID")
+        #expect(d["RuntimeDirectoryPreserve"] == "yes", "a stopped service must not take the socket unit's api.sock with it")
         #expect(d["RuntimeDirectory"] == "crypto-sentinel")
         #expect(d["StateDirectory"] == "crypto-sentinel")
         #expect(d["Restart"] == "on-failure")
@@ -56,6 +57,8 @@ struct SystemdUnitTests {
         #expect(d["SystemCallFilter"] == "@system-service")
         let caps = Set((d["CapabilityBoundingSet"] ?? "").split(separator: " ").map(String.init))
         #expect(caps.isSuperset(of: ["CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"]))
+        // setns() into the service's mount namespace and chroot() into its root (the POST child).
+        #expect(caps.isSuperset(of: ["CAP_SYS_ADMIN", "CAP_SYS_CHROOT"]) && d["RestrictNamespaces"] == "mnt")
         // Hiding processes, /proc/sys, user namespaces or root-without-caps-on-exec would blind or break the audit.
         for forbidden in ["ProtectProc", "ProcSubset", "PrivateUsers", "User", "DynamicUser", "SecureBits", "ReadOnlyPaths", "InaccessiblePaths"] {
             #expect(d[forbidden] == nil, "\(forbidden)= must not be set")
