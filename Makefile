@@ -114,8 +114,10 @@ install-generated:
 
 ## install-files: what needs no build — the systemd units (paths rewritten for PREFIX), the journal
 ## catalog, the example config (never over a real config.yaml), the docs the catalog points at, and the
-## FIPS validation data as shipped (copy it to $(CONFDIR)/fips-validations.json to edit it).
-## With no DESTDIR (a real install) the catalog database is rebuilt so journalctl -x explains alerts.
+## FIPS validation data as shipped (copy it beside config.yaml as fips-validations.json to edit it).
+## The catalog database of the root installed into is rebuilt, so journalctl -x explains alerts: the host's
+## with no DESTDIR, $(DESTDIR)'s when it is a system (it has systemd: an image, a container); a bare
+## staging folder (packaging) is left without one.
 install-files:
 	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CATALOGDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)
 	for f in crypto-sentinel.service crypto-sentinel.socket; do \
@@ -128,9 +130,13 @@ install-files:
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -m 0644 systemd/README.md $(DESTDIR)$(DOCDIR)/systemd.md
 	install -m 0644 data/fips-validations.json $(DESTDIR)$(DOCDIR)/fips-validations.json
+	@case "$(CATALOGDIR)" in /usr/lib/systemd/catalog|/usr/local/lib/systemd/catalog) ;; \
+	  *) echo "note: journalctl reads no catalog from $(CATALOGDIR): pass CATALOGDIR=/usr/local/lib/systemd/catalog";; esac
 	@if [ -z "$(DESTDIR)" ]; then \
 	  journalctl --update-catalog && echo "journal catalog updated"; \
 	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	elif [ -x "$(DESTDIR)/usr/lib/systemd/systemd" ] || [ -x "$(DESTDIR)/lib/systemd/systemd" ]; then \
+	  journalctl --root="$(DESTDIR)" --update-catalog && echo "journal catalog of $(DESTDIR) updated"; \
 	fi
 
 clean:
