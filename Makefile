@@ -2,11 +2,12 @@
 SHELL := /bin/bash
 FIXTURES ?= /tmp/crypto-sentinel-fixtures
 FIPS_CACHE ?= /var/tmp/crypto-sentinel-fips
+SYSTEMD_ROOT_CACHE ?= /var/tmp/crypto-sentinel-systemd
 PREFIX ?= /usr/local
 APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev libyaml-dev patchelf gcc make python3 python3-venv python3-pip \
                 python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates \
                 openssl procps binutils systemd nginx-light curl libcap2-bin prometheus \
-                prometheus-node-exporter systemd-journal-remote
+                prometheus-node-exporter systemd-journal-remote debootstrap systemd-container
 SWIFT_BUILD_FLAGS ?=
 # systemd's search path for locally installed units (beside /etc/systemd/system, which is the admin's).
 UNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -49,13 +50,15 @@ release:
 	swift build -c release $(LOCAL_FLAGS) $(RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS)
 
 ## fixtures: gcc-built ELF trees, real cx_Freeze bundles (PyPI), fake libcrypto for the POST's failure
-## paths, and Debian 13's openssl-provider-fips (private apt sources list; cached under $(FIPS_CACHE)).
+## paths, Debian 13's openssl-provider-fips (private apt sources list; cached under $(FIPS_CACHE)) and a
+## Debian 12 root with systemd to boot (debootstrap; cached under $(SYSTEMD_ROOT_CACHE)).
 fixtures:
 	scripts/fixtures/elf-trees.sh $(FIXTURES)/elf
 	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
 	scripts/fixtures/processes.sh $(FIXTURES)/proc
 	scripts/fixtures/post-libs.sh $(FIXTURES)/post
 	scripts/fixtures/fips-provider.sh $(FIPS_CACHE) >/dev/null
+	scripts/fixtures/systemd-root.sh $(SYSTEMD_ROOT_CACHE)
 
 ## demo: the daemon on its embedded default next to a demo service (the real split cx_Freeze bundle,
 ## frozen on the spot with Debian's python3-cryptography): `crypto-sentinel status`, the socket and the
@@ -73,9 +76,10 @@ demo-scan: setup release
 	echo; echo "\$$ crypto-sentinel repair $(FIXTURES)/cxfreeze/debian --dry-run"; \
 	.build/release/crypto-sentinel repair $(FIXTURES)/cxfreeze/debian --dry-run
 
-## test: the whole suite (what .ci/run runs).
-test: setup fixtures
-	SENTINEL_FIXTURES=$(FIXTURES) swift test $(LOCAL_FLAGS) $(SWIFT_BUILD_FLAGS)
+## test: the whole suite (what .ci/run runs). The booted-systemd tests install the release build
+## (make -o release install DESTDIR=…), so it is built here, before swift test, not from inside a test.
+test: setup fixtures release
+	SENTINEL_FIXTURES=$(FIXTURES) SENTINEL_SYSTEMD_CACHE=$(SYSTEMD_ROOT_CACHE) swift test $(LOCAL_FLAGS) $(SWIFT_BUILD_FLAGS)
 
 ## sanitize: the whole suite under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer (SANITIZERS=address
 ## or thread for one); non-zero on a failed test or any sanitizer report. Slow (about 10 min): not in .ci/run.
