@@ -144,9 +144,11 @@ public enum PostAnalysis {
                     + (present.isEmpty || absent.isEmpty ? "" : "; ") + (absent.isEmpty ? "" : "absent: " + absent.joined(separator: ", ")),
                 errors: []))
         }
+        // OpenSSL 1.1 has no providers: what it has is checked (config, digests, RAND_bytes, FIPS_mode()).
+        let v1_1 = doc["openssl_1_1"] == .bool(true)
         let cb = check("self_test_callback")
-        checks.append(PostCheck(name: "self-test callback", status: status(cb) == "pass" ? .pass : .fail,
-            summary: status(cb) == "pass" ? "armed before any provider loaded" : "not available", errors: errors(cb)))
+        checks.append(PostCheck(name: "self-test callback", status: status(cb) == "pass" ? .pass : status(cb) == "skip" ? .skip : .fail,
+            summary: status(cb) == "pass" ? "armed before any provider loaded" : cb["reason"]?.stringValue ?? "not available", errors: errors(cb)))
 
         // Config, the service's way and strictly.
         let service = check("config_service")
@@ -186,9 +188,13 @@ public enum PostAnalysis {
             return "\(name) (\(p["name"]?.stringValue ?? "?") \(p["version"]?.stringValue ?? "?"), status \(status))"
         }
         let fips = list.first { $0["fips"] == .bool(true) }
-        let fipsActive = fips.map { $0["status"] == .int(1) || $0["status"] == nil } ?? false
-        checks.append(PostCheck(name: "providers", status: expectFIPS && !fipsActive ? .fail : (list.isEmpty ? .fail : .pass),
-            summary: (described.isEmpty ? "none loaded" : described.joined(separator: ", "))
+        // 1.1: FIPS_mode() where the build has it (a FIPS-capable 1.1 build says 1 once FIPS is on).
+        let fipsMode = providers["fips_mode"]
+        let fipsActive = v1_1 ? fipsMode == .int(1) : fips.map { $0["status"] == .int(1) || $0["status"] == nil } ?? false
+        let fipsModeText = fipsMode.map { "FIPS_mode() returned \(scalar($0))" } ?? "this build has no FIPS_mode()"
+        checks.append(PostCheck(name: "providers", status: expectFIPS && !fipsActive ? .fail : v1_1 ? .skip : (list.isEmpty ? .fail : .pass),
+            summary: (v1_1 ? "OpenSSL 1.1 has no providers; " + fipsModeText
+                      : described.isEmpty ? "none loaded" : described.joined(separator: ", "))
                 + (expectFIPS ? (fipsActive ? "; fips active" : "; fips NOT active") : ""),
             errors: errors(providers)))
         let providerEvidence: JSONValue = .array(list)
@@ -196,14 +202,15 @@ public enum PostAnalysis {
             let maps = check("maps")
             let selfTest = check("self_test")
             let cause: String
-            if strictStatus == "fail" { cause = "the config fails a strict load (see post-config-error)" }
+            if v1_1 { cause = "OpenSSL 1.1 has no FIPS provider (\(fipsModeText))" }
+            else if strictStatus == "fail" { cause = "the config fails a strict load (see post-config-error)" }
             else if !(selfTest["failed_tests"]?.arrayValue ?? []).isEmpty { cause = "its self-test failed while loading (see post-self-test-failed)" }
             else if maps["fips_expected_exists"] == .bool(false) { cause = "there is no fips.so in \(maps["fips_expected_dir"]?.stringValue ?? "the modules folder") (OPENSSL_MODULES, else MODULESDIR)" }
             else { cause = "the fips provider did not load or activate under this environment (is it activated in OPENSSL_CONF?)" }
             add(.postFIPSNotActive, "FIPS is expected but the fips provider is not active for \(path): \(cause)",
                 ["providers": providerEvidence, "config_errors": JSONValue(strictErrors),
                  "fips_module_mapped": check("maps")["fips_module"] ?? .null,
-                 "default_properties_fips": providers["default_properties_fips"] ?? .null],
+                 "default_properties_fips": providers["default_properties_fips"] ?? .null, "fips_mode": fipsMode ?? .null],
                 fix: ["check OPENSSL_CONF activates fips and base, and OPENSSL_MODULES (or MODULESDIR) holds fips.so",
                       "openssl fipsinstall -module DIR/fips.so -out DIR/fipsmodule.cnf -provider_name fips"])
         }
@@ -236,7 +243,7 @@ public enum PostAnalysis {
         // SHA-256 known answer.
         let sha = check("sha256")
         let shaOK = status(sha) == "pass" && sha["digest"]?.stringValue == sha256OfABC
-        let shaProvider = sha["provider"]?.stringValue
+        let shaProvider = sha["provider"]?.stringValue ?? (v1_1 ? "OpenSSL 1.1's built-in code" : nil)
         checks.append(PostCheck(name: "sha-256 known answer", status: shaOK ? .pass : .fail,
             summary: shaOK ? "SHA-256(\"abc\") correct, served by \(shaProvider ?? "?")" : "SHA-256 failed" + (shaProvider.map { " (provider \($0))" } ?? ""),
             errors: errors(sha)))
@@ -249,7 +256,7 @@ public enum PostAnalysis {
         let md5 = check("md5")
         let md5Allowed = md5["allowed"] == .bool(true)
         checks.append(PostCheck(name: "md5 refused", status: expectFIPS ? (md5Allowed ? .fail : .pass) : .info,
-            summary: md5Allowed ? "MD5 works (provider \(md5["provider"]?.stringValue ?? "?"))" : "MD5 refused",
+            summary: md5Allowed ? "MD5 works (provider \(md5["provider"]?.stringValue ?? (v1_1 ? "OpenSSL 1.1's built-in code" : "?")))" : "MD5 refused",
             errors: errors(md5)))
         if expectFIPS && md5Allowed {
             add(.postUnapprovedAllowed, "FIPS is expected but MD5 (not approved) works through \(path), served by the '\(md5["provider"]?.stringValue ?? "?")' provider",
@@ -261,7 +268,8 @@ public enum PostAnalysis {
         let drbg = check("drbg")
         let drbgOK = status(drbg) == "pass"
         checks.append(PostCheck(name: "drbg", status: drbgOK ? .pass : .fail,
-            summary: drbgOK ? "RAND_bytes ok; primary \(drbg["algorithm"]?.stringValue ?? "?") from \(drbg["provider"]?.stringValue ?? "?"), state ready"
+            summary: drbgOK && v1_1 ? "RAND_bytes ok (OpenSSL 1.1: no EVP_RAND state to read)"
+                : drbgOK ? "RAND_bytes ok; primary \(drbg["algorithm"]?.stringValue ?? "?") from \(drbg["provider"]?.stringValue ?? "?"), state ready"
                 : "RAND_bytes returned \(scalar(drbg["rand_bytes"])); primary DRBG \(drbg["primary"] == .bool(true) ? "state \(scalar(drbg["state"]))" : "missing")",
             errors: errors(drbg)))
         if !drbgOK {
@@ -312,6 +320,7 @@ public enum PostAnalysis {
             return .object(o.mapValues { $0["present"] ?? .null })
         } ?? .null
         let library: JSONValue = ["requested": .string(run.library), "path": .string(path), "version": .string(version),
+                                  "openssl_1_1": .bool(v1_1), "fips_mode": fipsMode ?? .null,
                                   "openssldir": identity["openssldir_path"] ?? .null, "modulesdir": identity["modulesdir_path"] ?? .null,
                                   "newer_api": api, "elapsed_ms": doc["elapsed_ms"] ?? .null,
                                   "child_uid": doc["uid"] ?? .null, "child_gid": doc["gid"] ?? .null, "child_cwd": doc["cwd"] ?? .null]
