@@ -228,6 +228,7 @@ private struct Parser {
         default: .other
         }
         object = ELFObject(elfClass: elfClass, machine: ehdr.e_machine, type: type)
+        object.entry = ehdr.e_entry
     }
 
     mutating func parse() throws(ELFReadError) -> ELFObject {
@@ -255,18 +256,39 @@ private struct Parser {
         }
         // Most files hold no OpenSSL build strings: a cheap pass looks for their key first, and the full
         // search runs only where it hits or where the object exports OpenSSL entry points.
+        var gnutlsVersion: String?
         if !sections.readOnlyData.isEmpty {
             let data = try ReadOnlyData(fd: fd, sections: sections.readOnlyData, fileSize: fileSize)
             if data.declared > ReadOnlyData.limit {
                 object.unsearchedReadOnlyData = data.declared
             } else {
                 var search = !object.exports.isEmpty
-                // `OPENSSLDIR: "` is 13 bytes: windows overlapping by 12 hold each key whole.
-                if !search { search = try data.windows(overlap: 12) { window, _ in EmbeddedStrings.hasBuildDirKey(window) } }
-                if search { object.embeddedOpenSSL = try EmbeddedStrings.find(in: data) }
+                // `OPENSSLDIR: n/a` is 15 bytes: windows overlapping by 14 hold each key whole.
+                if !search { search = try data.windows(overlap: 14) { window, _ in EmbeddedStrings.hasBuildDirKey(window) } }
+                if search {
+                    let found = try EmbeddedStrings.find(in: data, versionLine: gnutlsReleaseLine())
+                    object.embeddedOpenSSL = found.openSSL
+                    object.foreignCrypto = found.foreign
+                    gnutlsVersion = found.lineVersion
+                }
             }
         }
+        if object.foreignCrypto == nil {
+            if object.exports.contains(.gnutls) { object.foreignCrypto = ForeignCrypto(library: .gnuTLS, version: gnutlsVersion) }
+            else if object.exports.contains(.nettle) { object.foreignCrypto = ForeignCrypto(library: .nettle) }
+        }
         return object
+    }
+
+    /// "3.7." for a GnuTLS whose newest symbol version is GNUTLS_3_7_7: its version text starts so.
+    func gnutlsReleaseLine() -> String? {
+        guard object.exports.contains(.gnutls) else { return nil }
+        let lines = object.definedVersions.compactMap { node -> [Int]? in
+            guard node.hasPrefix("GNUTLS_") else { return nil }
+            let parts = node.dropFirst(7).split(separator: "_").compactMap { Int($0) }
+            return parts.count >= 2 ? Array(parts.prefix(2)) : nil
+        }
+        return lines.max { $0.lexicographicallyPrecedes($1) }.map { "\($0[0]).\($0[1])." }
     }
 
     // MARK: program headers
@@ -541,6 +563,7 @@ private struct Parser {
     /// `exports(found:)` says what each (in this order) means.
     static let exportNames: [(name: StaticString, hash: UInt32)] = [
         "OPENSSL_init_crypto", "ERR_get_error", "CRYPTO_malloc", "OPENSSL_init_ssl", "OSSL_provider_init",
+        "gnutls_global_init", "nettle_sha256_init",
     ].map { ($0, gnuHash($0)) }
 
     /// OPENSSL_init_ssl only for libssl: GnuTLS's OpenSSL compatibility layer exports SSL_CTX_new too.
@@ -549,6 +572,8 @@ private struct Parser {
         if found[0] || (found[1] && found[2]) { exports.insert(.libcrypto) }
         if found[3] { exports.insert(.libssl) }
         if found[4] { exports.insert(.provider) }
+        if found[5] { exports.insert(.gnutls) }
+        if found[6] { exports.insert(.nettle) }
         return exports
     }
 
@@ -717,9 +742,9 @@ private struct Parser {
         for index in 0..<count {
             let sym = table + index * entrySize
             let name = UInt64(sym.loadUnaligned(as: UInt32.self))  // st_name is the first field of both
-            // Every export name starts with O, E or C: skip the rest before any other check.
+            // Every export name starts with O, E, C, g or n: skip the rest before any other check.
             switch names.firstByte(at: name) {
-            case UInt8(ascii: "O"), UInt8(ascii: "E"), UInt8(ascii: "C"): break
+            case UInt8(ascii: "O"), UInt8(ascii: "E"), UInt8(ascii: "C"), UInt8(ascii: "g"), UInt8(ascii: "n"): break
             default: continue
             }
             guard Self.definedName(sym, is64: is64) != nil,
@@ -815,17 +840,78 @@ private enum EmbeddedStrings {
     /// its key and quotes, or that value with "/cert.pem" and a NUL.
     static let longestMatch = 8 << 10
 
-    /// One pass for the version text and the three directories (the first match of each, in file
-    /// order), and one for the cert defaults where OPENSSLDIR is known.
-    static func find(in data: ReadOnlyData) throws(ELFReadError) -> EmbeddedOpenSSL? {
+    /// What the full search found: OpenSSL's build strings, another library's markers, and the
+    /// version text starting with the `versionLine` asked for.
+    struct Found {
+        var openSSL: EmbeddedOpenSSL?
+        var foreign: ForeignCrypto?
+        var lineVersion: String?
+    }
+
+    /// One pass for the version text, the three directories (the first match of each, in file order)
+    /// and the other libraries' markers, and one for the cert defaults where OPENSSLDIR is known.
+    /// `versionLine` ("3.7."): a whole string "3.7.<digits>" is looked for too (GnuTLS's version).
+    static func find(in data: ReadOnlyData, versionLine: String? = nil) throws(ELFReadError) -> Found {
         var found = EmbeddedOpenSSL()
+        var boring = false, awsLC: String?, libre: String?, lineVersion: String?
+        let lineNeedle = versionLine.map { [0] + Array($0.utf8) }
         _ = try data.windows(overlap: longestMatch) { window, own in
             if found.versionText == nil { found.versionText = firstMatch(in: window, own: own, "OpenSSL ", versionText(at:in:)) }
             if found.openSSLDir == nil { found.openSSLDir = quotedValue(in: window, own: own, "OPENSSLDIR: \"") }
             if found.modulesDir == nil { found.modulesDir = quotedValue(in: window, own: own, "MODULESDIR: \"") }
             if found.enginesDir == nil { found.enginesDir = quotedValue(in: window, own: own, "ENGINESDIR: \"") }
-            return found.versionText != nil && found.openSSLDir != nil && found.modulesDir != nil && found.enginesDir != nil
+            // Whole strings only (a NUL before and after): a message that mentions a library is no copy of it.
+            if !boring { boring = firstMatch(in: window, own: own, "BoringSSL\0") { at, w in startsString(at, w) ? "" : nil } != nil }
+            if awsLC == nil {
+                awsLC = firstMatch(in: window, own: own, "AWS-LC ") { at, w in
+                    guard startsString(at, w) else { return nil }
+                    let fips = hasPrefix(w, at + 7, "FIPS ")
+                    return releaseNumber(at: at + (fips ? 12 : 7), in: w).map { fips ? "FIPS " + $0 : $0 }
+                }
+            }
+            if libre == nil {
+                libre = firstMatch(in: window, own: own, "LibreSSL ") { at, w in startsString(at, w) ? releaseNumber(at: at + 9, in: w) : nil }
+            }
+            if lineVersion == nil, let needle = lineNeedle, let base = window.baseAddress {
+                var offset = 0
+                while offset < own, let hit = needle.withUnsafeBytes({ memmem(base + offset, window.count - offset, $0.baseAddress!, $0.count) }) {
+                    let at = hit - base
+                    guard at < own else { break }
+                    if let v = releaseNumber(at: at + 1, in: window) { lineVersion = v; break }
+                    offset = at + 1
+                }
+            }
+            // Done once OpenSSL's four strings or another library's marker are in (one file is not both).
+            let openSSL = found.versionText != nil && found.openSSLDir != nil && found.modulesDir != nil && found.enginesDir != nil
+            return (openSSL || boring || awsLC != nil || libre != nil) && (lineNeedle == nil || lineVersion != nil)
         }
+        let foreign: ForeignCrypto? = if let awsLC { ForeignCrypto(library: .awsLC, version: awsLC) }
+            else if let libre { ForeignCrypto(library: .libreSSL, version: libre) }
+            else if boring { ForeignCrypto(library: .boringSSL) }
+            else { nil }
+        return Found(openSSL: try certDefaults(found, in: data), foreign: foreign, lineVersion: lineVersion)
+    }
+
+    /// Whether the string at `at` starts one (the window's start, or a NUL before it).
+    static func startsString(_ at: Int, _ window: UnsafeRawBufferPointer) -> Bool { at == 0 || window[at - 1] == 0 }
+
+    static func hasPrefix(_ window: UnsafeRawBufferPointer, _ at: Int, _ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        return at + n <= window.count && memcmp(window.baseAddress! + at, literal.utf8Start, n) == 0
+    }
+
+    /// "1.2.3" at `at`, ending a string: digits and dots, at least one dot, then a NUL.
+    static func releaseNumber(at: Int, in window: UnsafeRawBufferPointer) -> String? {
+        var i = at
+        while i < window.count, i - at < 24, window[i] == 0x2e || (window[i] >= 0x30 && window[i] <= 0x39) { i += 1 }
+        let text = UnsafeRawBufferPointer(rebasing: window[at..<i])
+        guard i < window.count, window[i] == 0, i > at, text.first != 0x2e, text.contains(0x2e) else { return nil }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// `found` with the compiled-in cert file and folder where OPENSSLDIR is known; nil when empty.
+    static func certDefaults(_ found: EmbeddedOpenSSL, in data: ReadOnlyData) throws(ELFReadError) -> EmbeddedOpenSSL? {
+        var found = found
         if let dir = found.openSSLDir {
             let file = Array((dir + "/cert.pem").utf8) + [0], certs = Array((dir + "/certs").utf8) + [0]
             var hasFile = false, hasCerts = false
@@ -840,10 +926,10 @@ private enum EmbeddedStrings {
         return found == EmbeddedOpenSSL() ? nil : found
     }
 
-    /// Whether `OPENSSLDIR: "`, `MODULESDIR: "` or `ENGINESDIR: "` occurs: the one search every
-    /// ELF file's read-only data gets (200 MB of it under /usr/lib). `clibelf_next_dir_candidate`
-    /// finds the offsets with a `D` and a `"` five bytes on, which almost nothing else has, and those
-    /// are checked in full; memmem's byte-at-a-time hashing was a fifth of a scan's CPU time.
+    /// Whether `OPENSSLDIR: "`, `MODULESDIR: "` or `ENGINESDIR: "` occurs, or the `OPENSSLDIR: n/a` of
+    /// BoringSSL and AWS-LC: the one search every ELF file's read-only data gets (200 MB of it under
+    /// /usr/lib). `clibelf_next_dir_candidate` finds the offsets with a `D` and a `"` or `n` five bytes
+    /// on, and those are checked in full; memmem's byte-at-a-time hashing was a fifth of a scan's CPU time.
     #if arch(x86_64)
     /// AVX2 where the CPU has it: half the instructions of the SSE2 loop per byte.
     private static let hasAVX2 = clibelf_have_avx2() != 0
@@ -856,9 +942,9 @@ private enum EmbeddedStrings {
 
     static func hasBuildDirKey(_ buffer: UnsafeRawBufferPointer) -> Bool {
         guard let base = buffer.baseAddress else { return false }
-        let needle: StaticString = "DIR: \""
         func check(_ at: Int) -> Bool {
-            at >= 7 && memcmp(base + at, needle.utf8Start, 6) == 0 && isBuildDirKey(buffer, end: at)
+            guard at >= 7, hasPrefix(buffer, at, "DIR: "), isBuildDirKey(buffer, end: at) else { return false }
+            return buffer[at + 5] == UInt8(ascii: "\"") || hasPrefix(buffer, at + 5, "n/a\0")
         }
         var i = 0
         while i < buffer.count {

@@ -39,10 +39,32 @@ import Testing
         #expect(copy.embeddedOpenSSL?.majorMinor == "4.0")
     }
 
+    @Test func whatAFileIsDecidesBeforeItsExports() {
+        // A PIE program exporting OpenSSL's API (node, -rdynamic) carries a static copy; it is no library.
+        var program = ELFObject(elfClass: .elf64, machine: 62, type: .sharedObject, interpreter: "/lib64/ld-linux-x86-64.so.2",
+                                exports: .libcrypto)
+        program.entry = 0xbc030
+        #expect(program.isProgram && program.openSSLRole == .staticCopy)
+        let exec = ELFObject(elfClass: .elf64, machine: 62, type: .executable, exports: [.libcrypto, .libssl])
+        #expect(exec.openSSLRole == .staticCopy)
+        // A library that also runs (an interpreter, an entry point and a SONAME, as libc.so.6) stays a library.
+        var runnable = ELFObject(elfClass: .elf64, machine: 62, type: .sharedObject, interpreter: "/lib64/ld-linux-x86-64.so.2",
+                                 soname: "libcrypto.so.3", exports: .libcrypto)
+        runnable.entry = 0x1000
+        #expect(!runnable.isProgram && runnable.openSSLRole == .libcrypto)
+        // LibreSSL exports OpenSSL's entry points under a libcrypto name: another library, not OpenSSL.
+        var libre = ELFObject(elfClass: .elf64, machine: 62, type: .sharedObject, soname: "libcrypto.so.52", exports: .libcrypto)
+        libre.foreignCrypto = ForeignCrypto(library: .libreSSL, version: "3.8.2")
+        #expect(libre.openSSLRole == nil)
+        #expect(ForeignCrypto(library: .nettle).stack == "GnuTLS")
+    }
+
     @Test func releaseLineFromVersionNodes() {
         var libssl = ELFObject(elfClass: .elf64, machine: 62, type: .sharedObject, soname: "libssl.so.3", exports: .libssl)
         libssl.definedVersions = ["OPENSSL_3.0.0", "OPENSSL_3.2.0", "OPENSSL_3.5.0"]
         #expect(libssl.opensslVersionNodeLine == "3.5")
+        libssl.definedVersions = ["OPENSSL_1_1_0", "OPENSSL_1_1_0d", "OPENSSL_1_1_1", "OPENSSL_1_1_1a"]  // 1.1's spelling
+        #expect(libssl.opensslVersionNodeLine == "1.1")
         libssl.definedVersions = ["libssl.so.3"]
         #expect(libssl.opensslVersionNodeLine == nil)
     }

@@ -38,6 +38,7 @@ public struct BundleAudit {
         findings += duplicateFindings()
         findings += orphanFindings(linkage)
         findings += staticCopyFindings()
+        findings += foreignFindings(linkage)
         findings += unresolvedFindings(linkage)
         findings += skewFindings(linkage)
         findings += libcryptoEnvironmentFindings(linkage)
@@ -59,6 +60,8 @@ public struct BundleAudit {
         var missing: [Missing] = []
         /// Every file any load reached through a DT_NEEDED edge.
         var reached: Set<FileIdentity> = []
+        /// The crypto libraries other than OpenSSL that a load reached, in the tree or outside it.
+        var foreign: [FileIdentity: LoadedFile] = [:]
     }
 
     /// Each shared object of the tree dlopen()ed into a process started from each distinct main program
@@ -116,6 +119,7 @@ public struct BundleAudit {
                         let role = target.object.openSSLRole
                         let yes = role == .libcrypto || role == .libssl
                         isOpenSSL[target.identity] = yes
+                        if target.object.foreignCrypto != nil { linkage.foreign[target.identity] = target }
                         return yes
                     }()
                     if openssl, seenEdges.insert(EdgeKey(consumer: edge.consumer, name: edge.name, target: target.identity,
@@ -141,6 +145,7 @@ public struct BundleAudit {
         let uses = Set(parts.flatMap(\.uses))
         merged.missing = Set(parts.flatMap(\.missing)).sorted { ($0.consumer, $0.name) < ($1.consumer, $1.name) }
         merged.reached = parts.reduce(into: Set<FileIdentity>()) { $0.formUnion($1.reached) }
+        merged.foreign = parts.reduce(into: [FileIdentity: LoadedFile]()) { $0.merge($1.foreign) { a, _ in a } }
         // A reuse of an already loaded object says less than the search that first found it.
         let searched = Set(uses.filter { $0.via != .alreadyLoaded }.map { [$0.consumer, $0.name, $0.target.path] })
         merged.uses = uses.filter { $0.via != .alreadyLoaded || !searched.contains([$0.consumer, $0.name, $0.target.path]) }
@@ -173,10 +178,17 @@ public struct BundleAudit {
                     ])
                 }),
             ])
+            // 1.1 and 3 differ in ABI: no renaming joins them, only consumers rebuilt for one line do.
+            let majors = Set(copies.compactMap { releaseLine($0.0.object)?.split(separator: ".").first })
+            let fix = majors.count > 1
+                ? ["the copies come from different OpenSSL major releases (\(majors.sorted().joined(separator: " and "))), which are not ABI-compatible: renaming cannot join them",
+                   "upgrade or rebuild the modules that reach the older copy (its consumers above) against the newer OpenSSL, e.g. a wheel release built with OpenSSL 3",
+                   "crypto-sentinel scan \(shellQuote(inventory.root))   # every consumer must then end in one file"]
+                : canonicalFix(linkage, role: role, inputs: fixInputs)
             out.append(Finding(
                 code: .splitLibcrypto, target: name, subject: Finding.subject(role.rawValue, copies: copies.map(\.0.identity)),
                 summary: "OpenSSL consumers resolve to \(copies.count) different \(role.rawValue) files: \(list)",
-                evidence: evidence, fix: canonicalFix(linkage, role: role, inputs: fixInputs)))
+                evidence: evidence, fix: fix))
         }
         return out
     }
@@ -268,15 +280,49 @@ public struct BundleAudit {
 
     func staticCopyFindings() -> [Finding] {
         inventory.elfFiles.filter { $0.file.object.openSSLRole == .staticCopy }.map { f in
-            let e = f.file.object.embeddedOpenSSL
+            let o = f.file.object, e = o.embeddedOpenSSL
+            let exporting = o.isProgram && !o.exports.isEmpty
             return Finding(
                 code: .staticOpenSSLCopy, target: name, subject: f.relativePath,
-                summary: "\(f.relativePath) embeds a statically linked \(e?.versionText ?? "OpenSSL")",
+                summary: o.isProgram
+                    ? "\(f.relativePath) is a program with a statically linked \(e?.versionText ?? "OpenSSL")"
+                        + (exporting ? " that exports its API: the modules it loads (Node addons) resolve OpenSSL symbols from it" : "")
+                    : "\(f.relativePath) embeds a statically linked \(e?.versionText ?? "OpenSSL")",
                 evidence: ["path": .string(f.relativePath), "version_text": JSONValue(e?.versionText),
                            "version": JSONValue(e?.version), "openssldir": JSONValue(e?.openSSLDir),
-                           "modulesdir": JSONValue(e?.modulesDir)],
-                fix: ["build this extension against the bundle's shared libcrypto (e.g. cryptography from source with OPENSSL_DIR, or the distribution's package) so one OpenSSL serves the process",
+                           "modulesdir": JSONValue(e?.modulesDir), "program": .bool(o.isProgram),
+                           "exports_openssl_api": .bool(exporting)],
+                fix: [o.isProgram
+                      ? "use a build of this program linked against the shared libcrypto (node: ./configure --shared-openssl) so one OpenSSL serves it and what it loads"
+                      : "build this extension against the bundle's shared libcrypto (e.g. cryptography from source with OPENSSL_DIR, or the distribution's package) so one OpenSSL serves the process",
                       "if it must stay, configure and test its FIPS state separately: it does not read the shared libcrypto's providers"])
+        }
+    }
+
+    /// A second TLS stack beside OpenSSL: each library of another family the tree holds or its loads reach,
+    /// when the tree's consumers also use an OpenSSL (or another such family).
+    func foreignFindings(_ linkage: Linkage) -> [Finding] {
+        var objects = linkage.foreign
+        for f in inventory.elfFiles where f.file.object.foreignCrypto != nil { objects[f.file.identity] = f.file }
+        guard !objects.isEmpty else { return [] }
+        let openSSL = !linkage.uses.isEmpty || inventory.elfFiles.contains {
+            [.libcrypto, .libssl, .staticCopy].contains($0.file.object.openSSLRole)
+        }
+        guard let stacks = ForeignCrypto.stacks(objects.values.compactMap(\.object.foreignCrypto), besideOpenSSL: openSSL) else { return [] }
+        return objects.values.sorted { display($0.path) < display($1.path) }.map { file in
+            let foreign = file.object.foreignCrypto!
+            let others = stacks.subtracting([foreign.stack]).sorted()
+            return Finding(
+                code: .foreignCryptoLibrary, target: name, subject: display(file.path),
+                summary: "\(display(file.path)) carries \(foreign.description)\(foreignLinkage(file.object).map { " (\($0))" } ?? ""), a second TLS stack beside \(others.joined(separator: ", "))"
+                    + (expectFIPS ? ": outside the FIPS boundary" : ""),
+                evidence: ["path": .string(display(file.path)), "device_inode": .string(file.identity.description),
+                           "library": .string(foreign.library.rawValue), "version": JSONValue(foreign.version),
+                           "linkage": JSONValue(foreignLinkage(file.object)), "in_bundle": .bool(isInTree(file.path)),
+                           "other_stacks": JSONValue(others), "fips_expected": .bool(expectFIPS)],
+                fix: ["build the module that brings \(foreign.library.rawValue) in against the bundle's OpenSSL if one TLS stack (and one FIPS boundary) is required",
+                      "otherwise configure and test it on its own: it reads neither OPENSSL_CONF nor the FIPS provider"],
+                severity: expectFIPS ? .warning : nil)
         }
     }
 
@@ -362,6 +408,15 @@ public struct BundleAudit {
                                                              uniquingKeysWith: { a, _ in a }))],
                     fix: ["set SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt (or SSL_CERT_DIR=/etc/ssl/certs) in the service's environment",
                           "or ship a CA bundle and point SSL_CERT_FILE at it"]))
+            }
+            if expectFIPS, let line = releaseLine(lib.object), line.hasPrefix("1.") {
+                // Before 3.0 there are no providers: no OPENSSL_MODULES or fips.so can make this one FIPS.
+                out.append(Finding(
+                    code: .fipsModuleMissing, target: name, subject: where_,
+                    summary: "FIPS expected, but \(where_) is OpenSSL \(e?.version ?? line), which has no FIPS provider",
+                    evidence: ["libcrypto": .string(where_), "version": .string(e?.version ?? line)],
+                    fix: ["make its consumers use an OpenSSL 3 libcrypto with the FIPS provider (upgrade the modules that ship this copy)"]))
+                continue
             }
             let modulesDir = envModules ?? e?.modulesDir
             if envModules == nil, let compiled = e?.modulesDir, !fileSystem.exists(compiled) {
@@ -627,4 +682,9 @@ func shellQuote(_ s: String) -> String {
     var s = s
     if !s.isEmpty, s.withUTF8({ $0.allSatisfy(safe) }) { return s }
     return "'" + s.replacing("'", with: "'\\''") + "'"
+}
+
+/// "statically linked" for a library inside another module (it exports none of its own API), else nil.
+func foreignLinkage(_ object: ELFObject) -> String? {
+    object.exports.isEmpty ? "statically linked" : nil
 }

@@ -95,6 +95,13 @@ public enum JournalCatalog {
         case .mixedPythonABI:
             return ["Remove the extension modules built for the other CPython (their ABI tag differs from the",
                     "interpreter's) and rebuild the bundle from a clean folder."]
+        case .foreignCryptoLibrary:
+            return ["Decide whether the product needs this library. If FIPS is required, every TLS connection must go",
+                    "through the OpenSSL with the FIPS provider: build the module against it (grpcio from source with",
+                    "GRPC_PYTHON_BUILD_SYSTEM_OPENSSL=1), or have the library's own FIPS build validated."]
+        case .processForeignCrypto:
+            return ["Find which module brought the library in (SENTINEL_EV_PATH); under a FIPS requirement, replace it",
+                    "with a build that uses the process's OpenSSL, then restart the service."]
         case .processSplitLibcrypto:
             return ["Fix the bundle first (crypto-sentinel repair <bundle root> --in-place), then restart the service",
                     "(systemctl restart <unit>): a running process keeps both copies mapped until it exits."]

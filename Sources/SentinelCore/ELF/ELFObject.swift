@@ -7,6 +7,8 @@ public struct ELFObject: Sendable, Hashable, Codable {
     /// e_machine (EM_X86_64 = 62, EM_AARCH64 = 183, …).
     public var machine: UInt16
     public var type: ObjectType
+    /// e_entry: where the kernel starts a program; 0 in most shared libraries. nil when not read.
+    public var entry: UInt64?
     /// PT_INTERP, e.g. /lib64/ld-linux-x86-64.so.2.
     public var interpreter: String?
     public var soname: String?
@@ -27,6 +29,8 @@ public struct ELFObject: Sendable, Hashable, Codable {
     public var exports: OpenSSLExports
     /// OpenSSL build strings found in the read-only data (version text, OPENSSLDIR, MODULESDIR…).
     public var embeddedOpenSSL: EmbeddedOpenSSL?
+    /// A TLS library that is not OpenSSL (BoringSSL, AWS-LC, LibreSSL, GnuTLS, Nettle), shared or static.
+    public var foreignCrypto: ForeignCrypto?
     /// The read-only data the file declares, when that is more than the build-string search reads
     /// per file: then it was not searched, and `embeddedOpenSSL` says nothing about a static copy.
     public var unsearchedReadOnlyData: UInt64?
@@ -49,12 +53,12 @@ public struct ELFObject: Sendable, Hashable, Codable {
     /// The RPATH glibc honours: ignored entirely when the object also has a RUNPATH.
     public var effectiveRPath: String? { runpath == nil ? rpath : nil }
 
-    /// The newest OpenSSL release line this object's symbol versions name ("3.5" for OPENSSL_3.5.0):
-    /// libssl carries no version text, but its version nodes tell its release line.
+    /// The newest OpenSSL release line this object's symbol versions name ("3.5" for OPENSSL_3.5.0, "1.1"
+    /// for OPENSSL_1_1_1): libssl carries no version text, but its version nodes tell its release line.
     public var opensslVersionNodeLine: String? {
         let lines = definedVersions.compactMap { node -> [Int]? in
             guard node.hasPrefix("OPENSSL_") else { return nil }
-            let parts = node.dropFirst(8).split(separator: ".").compactMap { Int($0) }
+            let parts = node.dropFirst(8).split(whereSeparator: { $0 == "." || $0 == "_" }).compactMap { Int($0.prefix { $0.isNumber }) }
             return parts.count >= 2 ? Array(parts.prefix(2)) : nil
         }
         guard let newest = lines.max(by: { $0.lexicographicallyPrecedes($1) }) else { return nil }
@@ -64,9 +68,20 @@ public struct ELFObject: Sendable, Hashable, Codable {
     /// A program the kernel starts (has an interpreter and is not itself a library).
     public var isMainProgram: Bool { interpreter != nil && soname == nil }
 
+    /// What the file is, whatever it exports: ET_EXEC, or a position-independent program (ET_DYN with
+    /// an interpreter and an entry point, and no SONAME, which a library that also runs has).
+    public var isProgram: Bool {
+        type == .executable || (type == .sharedObject && interpreter != nil && (entry ?? 0) != 0 && soname == nil)
+    }
+
     /// Which OpenSSL role this object plays, recognised by content (exports, SONAME, version text),
     /// never by file name alone.
     public var openSSLRole: OpenSSLRole? {
+        // LibreSSL and BoringSSL export OpenSSL's entry points and may be named libcrypto.so: not OpenSSL.
+        if foreignCrypto != nil { return nil }
+        // A program that carries OpenSSL and exports its API (node, linked -rdynamic) serves the modules it
+        // loads, but it is no library anything else can load: a static copy.
+        if isProgram, !exports.isDisjoint(with: [.libcrypto, .libssl]) { return .staticCopy }
         if exports.contains(.libssl) { return .libssl }
         if exports.contains(.libcrypto) { return .libcrypto }
         if exports.contains(.provider), embeddedOpenSSL != nil || (soname ?? "").isEmpty { return .provider }
@@ -98,6 +113,45 @@ public struct OpenSSLExports: OptionSet, Sendable, Hashable, Codable {
     public static let libssl = OpenSSLExports(rawValue: 2)
     /// Defines OSSL_provider_init.
     public static let provider = OpenSSLExports(rawValue: 4)
+    /// Defines gnutls_global_init (GnuTLS).
+    public static let gnutls = OpenSSLExports(rawValue: 8)
+    /// Defines nettle_sha256_init (Nettle, GnuTLS's crypto library).
+    public static let nettle = OpenSSLExports(rawValue: 16)
+}
+
+/// A crypto library other than OpenSSL, recognised by its own markers: a second TLS stack where it
+/// sits next to OpenSSL in one process, and outside any OpenSSL FIPS provider's boundary.
+public struct ForeignCrypto: Sendable, Hashable, Codable {
+    public enum Library: String, Sendable, Hashable, Codable {
+        /// The text "BoringSSL" (what its OpenSSL_version returns) beside "OPENSSLDIR: n/a".
+        case boringSSL = "BoringSSL"
+        /// "AWS-LC 1.2.3" (awslc_version_string) beside "OPENSSLDIR: n/a".
+        case awsLC = "AWS-LC"
+        /// "LibreSSL 3.8.2", its OPENSSL_VERSION_TEXT.
+        case libreSSL = "LibreSSL"
+        /// Exports gnutls_global_init.
+        case gnuTLS = "GnuTLS"
+        /// Exports nettle_sha256_init.
+        case nettle = "Nettle"
+    }
+    public var library: Library
+    /// "5.12.0" (AWS-LC), "3.8.2" (LibreSSL), "3.7.9" (GnuTLS); nil where the file does not say (BoringSSL
+    /// has no releases).
+    public var version: String?
+
+    public init(library: Library, version: String? = nil) { self.library = library; self.version = version }
+
+    /// GnuTLS with Nettle is one stack.
+    public var stack: String { library == .nettle ? Library.gnuTLS.rawValue : library.rawValue }
+
+    /// The TLS stacks of one process or tree, when there is more than one (else nil: one is no second).
+    public static func stacks(_ libraries: [ForeignCrypto], besideOpenSSL openSSL: Bool) -> Set<String>? {
+        let stacks = Set(libraries.map(\.stack) + (openSSL ? ["OpenSSL"] : []))
+        return stacks.count > 1 ? stacks : nil
+    }
+
+    /// "AWS-LC 5.12.0", "BoringSSL".
+    public var description: String { library.rawValue + (version.map { " " + $0 } ?? "") }
 }
 
 /// OpenSSL build strings as they sit in a file's read-only data.

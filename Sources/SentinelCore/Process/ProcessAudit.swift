@@ -24,6 +24,7 @@ public enum ProcessAudit {
             if let f = fipsShared(s, name: name) { findings.append(f) }
             findings += deleted(s, name: name)
             findings += statics(s, name: name)
+            findings += foreign(s, name: name, expectFIPS: expectations.expectFIPS)
             if expectations.expectFIPS, !s.files.contains(where: \.isFIPSProvider) {
                 findings.append(fipsNotLoaded(s, name: name))
             }
@@ -120,12 +121,36 @@ public enum ProcessAudit {
     static func statics(_ s: ProcessSnapshot, name: String) -> [Finding] {
         s.files.filter { $0.role == .staticCopy }.map { f in
             let e = f.object?.embeddedOpenSSL
+            let program = f.object?.isProgram == true
             return Finding(
                 code: .processStaticOpenSSL, target: name, subject: f.path,
-                summary: "\(name) maps \(f.path), which carries its own statically linked OpenSSL\(e?.version.map { " \($0)" } ?? "")",
+                summary: "\(name) maps \(f.path), \(program ? "a program with" : "which carries") its own statically linked OpenSSL\(e?.version.map { " \($0)" } ?? "")",
                 evidence: ["path": .string(f.path), "device_inode": .string(f.identity.description), "version": JSONValue(e?.version),
-                           "openssldir": JSONValue(e?.openSSLDir), "modulesdir": JSONValue(e?.modulesDir)],
+                           "openssldir": JSONValue(e?.openSSLDir), "modulesdir": JSONValue(e?.modulesDir), "program": .bool(program)],
                 fix: ["use a build of this module that links the process's one libcrypto dynamically (e.g. Debian's python3-cryptography instead of the PyPI wheel)"])
+        }
+    }
+
+    /// A second TLS stack: each mapped library of another family, when the process also maps an OpenSSL
+    /// (or another such family).
+    static func foreign(_ s: ProcessSnapshot, name: String, expectFIPS: Bool) -> [Finding] {
+        let objects = s.files.filter { $0.object?.foreignCrypto != nil }
+        guard !objects.isEmpty else { return [] }
+        let openSSL = s.files.contains { [.libcrypto, .libssl, .staticCopy].contains($0.role) }
+        guard let stacks = ForeignCrypto.stacks(objects.compactMap { $0.object?.foreignCrypto }, besideOpenSSL: openSSL) else { return [] }
+        return objects.map { f in
+            let foreign = f.object!.foreignCrypto!
+            let others = stacks.subtracting([foreign.stack]).sorted()
+            let linkage = foreignLinkage(f.object!)
+            return Finding(
+                code: .processForeignCrypto, target: name, subject: f.path,
+                summary: "\(name) maps \(f.path), which carries \(foreign.description)\(linkage.map { " (\($0))" } ?? ""), a second TLS stack beside \(others.joined(separator: ", "))"
+                    + (expectFIPS ? ": outside the FIPS boundary" : ""),
+                evidence: ["path": .string(f.path), "device_inode": .string(f.identity.description),
+                           "library": .string(foreign.library.rawValue), "version": JSONValue(foreign.version),
+                           "linkage": JSONValue(linkage), "other_stacks": JSONValue(others), "fips_expected": .bool(expectFIPS)],
+                fix: ["if one TLS stack (and one FIPS boundary) is required, replace the module that brings \(foreign.library.rawValue) in with one built against the process's OpenSSL, then restart"],
+                severity: expectFIPS ? .warning : nil)
         }
     }
 

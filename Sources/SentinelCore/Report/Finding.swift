@@ -19,11 +19,13 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
     case modulesDirMissing = "modules-dir-missing"
     case fipsModuleMissing = "fips-module-missing"
     case mixedPythonABI = "mixed-python-abi"
+    case foreignCryptoLibrary = "foreign-crypto-library"
     // live processes
     case processSplitLibcrypto = "process-split-libcrypto"
     case processFIPSShared = "process-fips-shared"
     case processDeletedLibrary = "process-deleted-library"
     case processStaticOpenSSL = "process-static-openssl"
+    case processForeignCrypto = "process-foreign-crypto"
     case processFIPSNotLoaded = "process-fips-not-loaded"
     case processEnvDrift = "process-env-drift"
     case processUnreadable = "process-unreadable"
@@ -61,7 +63,7 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
              .serviceNotRunning,
              .postInitErrorQueue, .hostFIPSDisabled, .fipsProviderUnvalidated, .fipsConfigRelaxed:
             return .warning
-        case .orphanOpenSSLCopy, .fipsCertificateHistorical:
+        case .orphanOpenSSLCopy, .fipsCertificateHistorical, .foreignCryptoLibrary, .processForeignCrypto:
             return .info
         }
     }
@@ -91,6 +93,8 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
             return "without fips.so where this libcrypto looks, the FIPS provider cannot activate"
         case .mixedPythonABI:
             return "extension modules for another CPython are leftovers that confuse audits and packaging"
+        case .foreignCryptoLibrary:
+            return "a second TLS stack (BoringSSL, AWS-LC, LibreSSL, GnuTLS) beside OpenSSL has its own configuration, trust store and random generator, and lies outside OpenSSL's FIPS provider boundary"
         case .processSplitLibcrypto:
             return "the running process has two OpenSSL states: providers, DRBG and FIPS mode differ between its consumers until it is restarted on one libcrypto"
         case .processFIPSShared:
@@ -99,6 +103,8 @@ public enum FindingCode: String, Sendable, Codable, CaseIterable {
             return "the process still runs the old library code; the upgrade on disk takes effect only after a restart"
         case .processStaticOpenSSL:
             return "a statically linked OpenSSL in a mapped object never reads the shared libcrypto's providers or FIPS configuration"
+        case .processForeignCrypto:
+            return "the running process holds a second TLS stack beside OpenSSL: connections made through it ignore OPENSSL_CONF and the FIPS provider"
         case .processFIPSNotLoaded:
             return "no fips.so is mapped, so nothing in this process can be running FIPS-approved algorithms from the FIPS provider"
         case .processEnvDrift:
