@@ -50,13 +50,15 @@ release:
 	swift build -c release $(LOCAL_FLAGS) $(RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS)
 
 ## fixtures: gcc-built ELF trees, real cx_Freeze bundles (PyPI), fake libcrypto for the POST's failure
-## paths, Debian 13's openssl-provider-fips (private apt sources list; cached under $(FIPS_CACHE)) and a
+## paths, wheels holding BoringSSL, AWS-LC and OpenSSL 1.1 (PyPI) with a static-OpenSSL program,
+## Debian 13's openssl-provider-fips (private apt sources list; cached under $(FIPS_CACHE)) and a
 ## Debian 12 root with systemd to boot (debootstrap; cached under $(SYSTEMD_ROOT_CACHE)).
 fixtures:
 	scripts/fixtures/elf-trees.sh $(FIXTURES)/elf
 	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
 	scripts/fixtures/processes.sh $(FIXTURES)/proc
 	scripts/fixtures/post-libs.sh $(FIXTURES)/post
+	scripts/fixtures/crypto-libs.sh $(FIXTURES)/cryptolibs
 	scripts/fixtures/fips-provider.sh $(FIPS_CACHE) >/dev/null
 	scripts/fixtures/systemd-root.sh $(SYSTEMD_ROOT_CACHE)
 
