@@ -44,6 +44,19 @@ import Testing
             TargetReport(name: "post", kind: "post", findings: [], post: .object(["checks": .array([.object(["pass": true])]), "n": .int(3)])),
             TargetReport(name: "null-post", kind: "post", findings: [], post: .null),
         ]),
+        // Waivers: a marked finding, an unused waiver with a path, an expired one without.
+        {
+            var r = Report(command: "scan", toolVersion: "0.1.0", generatedAt: "t", targets: [
+                TargetReport(name: "b", kind: "bundle", root: "/tmp/b", findings: [
+                    Finding(code: .orphanOpenSSLCopy, target: "b", subject: "lib/libssl.so.3", summary: "s"),
+                    Finding(code: .mixedPythonABI, target: "b", subject: "cpython-39", summary: "s"),
+                ]),
+            ])
+            r.apply([Waiver(code: .orphanOpenSSLCopy, reason: awkward, expires: "2027-01-31", source: "w.yaml:1"),
+                     Waiver(code: .splitLibcrypto, target: "b", path: "lib/x", reason: "r", expires: "2027-01-31", source: "w.yaml:6"),
+                     Waiver(code: .mixedPythonABI, reason: "r", expires: "2020-01-01", source: "w.yaml:11")], today: "2026-11-23")
+            return r
+        }(),
     ]
 
     /// The writer checks strings 8 bytes at a time for characters to escape: each such character at

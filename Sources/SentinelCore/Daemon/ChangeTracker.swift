@@ -26,10 +26,20 @@ public enum ChangeTracker {
             let bySummary = (previous?.findings ?? []).contains { $0.subject == nil } || t.findings.contains { $0.subject == nil }
             func identity(_ f: Finding) -> Key { key(f, in: t.name, bySummary: bySummary) }
             // One alert per identity, however many findings share it.
-            var was = Set((previous?.findings ?? []).map(identity))
-            for f in t.findings where was.insert(identity(f)).inserted {
-                alerts.append(Alert(kind: .findingNew, code: f.code, target: t.name, state: "new", severity: f.severity,
-                                    message: f.summary, evidence: flatten(f.evidence), at: time))
+            var was: [Key: Finding] = [:]
+            for f in previous?.findings ?? [] where was[identity(f)] == nil { was[identity(f)] = f }
+            var seen = Set<Key>()
+            for f in t.findings where seen.insert(identity(f)).inserted {
+                if let before = was[identity(f)] {
+                    if let change = waiverChange(from: before, to: f, target: t.name, expired: new.waiversExpired ?? [], at: time) {
+                        alerts.append(change)
+                    }
+                } else if let mark = f.waived {
+                    alerts.append(waived(f, mark, target: t.name, at: time))
+                } else {
+                    alerts.append(Alert(kind: .findingNew, code: f.code, target: t.name, state: "new", severity: f.severity,
+                                        message: f.summary, evidence: flatten(f.evidence), at: time))
+                }
             }
             if let previous {
                 var now = Set(t.findings.map(identity))
@@ -42,7 +52,7 @@ public enum ChangeTracker {
                 alerts.append(Alert(kind: .targetState, code: nil, target: t.name, state: t.state.rawValue,
                                     severity: severity(of: t.state),
                                     message: "\(t.name) is \(t.state.rawValue)" + (wasState.map { " (was \($0.rawValue))" } ?? "")
-                                        + (t.findings.first.map { ": \($0.code.rawValue)" } ?? ""),
+                                        + (t.worstFinding.map { ": \($0.code.rawValue)" } ?? ""),
                                     evidence: ["previous_state": wasState?.rawValue ?? "unknown", "kind": t.kind], at: time))
             }
         }
@@ -58,6 +68,29 @@ public enum ChangeTracker {
                                 evidence: ["previous_state": t.state.rawValue, "kind": t.kind], at: time))
         }
         return alerts
+    }
+
+    /// A finding that stays but whose waiver came or went: info when it stops counting; at its own
+    /// severity when it counts again, saying whether the waiver expired (it is in the new report's
+    /// `waivers_expired`) or was taken out of the configuration.
+    static func waiverChange(from before: Finding, to f: Finding, target: String, expired: [Waiver], at time: String) -> Alert? {
+        switch (before.waived, f.waived) {
+        case (nil, let mark?):
+            return waived(f, mark, target: target, at: time)
+        case (let mark?, nil):
+            let lapsed = expired.contains { $0.code == f.code && $0.expires == mark.expires && $0.reason == mark.reason }
+            return Alert(kind: .findingWaiver, code: f.code, target: target, state: lapsed ? "waiver-expired" : "unwaived", severity: f.severity,
+                         message: (lapsed ? "waiver expired on \(mark.expires) (\(mark.reason)), counts again: "
+                                          : "no longer waived (the waiver was removed or changed), counts again: ") + f.summary,
+                         evidence: flatten(f.evidence), at: time)
+        default:
+            return nil
+        }
+    }
+
+    static func waived(_ f: Finding, _ mark: Waiver.Mark, target: String, at time: String) -> Alert {
+        Alert(kind: .findingWaiver, code: f.code, target: target, state: "waived", severity: .info,
+              message: "waived until \(mark.expires) (\(mark.reason)): \(f.summary)", evidence: flatten(f.evidence), at: time)
     }
 
     static func resolved(_ f: Finding, target: String, at time: String, why: String) -> Alert {

@@ -165,6 +165,8 @@ public struct Finding: Sendable, Codable, Hashable {
     public var evidence: JSONValue
     /// Concrete steps (shell commands where possible), in order.
     public var fix: [String]
+    /// Set when a waiver accepts the finding: it is reported, but counts toward no state or exit status.
+    public var waived: Waiver.Mark?
 
     public init(code: FindingCode, target: String, subject: String, summary: String, evidence: JSONValue = .object([:]),
                 fix: [String] = [], severity: Severity? = nil) {

@@ -1,8 +1,9 @@
-/// A target's overall state: failed if any error/critical finding, degraded if any warning.
+/// A target's overall state: failed if any error/critical finding, degraded if any warning; waived
+/// findings do not count.
 public enum TargetState: String, Sendable, Codable, Comparable {
     case healthy, degraded, failed
     public init(findings: [Finding]) {
-        let worst = findings.map(\.severity).max()
+        let worst = findings.filter { $0.waived == nil }.map(\.severity).max()
         switch worst {
         case .error?, .critical?: self = .failed
         case .warning?: self = .degraded
@@ -34,12 +35,21 @@ public struct TargetReport: Sendable, Codable {
                 stats: [String: Int] = [:], findings: [Finding], warnings: [String] = [], post: JSONValue? = nil) {
         self.name = name; self.kind = kind; self.root = root; self.environment = environment
         self.stats = stats; self.warnings = warnings; self.post = post
-        self.findings = findings.sorted { ($0.severity, $1.code.rawValue) > ($1.severity, $0.code.rawValue) }
-        self.state = TargetState(findings: findings)
+        self.findings = []; self.state = .healthy
+        setFindings(findings)
     }
 
-    /// The most severe finding (findings are kept worst first), which status lines name.
-    public var worstFinding: Finding? { findings.first }
+    /// Replaces the findings, kept worst first with the waived ones last, and the state they give.
+    public mutating func setFindings(_ list: [Finding]) {
+        findings = list.sorted { a, b in
+            if (a.waived == nil) != (b.waived == nil) { return a.waived == nil }
+            return (a.severity, b.code.rawValue) > (b.severity, a.code.rawValue)
+        }
+        state = TargetState(findings: list)
+    }
+
+    /// The most severe finding that counts, which status lines name.
+    public var worstFinding: Finding? { findings.first.flatMap { $0.waived == nil ? $0 : nil } }
 }
 
 /// The document `--format json` prints and the daemon serves.
@@ -55,23 +65,32 @@ public struct Report: Sendable, Codable {
     public var targets: [TargetReport]
     /// The host's FIPS state (HostFIPSState.json), for the reports that run a POST.
     public var host: JSONValue?
+    /// With waivers given: those that matched no finding, and those past their date (nil without waivers).
+    public var waiversUnused: [Waiver]?
+    public var waiversExpired: [Waiver]?
 
     public init(command: String, toolVersion: String, generatedAt: String, targets: [TargetReport]) {
         self.command = command; self.toolVersion = toolVersion; self.generatedAt = generatedAt
         self.targets = targets
-        self.state = targets.map(\.state).max() ?? .healthy
-        var counts = Dictionary(uniqueKeysWithValues: Severity.allCases.map { ($0.rawValue, 0) })
-        for f in targets.flatMap(\.findings) { counts[f.severity.rawValue, default: 0] += 1 }
-        self.counts = counts
+        self.state = .healthy; self.counts = [:]
+        recount()
+    }
+
+    /// The state and the counts by severity, from the targets' findings that are not waived.
+    mutating func recount() {
+        state = targets.map(\.state).max() ?? .healthy
+        counts = Dictionary(uniqueKeysWithValues: Severity.allCases.map { ($0.rawValue, 0) })
+        for f in targets.flatMap(\.findings) where f.waived == nil { counts[f.severity.rawValue, default: 0] += 1 }
     }
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", tool, toolVersion = "tool_version", command
         case generatedAt = "generated_at", state, counts, targets, host
+        case waiversUnused = "waivers_unused", waiversExpired = "waivers_expired"
     }
 
-    /// The documented exit status: 1 when any finding is at or above `failOn`, else 0.
+    /// The documented exit status: 1 when any finding that is not waived is at or above `failOn`, else 0.
     public func exitStatus(failOn: Severity) -> Int32 {
-        targets.flatMap(\.findings).contains { $0.severity >= failOn } ? 1 : 0
+        targets.flatMap(\.findings).contains { $0.waived == nil && $0.severity >= failOn } ? 1 : 0
     }
 }

@@ -191,6 +191,19 @@ public enum ReportJSON {
                 w.key("targets", first: false); w.array(r.targets) { $0.target($1) }
                 w.key("tool", first: false); w.string(r.tool)
                 w.key("tool_version", first: false); w.string(r.toolVersion)
+                if let expired = r.waiversExpired { w.key("waivers_expired", first: false); w.array(expired) { $0.waiver($1) } }
+                if let unused = r.waiversUnused { w.key("waivers_unused", first: false); w.array(unused) { $0.waiver($1) } }
+            }
+        }
+
+        mutating func waiver(_ v: Waiver) {
+            object(6) { w in
+                w.key("code", first: true); w.string(v.code.rawValue)
+                w.key("expires", first: false); w.string(v.expires)
+                if let path = v.path { w.key("path", first: false); w.string(path) }
+                w.key("reason", first: false); w.string(v.reason)
+                w.key("source", first: false); w.string(v.source)
+                w.key("target", first: false); w.string(v.target)
             }
         }
 
@@ -217,6 +230,13 @@ public enum ReportJSON {
                 if let subject = f.subject { w.key("subject", first: false); w.string(subject) }
                 w.key("summary", first: false); w.string(f.summary)
                 w.key("target", first: false); w.string(f.target)
+                if let waived = f.waived {
+                    w.key("waived", first: false)
+                    w.object(2) { w in
+                        w.key("expires", first: true); w.string(waived.expires)
+                        w.key("reason", first: false); w.string(waived.reason)
+                    }
+                }
             }
         }
 

@@ -5,10 +5,12 @@ public enum TextRenderer {
     public static func render(_ report: Report) -> String {
         var out = ""
         for t in report.targets {
-            let counts = Severity.allCases.reversed().compactMap { s -> String? in
-                let n = t.findings.filter { $0.severity == s }.count
+            var counts = Severity.allCases.reversed().compactMap { s -> String? in
+                let n = t.findings.filter { $0.severity == s && $0.waived == nil }.count
                 return n > 0 ? "\(n) \(s.rawValue)" : nil
             }
+            let waived = t.findings.filter { $0.waived != nil }.count
+            if waived > 0 { counts.append("\(waived) waived") }
             out += "\(t.kind) '\(shown(t.name))'" + (t.root.map { " at \(shown($0))" } ?? "") + ": \(t.state.rawValue.uppercased())"
             out += counts.isEmpty ? " (no findings)\n" : " (\(counts.joined(separator: ", ")))\n"
             if !t.stats.isEmpty {
@@ -19,8 +21,9 @@ public enum TextRenderer {
                 : t.environment.sorted { $0.key < $1.key }.map { shown("\($0.key)=\($0.value)") }.joined(separator: " ")) + "\n"
             if let post = t.post { out += postLines(post) }
             for f in t.findings {
-                out += "\n\(f.severity.rawValue)[\(f.code.rawValue)]: \(shown(f.summary))\n"
+                out += "\n" + (f.waived == nil ? "" : "WAIVED ") + "\(f.severity.rawValue)[\(f.code.rawValue)]: \(shown(f.summary))\n"
                 out += "  --> \(shown(t.root ?? t.name))\n"
+                if let w = f.waived { out += "   = waived until \(w.expires): \(shown(w.reason))\n" }
                 out += evidenceLines(f.evidence, indent: "   = ").joined(separator: "\n") + "\n"
                 if !f.code.why.isEmpty { out += "   = why: \(f.code.why)\n" }
                 if !f.fix.isEmpty {
@@ -33,7 +36,17 @@ public enum TextRenderer {
             }
             out += "\n"
         }
+        out += waiverLines("expired (their findings count again)", report.waiversExpired ?? [])
+        out += waiverLines("unused (no finding matched them)", report.waiversUnused ?? [])
         return out
+    }
+
+    static func waiverLines(_ what: String, _ waivers: [Waiver]) -> String {
+        guard !waivers.isEmpty else { return "" }
+        return "waivers \(what):\n" + waivers.map { w in
+            "  \(shown(w.source)): \(w.code.rawValue) on \(shown(w.target))" + (w.path.map { " about \(shown($0))" } ?? "")
+                + ", expires \(w.expires): \(shown(w.reason))\n"
+        }.joined() + "\n"
     }
 
     /// The POST's check list: one line per check, OpenSSL error strings indented under it.
