@@ -18,6 +18,16 @@ struct Scan: ParsableCommand {
           crypto-sentinel scan build/exe.linux-x86_64-3.11 --expect-fips --format json --fail-on warning
           crypto-sentinel scan /opt/product --env OPENSSL_MODULES=/opt/product/lib/ossl-modules
           crypto-sentinel scan /opt/product --env-from-pid $(pidof product-api)
+          crypto-sentinel scan build/exe.linux-x86_64-3.11 --waivers waivers.yaml --fail-on warning
+
+        A waivers file is the YAML list the daemon config takes under waivers: (README, Waivers):
+          - code: mangled-openssl-name        # required
+            target: "*"                       # a target name (--name, default the root's name) or "*"
+            path: lib/libcrypto-27e744a7.so.3 # optional: the finding must be about this file (or MAJOR:MINOR:INODE)
+            reason: vendor fix due in 4.2     # required
+            expires: 2027-01-31               # required: the last day (UTC) it holds
+        A waived finding stays in the report, marked, and counts toward neither the state nor the exit \
+        status until the day after expires; waivers that matched nothing or are past their date are listed.
         """)
 
     @Argument(help: "The bundle's top folder (e.g. a cx_Freeze build_exe target dir).")
@@ -31,11 +41,14 @@ struct Scan: ParsableCommand {
     @Option(help: "The target's name in the report (default: the root folder's name).")
     var name: String?
 
+    @Option(help: ArgumentHelp("Accepted findings: a YAML list of waivers (code, target, path, reason, expires).", valueName: "FILE"))
+    var waivers: String?
+
     @OptionGroup var report: ReportOptions
 
     func run() throws {
         try runScan(root: root, environment: target.environment(), expectFIPS: expectFIPS,
-                    name: name, format: report.format, failOn: report.failOn)
+                    name: name, waivers: waivers, format: report.format, failOn: report.failOn)
     }
 }
 
@@ -90,8 +103,9 @@ func absoluteTreePath(_ path: String) -> String {
 }
 
 /// The audit and its report, for both ways a `scan` command line is read.
-func runScan(root: String, environment: TargetEnvironment, expectFIPS: Bool, name: String?,
+func runScan(root: String, environment: TargetEnvironment, expectFIPS: Bool, name: String?, waivers: String?,
              format: OutputFormat, failOn: Severity) throws {
+    let accepted = try waivers.map(readWaivers) ?? []
     let absolute = absoluteTreePath(root)
     let auditor = BundleAuditor(catalog: ELFCatalog())
     let result: TargetReport
@@ -101,34 +115,51 @@ func runScan(root: String, environment: TargetEnvironment, expectFIPS: Bool, nam
         warn("\(error)")
         throw ExitCode(2)
     }
-    let doc = Report(command: "scan", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: [result])
+    var doc = Report(command: "scan", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: [result])
+    if waivers != nil { doc.apply(accepted, today: String(doc.generatedAt.prefix(10))) }
     let status = emit(doc, format: format, failOn: failOn)
     // The process ends here, with the catalog and the report still alive: freeing a 20,000-file
     // bundle's models object by object only delays the exit (milliseconds on a release gate).
     withExtendedLifetime(auditor) { Glibc.exit(status) }
 }
 
+/// The waivers in FILE; exit 2 with FILE:LINE:COL and the reason when it cannot be read or is wrong.
+func readWaivers(_ file: String) throws -> [Waiver] {
+    guard let data = FileManager.default.contents(atPath: file) else {
+        warn("--waivers \(file): cannot read: \(String(cString: strerror(errno)))")
+        throw ExitCode(2)
+    }
+    do {
+        return try DaemonConfig.parseWaivers(bytes: [UInt8](data), file: file)
+    } catch {
+        warn(error.description)
+        throw ExitCode(2)
+    }
+}
+
 /// A simple `scan` command line (SimpleCommandLine: one ROOT, --format, --fail-on, --name,
-/// --expect-fips); nil for anything else (--env and --env-from-pid among them), which ArgumentParser reads.
+/// --waivers, --expect-fips); nil for anything else (--env and --env-from-pid among them), which ArgumentParser reads.
 struct ScanRequest {
     var root: String
     var expectFIPS: Bool
     var name: String?
+    var waivers: String?
     var format: OutputFormat
     var failOn: Severity
 
     init?(simpleCommandLine arguments: [String]) {
-        guard let line = SimpleCommandLine(arguments, subcommand: "scan", flags: ["--expect-fips"], options: ["--name"]),
+        guard let line = SimpleCommandLine(arguments, subcommand: "scan", flags: ["--expect-fips"], options: ["--name", "--waivers"]),
               line.positionals.count == 1 else { return nil }
         root = line.positionals[0]
         expectFIPS = line.flags.contains("--expect-fips")
-        name = line.options.first?.value
+        name = line.options.first { $0.name == "--name" }?.value
+        waivers = line.options.first { $0.name == "--waivers" }?.value
         format = line.format
         failOn = line.failOn
     }
 
     func run() throws {
-        try runScan(root: root, environment: TargetEnvironment(), expectFIPS: expectFIPS, name: name,
+        try runScan(root: root, environment: TargetEnvironment(), expectFIPS: expectFIPS, name: name, waivers: waivers,
                     format: format, failOn: failOn)
     }
 }

@@ -33,6 +33,10 @@ struct DaemonConfigTests {
         expected.fipsValidations = "/etc/crypto-sentinel/fips-validations.json"
         expected.services[0].require = ["x509-sign-sha256", "aes-256-gcm", "tls1.2-prf"]
         expected.services[0].forbid = ["md5", "rsa1024-sign-sha256"]
+        let line = try #require(try Self.example().split(separator: "\n", omittingEmptySubsequences: false)
+            .firstIndex { $0.hasPrefix("  - code: mangled-openssl-name") }) + 1
+        expected.waivers = [Waiver(code: .mangledOpenSSLName, target: "product", path: "lib/libcrypto-27e744a7.so.3",
+                                   reason: "vendor fix due in 4.2", expires: "2027-01-31", source: "\(Self.examplePath):\(line)")]
         #expect(config == expected)
         #expect(config.services[0].expectations == ProcessExpectations(expectFIPS: true, environment: ["OPENSSL_CONF": conf, "LD_PRELOAD": ""]))
     }
@@ -63,7 +67,7 @@ struct DaemonConfigTests {
             #expect(documented(key, in: lines[...]), "\(key) has no comment")
         }
         let sections: [(String, [String])] = [("discover", DaemonConfig.Keys.discover), ("bundles", DaemonConfig.Keys.bundle),
-                                              ("services", DaemonConfig.Keys.service)]
+                                              ("services", DaemonConfig.Keys.service), ("waivers", DaemonConfig.Keys.waiver)]
         for (section, keys) in sections {
             let start = try #require(lines.firstIndex { $0.hasPrefix("\(section):") })
             let body = lines[(start + 1)...].prefix { $0.isEmpty || $0.hasPrefix(" ") }
@@ -177,6 +181,7 @@ struct DaemonConfigTests {
     }
 
     static let service = "services:\n  - name: api\n    unit: api\n"
+    static let waiver = "waivers:\n  - code: mangled-openssl-name\n    target: product\n    reason: vendor fix\n    expires: 2027-01-31\n"
 
     static let rejections: [Rejection] = [
         // Unknown keys, at every level, with a suggestion.
@@ -252,6 +257,16 @@ struct DaemonConfigTests {
         // Environment key limits.
         .init("expect_environment key not captured", service + "    expect_environment:\n      OPENSSL_CONF: /etc/ssl/openssl.cnf\n      PATH: /bin\n", line: 6, column: 7, key: "services[0].expect_environment.PATH", says: "are captured from a process, so PATH cannot be checked"),
         .init("bundle environment key that changes nothing", "bundles:\n  - name: b\n    root: /b\n    environment:\n      HOME: /root\n", line: 5, key: "bundles[0].environment.HOME", says: "the bundle audit only uses OPENSSL_CONF"),
+        // Waivers.
+        .init("waiver code misspelt", waiver.replacing("mangled-openssl-name", with: "mangled-opensl-name"), line: 2, column: 11, key: "waivers[0].code", says: "\"mangled-opensl-name\" is not a finding code; did you mean mangled-openssl-name?"),
+        .init("waiver without a reason", waiver.replacing("    reason: vendor fix\n", with: ""), line: 2, column: 5, key: "waivers[0].reason", says: "missing"),
+        .init("waiver with a blank reason", waiver.replacing("vendor fix", with: "\"  \""), line: 4, key: "waivers[0].reason", says: "is empty"),
+        .init("waiver without a target", waiver.replacing("    target: product\n", with: ""), line: 2, key: "waivers[0].target", says: "or \"*\" for every target"),
+        .init("waiver without expires", waiver.replacing("    expires: 2027-01-31\n", with: ""), line: 2, key: "waivers[0].expires", says: "missing (the last day it holds, YYYY-MM-DD)"),
+        .init("waiver expiring on 31 February", waiver.replacing("2027-01-31", with: "2027-02-31"), line: 5, column: 14, key: "waivers[0].expires", says: "expected a date YYYY-MM-DD"),
+        .init("waiver expiring in words", waiver.replacing("2027-01-31", with: "next year"), line: 5, key: "waivers[0].expires", says: "got \"next year\""),
+        .init("waiver with an unknown key", waiver + "    owner: ops\n", line: 6, key: "waivers[0].owner", says: "unknown key"),
+        .init("waivers not a list", "waivers: {code: split-libcrypto}\n", line: 1, key: "waivers", says: "expected a list of waivers"),
         // The document itself.
         .init("empty file", "", line: 1, column: 1, key: "", says: "the file is empty"),
         .init("only comments", "# nothing here\n\n", line: 1, key: "", says: "the file is empty"),
@@ -287,6 +302,24 @@ struct DaemonConfigTests {
             let text = error.description
             #expect(!text.contains("\n"), "not one line: \(text)")
             #expect(text.hasPrefix("/etc/crypto-sentinel/config.yaml:\(error.line):\(error.column): " + (r.key.isEmpty ? "" : "\(r.key): ")))
+        }
+    }
+
+    @Test("a scan --waivers file: the same list, checked the same way, with each waiver's file and line")
+    func waiverFile() throws {
+        let list = Self.waiver.split(separator: "\n").dropFirst().map { $0.dropFirst(2) }.joined(separator: "\n")
+            + "\n- code: orphan-openssl-copy\n  target: \"*\"\n  path: 254:1:1234\n  reason: loaded by path\n  expires: 2028-02-29\n"
+        let waivers = try DaemonConfig.parseWaivers(bytes: Array(list.utf8), file: "w.yaml")
+        #expect(waivers == [
+            Waiver(code: .mangledOpenSSLName, target: "product", reason: "vendor fix", expires: "2027-01-31", source: "w.yaml:1"),
+            Waiver(code: .orphanOpenSSLCopy, target: "*", path: "254:1:1234", reason: "loaded by path", expires: "2028-02-29", source: "w.yaml:5"),
+        ])
+        #expect(try DaemonConfig.parseWaivers(bytes: Array("# none yet\n".utf8), file: "w.yaml") == [])
+        do {
+            _ = try DaemonConfig.parseWaivers(bytes: Array("- code: split-libcrypto\n  target: x\n  reason: r\n  expires: 2029-02-29\n".utf8), file: "w.yaml")
+            Issue.record("29 February 2029 accepted")
+        } catch {
+            #expect(error.description == "w.yaml:4:12: [0].expires: expected a date YYYY-MM-DD (the last day the waiver holds), got \"2029-02-29\"")
         }
     }
 

@@ -19,6 +19,11 @@ struct ConfigParser {
     // MARK: - Entry points
 
     func parse(bytes: [UInt8]) throws(ConfigError) -> DaemonConfig {
+        try checkUTF8(bytes)
+        return try parse(String(decoding: bytes, as: UTF8.self))
+    }
+
+    private func checkUTF8(_ bytes: [UInt8]) throws(ConfigError) {
         if let bad = Self.firstInvalidUTF8(bytes) {
             var line = 1, column = 1
             for byte in bytes[..<bad] {
@@ -26,20 +31,10 @@ struct ConfigParser {
             }
             throw ConfigError(file: file, line: line, column: column, key: "", message: "not valid UTF-8 text")
         }
-        return try parse(String(decoding: bytes, as: UTF8.self))
     }
 
     func parse(_ text: String) throws(ConfigError) -> DaemonConfig {
-        guard text.utf8.count <= Self.maxFileBytes else {
-            throw ConfigError(file: file, line: 1, column: 1, key: "",
-                              message: "\(text.utf8.count) bytes is too large for a configuration (at most 1 MiB)")
-        }
-        if let complex = ComplexKeyGuard.firstComplexKey(in: text) {
-            throw ConfigError(file: file, line: complex.line, column: complex.column, key: "", message: complex.message)
-        }
-        let composed: Node?
-        do { composed = try YAMLNode.compose(text) } catch { throw translate(error) }
-        guard let root = composed else {
+        guard let root = try compose(text) else {
             throw ConfigError(file: file, line: 1, column: 1, key: "",
                               message: "the file is empty: expected a mapping of settings such as `interval: 5m`")
         }
@@ -47,6 +42,25 @@ struct ConfigParser {
             throw fail(root, "", "expected a mapping of settings such as `interval: 5m`, got \(Self.kind(root))")
         }
         return try config(root)
+    }
+
+    /// A `scan --waivers` file: the same list as the config's `waivers:`; an empty file holds none.
+    func parseWaivers(bytes: [UInt8]) throws(ConfigError) -> [Waiver] {
+        try checkUTF8(bytes)
+        guard let root = try compose(String(decoding: bytes, as: UTF8.self)) else { return [] }
+        return try waivers(root, path: "")
+    }
+
+    /// The document's node tree, nil when it holds nothing; size, complex keys and syntax checked.
+    private func compose(_ text: String) throws(ConfigError) -> Node? {
+        guard text.utf8.count <= Self.maxFileBytes else {
+            throw ConfigError(file: file, line: 1, column: 1, key: "",
+                              message: "\(text.utf8.count) bytes is too large for a configuration (at most 1 MiB)")
+        }
+        if let complex = ComplexKeyGuard.firstComplexKey(in: text) {
+            throw ConfigError(file: file, line: complex.line, column: complex.column, key: "", message: complex.message)
+        }
+        do { return try YAMLNode.compose(text) } catch { throw translate(error) }
     }
 
     // MARK: - The schema
@@ -112,6 +126,8 @@ struct ConfigParser {
                 config.services.append(try service(item, path: "services[\(i)]", bundles: config.bundles, names: &names))
             }
         }
+
+        if let e = top["waivers"] { config.waivers = try waivers(e.value, path: e.path) }
 
         // Watching every OpenSSL process is the point of a bare install; once targets are named, it
         // is opt-in so a service list does not drag in the rest of the host.
@@ -182,6 +198,55 @@ struct ConfigParser {
             throw fail(v, "\(Self.show(both)) is both required and forbidden")
         }
         return service
+    }
+
+    private func waivers(_ node: Node, path: String) throws(ConfigError) -> [Waiver] {
+        guard case .sequence(let sequence, _) = node else {
+            throw fail(node, path, "expected a list of waivers (lines starting with `- code:`), got \(Self.kind(node))")
+        }
+        var out: [Waiver] = []
+        for (i, item) in sequence.enumerated() { out.append(try waiver(item, path: "\(path)[\(i)]")) }
+        return out
+    }
+
+    private func waiver(_ node: Node, path: String) throws(ConfigError) -> Waiver {
+        let e = try entries(node, path: path, allowed: Keys.waiver)
+        guard let codeEntry = e["code"] else { throw missing("code", in: node, path: path, hint: "a finding code such as mangled-openssl-name") }
+        let text = try string(codeEntry)
+        guard let code = FindingCode(rawValue: text) else {
+            var message = "\(Self.show(text)) is not a finding code"
+            if let guess = Self.suggestion(for: text, among: FindingCode.allCases.map(\.rawValue)) { message += "; did you mean \(guess)?" }
+            throw fail(codeEntry, message + " (the README lists them)")
+        }
+        guard let targetEntry = e["target"] else { throw missing("target", in: node, path: path, hint: "a target name, or \"*\" for every target") }
+        let target = try string(targetEntry)
+        guard target == "*" || (!target.isEmpty && target.unicodeScalars.allSatisfy(Self.isNameCharacter)) else {
+            throw fail(targetEntry, "\(Self.show(target)) is not a target name (letters, digits and . - _ @ :), or \"*\" for every target")
+        }
+        var about: String?
+        if let v = e["path"] {
+            about = try string(v)
+            guard about?.isEmpty == false else { throw fail(v, "is empty: give a path, or MAJOR:MINOR:INODE, or leave path: out") }
+        }
+        guard let reasonEntry = e["reason"] else { throw missing("reason", in: node, path: path, hint: "why the finding is accepted, for the next reader") }
+        let reason = try string(reasonEntry)
+        guard reason.contains(where: { !$0.isWhitespace }) else { throw fail(reasonEntry, "is empty: say why the finding is accepted") }
+        guard let expiresEntry = e["expires"] else { throw missing("expires", in: node, path: path, hint: "the last day it holds, YYYY-MM-DD") }
+        let expires = try string(expiresEntry)
+        guard Self.isDate(expires) else { throw fail(expiresEntry, "expected a date YYYY-MM-DD (the last day the waiver holds), got \(Self.show(expires))") }
+        return Waiver(code: code, target: target, path: about, reason: reason, expires: expires,
+                      source: "\(file):\(Self.position(node).line)")
+    }
+
+    /// A real calendar day written `YYYY-MM-DD`.
+    static func isDate(_ text: String) -> Bool {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              parts.allSatisfy({ $0.unicodeScalars.allSatisfy { ("0"..."9").contains($0) } }),
+              let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]), (1...12).contains(month) else { return false }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+        return (1...days).contains(day)
     }
 
     // MARK: - Value readers

@@ -29,6 +29,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var discover: Discover
     public var bundles: [Bundle]
     public var services: [Service]
+    /// Accepted findings, applied to every cycle's report (Report.apply).
+    public var waivers: [Waiver] = []
 
     public struct Discover: Sendable, Equatable {
         public var enabled: Bool
@@ -111,13 +113,15 @@ public struct DaemonConfig: Sendable, Equatable {
     /// Every YAML key the parser accepts, by section (the example file documents each one).
     public enum Keys {
         public static let top = ["interval", "jitter", "socket", "socket_group", "runtime_directory", "state_directory", "textfile",
-                                 "history_limit", "post_timeout", "host_fips_check", "fips_validations", "discover", "bundles", "services"]
+                                 "history_limit", "post_timeout", "host_fips_check", "fips_validations", "discover", "bundles", "services",
+                                 "waivers"]
         public static let discover = ["enabled", "expect_fips", "post"]
         public static let bundle = ["name", "root", "expect_fips", "environment"]
         /// A service names exactly one of these.
         public static let selectors = ["unit", "pid_file", "exe"]
         public static let service = ["name"] + selectors + ["bundle", "expect_fips", "environment", "expect_environment",
                                                             "post", "post_command", "user", "require", "forbid"]
+        public static let waiver = ["code", "target", "path", "reason", "expires"]
     }
 
     /// With no config file: audit every process on the host that maps OpenSSL, every 5 minutes.
@@ -136,6 +140,11 @@ public struct DaemonConfig: Sendable, Equatable {
     /// silently replaced character.
     public static func parse(bytes: [UInt8], file: String) throws(ConfigError) -> DaemonConfig {
         try ConfigParser(file: file).parse(bytes: bytes)
+    }
+
+    /// A `scan --waivers` file (the YAML list `waivers:` takes), checked like the configuration.
+    public static func parseWaivers(bytes: [UInt8], file: String) throws(ConfigError) -> [Waiver] {
+        try ConfigParser(file: file).parseWaivers(bytes: bytes)
     }
 
     /// "300", "300s", "5m", "1h", "1h30m", "500ms", "1.5" → seconds; nil when malformed or negative.
