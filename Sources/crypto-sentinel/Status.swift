@@ -133,7 +133,8 @@ struct Status: ParsableCommand {
             out += "\(t.name) (\(t.kind)\(place)): \(t.state == .healthy ? "healthy" : t.state.rawValue.uppercased())\n"
             for f in t.findings {
                 let sev = f.severity.rawValue + String(repeating: " ", count: max(0, 9 - f.severity.rawValue.count))
-                out += "  \(sev) \(f.code.rawValue): \(f.summary)\n"
+                let waived = f.waived.map { " [waived until \($0.expires): \($0.reason)]" } ?? ""
+                out += "  \(sev) \(f.code.rawValue): \(f.summary)\(waived)\n"
             }
             for w in t.warnings { out += "  (unreadable) \(w)\n" }
         }

@@ -63,7 +63,8 @@ public final class DaemonMetrics: Sendable {
                 s.targetStates[t.name] = gauges
             }
             var counts: [FindingKey: Int] = [:]
-            for f in report.targets.flatMap(\.findings) {
+            // A waived finding counts nowhere here, so no fleet alert fires on it until it expires.
+            for f in report.targets.flatMap(\.findings) where f.waived == nil {
                 counts[FindingKey(code: f.code.rawValue, severity: f.severity.rawValue), default: 0] += 1
             }
             for key in Set(counts.keys).union(s.findings.keys) {
@@ -71,7 +72,7 @@ public final class DaemonMetrics: Sendable {
                 g.set(Double(counts[key] ?? 0))
                 s.findings[key] = g
             }
-            let present = report.targets.flatMap { t in t.findings.map { (key: TargetFindingKey(target: t.name, code: $0.code.rawValue, severity: $0.severity.rawValue), severity: $0.severity) } }
+            let present = report.targets.flatMap { t in t.findings.filter { $0.waived == nil }.map { (key: TargetFindingKey(target: t.name, code: $0.code.rawValue, severity: $0.severity.rawValue), severity: $0.severity) } }
                 .sorted { $0.severity > $1.severity }
             var kept = Set<TargetFindingKey>()
             for p in present where kept.count < Self.maxFindingSeries { kept.insert(p.key) }

@@ -16,6 +16,8 @@ public final class CycleRunner: Sendable {
     private let pidFiles = Locked<[String: PidFileBinding]>([:])
     /// Why the operator's validation data was last unusable: logged once per change, like the textfile.
     private let validationsProblem = Locked<String?>(nil)
+    /// Today's UTC date, YYYY-MM-DD, against which waivers expire (tests move it).
+    let today: @Sendable () -> String
 
     struct PidFileBinding: Sendable, Equatable {
         /// The file's device, inode, size, mtime and ctime: a rewrite (even of the same pid) changes it.
@@ -25,11 +27,12 @@ public final class CycleRunner: Sendable {
         var start: UInt64?
     }
 
-    public init(toolVersion: String, procRoot: String = "/proc") {
+    public init(toolVersion: String, procRoot: String = "/proc", today: @escaping @Sendable () -> String = { String(utcTimestamp().prefix(10)) }) {
         catalog = ELFCatalog()
         auditor = BundleAuditor(catalog: catalog)
         self.procRoot = procRoot
         self.toolVersion = toolVersion
+        self.today = today
     }
 
     /// nil when `cancelled()` turned true mid-way: a partial cycle is never published.
@@ -71,6 +74,7 @@ public final class CycleRunner: Sendable {
         if cancelled() { return nil }
         var report = Report(command: "daemon", toolVersion: toolVersion, generatedAt: utcTimestamp(), targets: targets)
         report.host = host.state.json
+        if !config.waivers.isEmpty { report.apply(config.waivers, today: today()) }
         return report
     }
 
@@ -80,10 +84,7 @@ public final class CycleRunner: Sendable {
         do {
             var t = try auditor.audit(root: root, name: name, environment: environment, expectFIPS: expectFIPS)
             t.kind = kind
-            if let f = Self.unreadableParts(t.warnings, root: root, name: name) {
-                t.findings.append(f)
-                t.state = TargetState(findings: t.findings)
-            }
+            if let f = Self.unreadableParts(t.warnings, root: root, name: name) { t.setFindings(t.findings + [f]) }
             return t
         } catch {
             let f = Finding(code: .bundleUnreadable, target: name, subject: root, summary: "\(root): \(error)",
