@@ -20,7 +20,7 @@ struct CryptoSentinel: ParsableCommand {
         // Each subcommand spells out its commandName: ArgumentParser's default derives it with
         // String(describing:), which scans every protocol conformance of this (static) binary, for
         // every subcommand on every start (~0.7 ms of each run).
-        subcommands: [Scan.self, Repair.self, Inspect.self, Post.self, Daemon.self, Reload.self, Status.self]
+        subcommands: [Scan.self, Resolve.self, Repair.self, Inspect.self, Post.self, Daemon.self, Reload.self, Status.self]
     )
 
     /// ArgumentParser exits 64 on usage errors; the documented contract is 2 (README, Exit status).

@@ -142,8 +142,8 @@ struct SystemdUnitTests {
         // The page renders without roff warnings and documents every subcommand and its options.
         let (manStatus, page) = try JournaldLease.runTool("/usr/bin/man", ["--warnings", "-l", dest + "/usr/share/man/man1/crypto-sentinel.1"])
         #expect(manStatus == 0 && !page.contains("troff:"), "\(page.prefix(500))")
-        for section in ["crypto-sentinel scan", "crypto-sentinel inspect", "crypto-sentinel post", "crypto-sentinel daemon",
-                        "crypto-sentinel status", "--expect-fips", "--timeout"] {
+        for section in ["crypto-sentinel scan", "crypto-sentinel resolve", "crypto-sentinel inspect", "crypto-sentinel post",
+                        "crypto-sentinel daemon", "crypto-sentinel status", "--expect-fips", "--timeout", "--waivers"] {
             #expect(page.contains(section), "\(section)")
         }
     }

@@ -17,8 +17,7 @@ public enum TextRenderer {
                 out += "  " + t.stats.sorted { $0.key < $1.key }.map { "\(shown($0.key.replacing("_", with: " "))): \($0.value)" }
                     .joined(separator: ", ") + "\n"
             }
-            out += "  environment: " + (t.environment.isEmpty ? "(no OpenSSL or loader variables)"
-                : t.environment.sorted { $0.key < $1.key }.map { shown("\($0.key)=\($0.value)") }.joined(separator: " ")) + "\n"
+            out += "  environment: " + (t.environment.isEmpty ? "(no OpenSSL or loader variables)" : variables(t.environment)) + "\n"
             if let post = t.post { out += postLines(post) }
             for f in t.findings {
                 out += "\n" + (f.waived == nil ? "" : "WAIVED ") + "\(f.severity.rawValue)[\(f.code.rawValue)]: \(shown(f.summary))\n"
@@ -47,6 +46,11 @@ public enum TextRenderer {
             "  \(shown(w.source)): \(w.code.rawValue) on \(shown(w.target))" + (w.path.map { " about \(shown($0))" } ?? "")
                 + ", expires \(w.expires): \(shown(w.reason))\n"
         }.joined() + "\n"
+    }
+
+    /// `K=V K=V`, sorted, each shown safely.
+    public static func variables(_ environment: [String: String]) -> String {
+        environment.sorted { $0.key < $1.key }.map { shown("\($0.key)=\($0.value)") }.joined(separator: " ")
     }
 
     /// The POST's check list: one line per check, OpenSSL error strings indented under it.
