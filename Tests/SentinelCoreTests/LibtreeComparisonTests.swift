@@ -189,6 +189,38 @@ struct LibtreeComparisonTests {
         #expect(disagreements(root: root, ours: ours, libtree: tree.edges, fs: fs) == Self.expected(spec, host: host))
     }
 
+    /// libtree's own tests/ folders (scripts/fixtures/loader-rules.sh rebuilds them), with the
+    /// LD_LIBRARY_PATH their Makefiles set: folder/file, the variable (relative to the folder), and
+    /// the differences expected. (CLITests' ResolveTests holds the same cases against the real loader.)
+    static let libtreeCases: [(file: String, libraryPath: String?, expected: [String])] = [
+        ("origin/exe_rpath", nil, []), ("origin/exe_runpath", nil, []),
+        ("rpath-of-parents-parent/exe", nil, []), ("rpath-of-parents-parent/liba.so", nil, []),
+        ("rpath-of-parents-parent/liba.so", "rpath-of-parents-parent", []),
+        ("direct-and-absolute-rpath/exe_a", nil, []), ("direct-and-absolute-rpath/exe_b", nil, []),
+        ("rpath-over-env-over-runpath/exe_rpath", nil, []), ("rpath-over-env-over-runpath/exe_runpath", nil, []),
+        ("rpath-over-env-over-runpath/exe_rpath", "rpath-over-env-over-runpath/dir", []),
+        ("rpath-over-env-over-runpath/exe_runpath", "rpath-over-env-over-runpath/dir", []),
+        ("32-bits/exe32", nil, []), ("32-bits/exe64", nil, []),
+        ("origin-of-symlink/exe", nil, []), ("origin-of-symlink/exe", "origin-of-symlink/a", []),
+        ("nodeflib/exe_a", nil, []), ("nodeflib/exe_b", nil, []),
+        ("rpath-order/exe", nil, []), ("rpath-order/liba.so", nil, []),
+    ]
+
+    @Test("libtree's own test cases: edge by edge, the documented differences where libtree is wrong",
+          arguments: libtreeCases.indices)
+    func libtreeOwnCases(_ index: Int) throws {
+        let c = Self.libtreeCases[index]
+        let root = try LoaderFixtures.rules()
+        let path = root + "/" + c.file
+        let env = TargetEnvironment(c.libraryPath.map { ["LD_LIBRARY_PATH": root + "/" + $0] } ?? [:])
+        let fs = TestFileSystem()
+        let ours = LoaderResolver(host: HostLoaderFacts.current(), environment: env, fileSystem: fs)
+            .loadProcess(main: try fs.load(path), dlopen: [])
+        let tree = try libtree(path, environment: env.values)
+        #expect(!tree.edges.isEmpty)
+        #expect(disagreements(root: root, ours: ours, libtree: tree.edges, fs: fs) == c.expected, "\(c.file) \(c.libraryPath ?? "")")
+    }
+
     @Test("LD_LIBRARY_PATH: same edges and tags")
     func libraryPath() throws {
         let elf = try LoaderFixtures.elf()

@@ -11,6 +11,12 @@ enum LoaderFixtures {
 
     /// scripts/fixtures/elf-trees.sh output.
     static func elf() throws -> String { try FixtureScripts.elfTrees() }
+    /// scripts/fixtures/loader-rules.sh output: libtree's test cases, one folder per loader rule.
+    static func rules() throws -> String {
+        let out = cacheRoot + "/loader-rules"
+        try FixtureScripts.build("loader-rules.sh", out: out)
+        return out
+    }
     /// Extra trees and the dlopen driver (see `extraScript`).
     static func extra() throws -> String { try extraResult.get() }
 
