@@ -267,6 +267,40 @@ struct LoaderResolverTests {
         #expect(fs.probed.count == probes + 1)  // only the test's own fs.file call
         #expect(second.objects == first.objects)
     }
+
+    @Test("resolve's tree: a file's dependencies under the edge that loaded it, each miss with its paths, OpenSSL named")
+    func dependencyTree() {
+        let fs = system()
+        fs.add("/lib/x86_64-linux-gnu/libcrypto.so.3", ELFObject(elfClass: .elf64, machine: 62, type: .sharedObject, soname: "libcrypto.so.3",
+            needed: ["libc.so.6"], exports: .libcrypto, embeddedOpenSSL: EmbeddedOpenSSL(versionText: "OpenSSL 3.0.15 3 Sep 2024")))
+        fs.add("/app/app", exe(needed: ["libdeep.so", "libcrypto.so.3", "libgone.so"], runpath: "/app/lib"))
+        fs.add("/app/lib/libdeep.so", so("libdeep.so", needed: ["libcrypto.so.3", "libgone.so"]))
+        let main = fs.file("/app/app")
+        let tree = DependencyTree(main: main, load: LoaderResolver(host: plainHost, environment: TargetEnvironment(), fileSystem: fs)
+            .loadProcess(main: main, dlopen: []))
+        let defaults = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"]
+        // libcrypto is loaded by the program's own request (breadth first), not by libdeep's, listed before it.
+        #expect(tree.text() == """
+            /app/app
+            ├── libdeep.so => /app/lib/libdeep.so [runpath of /app/app]
+            │   ├── libcrypto.so.3 => /lib/x86_64-linux-gnu/libcrypto.so.3 [already-loaded] (libcrypto, OpenSSL 3.0.15)
+            │   └── libgone.so not found
+            \(defaults.map { "│           tried \($0)/libgone.so\n" }.joined())├── libcrypto.so.3 => /lib/x86_64-linux-gnu/libcrypto.so.3 [default] (libcrypto, OpenSSL 3.0.15)
+            │   └── libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 [default]
+            │       └── ld-linux-x86-64.so.2 => /lib64/ld-linux-x86-64.so.2 [already-loaded]
+            └── libgone.so not found
+                    tried /app/lib/libgone.so
+            \(defaults.map { "        tried \($0)/libgone.so\n" }.joined())
+            """)
+        #expect(tree.missing == ["libgone.so"])
+        let json = tree.json()
+        let needed = json["root"]?["needed"]?.arrayValue ?? []
+        #expect(needed.map { $0["name"]?.stringValue } == ["libdeep.so", "libcrypto.so.3", "libgone.so"])
+        #expect(needed[1]["openssl"] == ["role": "libcrypto", "version": "3.0.15"])
+        #expect(needed[1]["via"] == "default" && needed[1]["needed"]?.arrayValue?.count == 1)
+        #expect(needed[0]["needed"]?.arrayValue?.first?["repeat"] == true)
+        #expect(needed[2]["found"] == false && needed[2]["tried"]?.arrayValue?.count == 5)
+    }
 }
 
 /// A one-entry new-format cache.
