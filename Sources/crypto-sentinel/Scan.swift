@@ -18,15 +18,16 @@ struct Scan: ParsableCommand {
           crypto-sentinel scan build/exe.linux-x86_64-3.11 --expect-fips --format json --fail-on warning
           crypto-sentinel scan /opt/product --env OPENSSL_MODULES=/opt/product/lib/ossl-modules
           crypto-sentinel scan /opt/product --env-from-pid $(pidof product-api)
-          crypto-sentinel scan build/exe.linux-x86_64-3.11 --waivers waivers.yaml --fail-on warning
+          crypto-sentinel scan build/exe.linux-x86_64-3.11 --waivers waivers.yaml
 
-        A waivers file is the YAML list the daemon config takes under waivers: (README, Waivers):
-          - code: mangled-openssl-name        # required
-            target: "*"                       # a target name (--name, default the root's name) or "*"
-            path: lib/libcrypto-27e744a7.so.3 # optional: the finding must be about this file (or MAJOR:MINOR:INODE)
-            reason: vendor fix due in 4.2     # required
-            expires: 2027-01-31               # required: the last day (UTC) it holds
-        A waived finding stays in the report, marked, and counts toward neither the state nor the exit \
+        A waivers file holds the list the daemon config takes under waivers: (README):
+          - code: mangled-openssl-name      # required
+            target: "*"                     # required: a name (see --name) or "*"
+            path: lib/libcrypto-27e744a7.so.3
+                                            # optional: the file (or MAJOR:MINOR:INODE)
+            reason: vendor fix due in 4.2   # required
+            expires: 2027-01-31             # required: the last day (UTC) it holds
+        A waived finding stays in the report, marked, but counts toward neither the state nor the exit \
         status until the day after expires; waivers that matched nothing or are past their date are listed.
         """)
 
