@@ -71,15 +71,18 @@ public enum ELFFileReader {
     /// Same, with the fstat(2) the caller already made of `fd`.
     static func read(fd: Int32, status st: stat, exportLookup: ExportLookup = .hashTable) throws(ELFReadError) -> ELFObject? {
         guard st.st_mode & S_IFMT == S_IFREG else { return nil }
-        let fileSize = UInt64(max(st.st_size, 0))
+        return try read(.file(fd), size: UInt64(max(st.st_size, 0)), exportLookup: exportLookup)
+    }
 
+    /// Same, from bytes in memory (an archive member, decompressed): audited as the file it would be
+    /// once extracted. libelf may rewrite `image` in place (elf_memory), so it is the caller's own copy.
+    public static func read(memory image: UnsafeMutableRawBufferPointer) throws(ELFReadError) -> ELFObject? {
+        try read(.memory(image), size: UInt64(image.count), exportLookup: .hashTable)
+    }
+
+    private static func read(_ source: ByteSource, size fileSize: UInt64, exportLookup: ExportLookup) throws(ELFReadError) -> ELFObject? {
         var ident = [UInt8](repeating: 0, count: 64)
-        let got = ident.withUnsafeMutableBytes { buf -> Int in
-            while true {
-                let n = pread(fd, buf.baseAddress, buf.count, 0)
-                if n >= 0 || errno != EINTR { return n }
-            }
-        }
+        let got = ident.withUnsafeMutableBytes { source.read(into: $0, at: 0) }
         guard got >= 0 else { throw .cannotRead(errno: errno) }
         guard got >= 4, ident[0] == 0x7f, ident[1] == 0x45, ident[2] == 0x4c, ident[3] == 0x46 else { return nil }
         let headerSize: Int
@@ -98,7 +101,11 @@ public enum ELFFileReader {
         // reader thread: a third of a scan's CPU time under /usr/lib. And a mapped file truncated in place
         // while it is read (a bundle rewritten during a scan) raises SIGBUS and kills the daemon (seen
         // under ThreadSanitizer in the bundle-churn test); a short pread is an error for that file only.
-        guard let elf = elf_begin(fd, ELF_C_READ, nil) else {
+        let opened: OpaquePointer? = switch source {
+        case .file(let fd): elf_begin(fd, ELF_C_READ, nil)
+        case .memory(let image): elf_memory(image.baseAddress?.assumingMemoryBound(to: CChar.self), image.count)
+        }
+        guard let elf = opened else {
             throw .corrupt(what: "ELF file", reason: libelfError())
         }
         defer { elf_end(elf) }
@@ -106,8 +113,35 @@ public enum ELFFileReader {
             throw .corrupt(what: "ELF identification",
                            reason: "class \(ident[Int(EI_CLASS)]), data \(ident[Int(EI_DATA)]), version \(ident[Int(EI_VERSION)])")
         }
-        var parser = try Parser(elf: elf, fd: fd, fileSize: fileSize, exportLookup: exportLookup)
+        var parser = try Parser(elf: elf, source: source, fileSize: fileSize, exportLookup: exportLookup)
         return try parser.parse()
+    }
+}
+
+/// Where an ELF file's bytes come from: an open file, or a buffer (an archive member, decompressed).
+private enum ByteSource {
+    case file(Int32)
+    case memory(UnsafeMutableRawBufferPointer)
+
+    /// pread's contract: fills `buffer` up to the end of the bytes; the count, or -1 with errno set.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int {
+        switch self {
+        case .file(let fd): return preadFully(fd, buffer, at: offset)
+        case .memory(let image):
+            guard offset < UInt64(image.count) else { return 0 }
+            let n = min(buffer.count, image.count - Int(offset))
+            buffer.baseAddress!.copyMemory(from: image.baseAddress! + Int(offset), byteCount: n)
+            return n
+        }
+    }
+
+    /// The first offset at or after `offset` that holds data (SEEK_DATA: a file's holes are skipped);
+    /// nil when only a hole follows.
+    func dataStart(at offset: UInt64) -> UInt64? {
+        guard case .file(let fd) = self else { return offset }
+        let data = lseek(fd, off_t(offset), 3)  // SEEK_DATA, which Glibc's module leaves out (_GNU_SOURCE)
+        if data < 0 { return errno == ENXIO ? nil : offset }
+        return UInt64(data)
     }
 }
 
@@ -145,7 +179,7 @@ private struct StringTable {
 /// A large string table (libLLVM's .dynstr is 3 MB) read a window at a time where a string is asked
 /// for, instead of loaded whole: the dynamic section and the version tables need a few dozen names.
 private final class FileStrings {
-    let fd: Int32
+    let source: ByteSource
     let offset: UInt64
     let size: UInt64
     let index: Int
@@ -153,8 +187,8 @@ private final class FileStrings {
     private var window: [UInt8] = []
     private var windowStart: UInt64 = 0
 
-    init(fd: Int32, offset: UInt64, size: UInt64, index: Int, fileSize: UInt64) {
-        self.fd = fd; self.offset = offset; self.size = size; self.index = index; self.fileSize = fileSize
+    init(source: ByteSource, offset: UInt64, size: UInt64, index: Int, fileSize: UInt64) {
+        self.source = source; self.offset = offset; self.size = size; self.index = index; self.fileSize = fileSize
     }
 
     /// What `StringTable.string(at:)` gives for the whole table: nil when `at` is past the end or no
@@ -167,7 +201,7 @@ private final class FileStrings {
             if position < windowStart || position >= windowStart + UInt64(window.count) {
                 let want = Int(min(4096, size - position))
                 window = [UInt8](repeating: 0, count: want)
-                let got = window.withUnsafeMutableBytes { preadFully(fd, $0, at: offset + position) }
+                let got = window.withUnsafeMutableBytes { source.read(into: $0, at: offset + position) }
                 if got < 0 { throw .cannotRead(errno: errno) }
                 // Shorter than the section header said: the file was cut while it was read.
                 guard got == want else { throw .truncated(what: "string table \(index)", end: offset + size, fileSize: fileSize) }
@@ -206,16 +240,16 @@ private final class FileStringsCache {
 
 private struct Parser {
     let elf: OpaquePointer
-    let fd: Int32
+    let source: ByteSource
     let fileSize: UInt64
     let exportLookup: ELFFileReader.ExportLookup
     let fileStrings = FileStringsCache()
     var ehdr = GElf_Ehdr()
     var object: ELFObject
 
-    init(elf: OpaquePointer, fd: Int32, fileSize: UInt64, exportLookup: ELFFileReader.ExportLookup) throws(ELFReadError) {
+    init(elf: OpaquePointer, source: ByteSource, fileSize: UInt64, exportLookup: ELFFileReader.ExportLookup) throws(ELFReadError) {
         self.elf = elf
-        self.fd = fd
+        self.source = source
         self.fileSize = fileSize
         self.exportLookup = exportLookup
         guard gelf_getehdr(elf, &ehdr) != nil else { throw .corrupt(what: "ELF header", reason: libelfError()) }
@@ -244,6 +278,13 @@ private struct Parser {
         } else if sections.count == 0, let dynamic = segments.dynamic {
             try readDynamicSegment(dynamic, loads: segments.loads)
         }
+        if let pydata = sections.pydata {
+            guard let sectionEnd = end(pydata.sh_offset, pydata.sh_size), sectionEnd <= fileSize else {
+                throw .truncated(what: "pydata section", end: end(pydata.sh_offset, pydata.sh_size) ?? .max, fileSize: fileSize)
+            }
+            object.pyinstallerArchive = FileRange(offset: pydata.sh_offset, size: pydata.sh_size)
+        }
+        object.embedsPython = sections.pyRuntime
         if let verneed = sections.verneed { try readVerneed(verneed) }
         if let verdef = sections.verdef { try readVerdef(verdef) }
         if let dynsym = sections.dynsym {
@@ -258,7 +299,7 @@ private struct Parser {
         // search runs only where it hits or where the object exports OpenSSL entry points.
         var gnutlsVersion: String?
         if !sections.readOnlyData.isEmpty {
-            let data = try ReadOnlyData(fd: fd, sections: sections.readOnlyData, fileSize: fileSize)
+            let data = try ReadOnlyData(source: source, sections: sections.readOnlyData, fileSize: fileSize)
             if data.declared > ReadOnlyData.limit {
                 object.unsearchedReadOnlyData = data.declared
             } else {
@@ -330,7 +371,7 @@ private struct Parser {
 
     /// pread until `buffer` is full or the file ends; the count read, or -1 with errno set.
     func preadFully(_ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int {
-        SentinelSystem.preadFully(fd, buffer, at: offset)
+        source.read(into: buffer, at: offset)
     }
 
     // MARK: sections
@@ -349,6 +390,10 @@ private struct Parser {
         var verneed: (scn: OpaquePointer, link: Int, count: UInt32)?
         var verdef: (scn: OpaquePointer, link: Int, count: UInt32)?
         var readOnlyData: [(scn: OpaquePointer, offset: UInt64, size: UInt64)] = []
+        /// PyInstaller's archive section (objcopy --add-section pydata=PKG).
+        var pydata: GElf_Shdr?
+        /// CPython's `.PyRuntime` section: the interpreter is linked into this file.
+        var pyRuntime = false
     }
 
     func readSectionHeaders() throws(ELFReadError) -> Sections {
@@ -377,9 +422,16 @@ private struct Parser {
                 sections.verdef = (next, Int(shdr.sh_link), shdr.sh_info)
             case SHT_NOBITS where shdr.sh_flags & UInt64(SHF_ALLOC) != 0:
                 sections.noBitsAddresses.insert(shdr.sh_addr)
+            case SHT_PROGBITS where shdr.sh_flags & UInt64(SHF_ALLOC) == 0:
+                if namesIndex != 0, sections.pydata == nil, let name = elf_strptr(elf, namesIndex, Int(shdr.sh_name)),
+                   strcmp(name, "pydata") == 0 { sections.pydata = shdr }
+            case SHT_PROGBITS where shdr.sh_flags & UInt64(SHF_WRITE) != 0:
+                if namesIndex != 0, let name = elf_strptr(elf, namesIndex, Int(shdr.sh_name)), strcmp(name, ".PyRuntime") == 0 {
+                    sections.pyRuntime = true
+                }
             case SHT_PROGBITS:
                 let flags = shdr.sh_flags
-                guard flags & UInt64(SHF_ALLOC) != 0, flags & UInt64(SHF_WRITE | SHF_EXECINSTR) == 0,
+                guard flags & UInt64(SHF_WRITE | SHF_EXECINSTR) == 0,
                       shdr.sh_size > 0 else { break }
                 // Unwind tables are a large share of read-only data and never hold strings.
                 if namesIndex != 0, let name = elf_strptr(elf, namesIndex, Int(shdr.sh_name)),
@@ -414,7 +466,7 @@ private struct Parser {
         if let known = fileStrings.tables[index] { return .file(known) }
         if exportLookup == .hashTable, shdr.sh_size >= 64 << 10, shdr.sh_flags & UInt64(SHF_COMPRESSED) == 0,
            let tableEnd = end(shdr.sh_offset, shdr.sh_size), tableEnd <= fileSize {
-            let strings = FileStrings(fd: fd, offset: shdr.sh_offset, size: shdr.sh_size, index: index, fileSize: fileSize)
+            let strings = FileStrings(source: source, offset: shdr.sh_offset, size: shdr.sh_size, index: index, fileSize: fileSize)
             fileStrings.tables[index] = strings
             return .file(strings)
         }
@@ -781,7 +833,7 @@ private final class ReadOnlyData {
     static let limit: UInt64 = 1 << 30
     static let windowSize = 1 << 17
 
-    let fd: Int32
+    let source: ByteSource
     let sections: [(offset: UInt64, size: UInt64)]
     /// The sections' sizes added up (overlapping sections count twice: each is searched).
     let declared: UInt64
@@ -789,7 +841,7 @@ private final class ReadOnlyData {
     /// fully initialised object).
     private let buffer: UnsafeMutableRawBufferPointer
 
-    init(fd: Int32, sections: [(scn: OpaquePointer, offset: UInt64, size: UInt64)], fileSize: UInt64) throws(ELFReadError) {
+    init(source: ByteSource, sections: [(scn: OpaquePointer, offset: UInt64, size: UInt64)], fileSize: UInt64) throws(ELFReadError) {
         var declared: UInt64 = 0
         for section in sections {
             // A section past the end of the file is refused, whatever it declares.
@@ -799,7 +851,7 @@ private final class ReadOnlyData {
             }
             declared = end(declared, section.size) ?? .max
         }
-        self.fd = fd
+        self.source = source
         self.sections = sections.map { ($0.offset, $0.size) }
         self.declared = declared
         self.buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.windowSize, alignment: 16)
@@ -816,11 +868,10 @@ private final class ReadOnlyData {
             var position: UInt64 = 0
             while position < section.size {
                 let at = section.offset + position
-                let data = lseek(fd, off_t(at), 3)  // SEEK_DATA, which Glibc's module leaves out (_GNU_SOURCE)
-                if data < 0, errno == ENXIO { break }  // a hole to the end of the file
-                if data > off_t(at) { position = min(section.size, UInt64(data) - section.offset); continue }
+                guard let data = source.dataStart(at: at) else { break }  // a hole to the end of the file
+                if data > at { position = min(section.size, data - section.offset); continue }
                 let want = Int(min(UInt64(Self.windowSize), section.size - position))
-                let got = preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: at)
+                let got = source.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: at)
                 guard got >= 0 else { throw .cannotRead(errno: errno) }
                 // A short read: the file was cut while it was read; what is there is searched.
                 let last = got < want || position + UInt64(want) >= section.size

@@ -34,6 +34,11 @@ public struct ELFObject: Sendable, Hashable, Codable {
     /// The read-only data the file declares, when that is more than the build-string search reads
     /// per file: then it was not searched, and `embeddedOpenSSL` says nothing about a static copy.
     public var unsearchedReadOnlyData: UInt64?
+    /// Where PyInstaller's archive (CArchive) sits in the file: its `pydata` section.
+    public var pyinstallerArchive: FileRange?
+    /// CPython is linked into this file (a `.PyRuntime` section): an interpreter, or a program that
+    /// carries one (Nuitka).
+    public var embedsPython = false
 
     public init(elfClass: ELFClass, machine: UInt16, type: ObjectType, interpreter: String? = nil,
                 soname: String? = nil, needed: [String] = [], rpath: String? = nil, runpath: String? = nil,
@@ -191,11 +196,21 @@ public struct EmbeddedOpenSSL: Sendable, Hashable, Codable {
 public struct FileIdentity: Sendable, Hashable, Codable, CustomStringConvertible {
     public var device: UInt64
     public var inode: UInt64
-    public init(device: UInt64, inode: UInt64) { self.device = device; self.inode = inode }
-    /// "254:1 ino 1234" with the device as major:minor, like /proc/<pid>/maps.
+    /// An archive member (PyInstaller onefile): its index in the table of contents of the file
+    /// (device, inode) names; nil for a file of its own.
+    public var member: Int?
+    public init(device: UInt64, inode: UInt64, member: Int? = nil) { self.device = device; self.inode = inode; self.member = member }
+    /// "254:1 ino 1234" with the device as major:minor, like /proc/<pid>/maps ("… member 7" inside an archive).
     public var description: String {
         let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
         let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
-        return "\(major):\(minor) ino \(inode)"
+        return "\(major):\(minor) ino \(inode)" + (member.map { " member \($0)" } ?? "")
     }
+}
+
+/// A byte range of a file.
+public struct FileRange: Sendable, Hashable, Codable {
+    public var offset: UInt64
+    public var size: UInt64
+    public init(offset: UInt64, size: UInt64) { self.offset = offset; self.size = size }
 }
