@@ -13,7 +13,7 @@ SECONDS_EACH=${1:-60}
 SCRATCH=${FUZZ_SCRATCH:-.build-fuzz-san}
 OUT=${FUZZ_OUT:-/tmp/crypto-sentinel-fuzz}
 FIXTURES=${SENTINEL_FIXTURES:-/tmp/crypto-sentinel-fixtures}
-TARGETS=${FUZZ_TARGETS:-"elf ldsocache maps environ config http"}
+TARGETS=${FUZZ_TARGETS:-"elf ldsocache maps environ config http carchive"}
 mkdir -p "$OUT/bin" "$OUT/logs"
 
 t0=$(date +%s)
@@ -30,7 +30,7 @@ build_target() {
     local t=$1 extra=()
     case $t in
         elf|environ) extra=($CORE_OBJS $SYS_OBJS -lelf -lsystemd) ;;
-        ldsocache|maps|config) extra=($CORE_OBJS) ;;
+        ldsocache|maps|config|carchive) extra=($CORE_OBJS) ;;
         http) extra=(Sources/SentinelDaemon/API/HTTPRequestParser.swift) ;;
     esac
     swiftc -swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -g -I "$B/Modules" "${MAPS[@]}" \
@@ -58,6 +58,21 @@ for t in $TARGETS; do
         maps) seed "$c" /proc/self/maps /proc/1/maps ;;
         environ) seed "$c" /proc/self/environ /proc/1/environ ;;
         config) seed "$c" config/crypto-sentinel.example.yaml ;;
+        carchive) python3 - "$c/small" <<'PY' ;;  # a small archive laid out as PyInstaller's CArchiveWriter does
+import struct, sys, zlib
+entries, data = [], b""
+for name, code, blob, packed in [("pyi-contents-directory _internal", "o", b"", False),
+                                 ("lib/libcrypto.so.3", "b", b"\x7fELF" + bytes(60), True),
+                                 ("libcrypto.so.3", "n", b"lib/libcrypto.so.3\0", False)]:
+    stored = zlib.compress(blob, 9) if packed else blob
+    entries.append((len(data), len(stored), len(blob), int(packed), code, name)); data += stored
+toc = b""
+for offset, length, full, packed, code, name in entries:
+    raw = name.encode() + b"\0"; raw += bytes(-(18 + len(raw)) % 16)
+    toc += struct.pack("!IIIIBc", 18 + len(raw), offset, length, full, packed, code.encode()) + raw
+total = len(data) + len(toc) + 88
+open(sys.argv[1], "wb").write(data + toc + struct.pack("!8sIIII64s", b"MEI\014\013\012\013\016", total, len(data), len(toc), 311, b"libpython3.11.so.1.0"))
+PY
     esac
 done
 
