@@ -49,7 +49,11 @@ public final class BundleAuditor: Sendable {
             }
         }
         let scanner = BundleScanner(catalog: catalog)
-        let walk = try scanner.walk(root: root, rescan: cached != nil)
+        // A single file (a PyInstaller onefile executable) is a tree of one, in its folder.
+        let single = Self.regularFile(root)
+        let walk: (entries: [WalkEntry], warnings: [String])
+        if let single { walk = ([single], []) } else { walk = try scanner.walk(root: root, rescan: cached != nil) }
+        let folder = single == nil ? root : dirOf(root)
         let digest = Self.digest(walk)
         let name = name ?? (root.split(separator: "/").last.map(String.init) ?? root)
         let ldCache = ProbeStamp.stamp("/etc/ld.so.cache")
@@ -60,23 +64,26 @@ public final class BundleAuditor: Sendable {
             checked.wait()
             if outsideUnchanged.withLock({ $0 }) { return cached.report }
         }
-        let (inventory, stamps) = scanner.inventoryAndStamps(root: root, entries: walk.entries, warnings: walk.warnings)
+        let (walked, stamps) = scanner.inventoryAndStamps(root: folder, entries: walk.entries, warnings: walk.warnings)
         let key = AuditKey(name: name, environment: environment, expectFIPS: expectFIPS, files: stamps,
-                           otherFiles: inventory.otherFiles, warnings: inventory.warnings, ldCache: ldCache)
+                           otherFiles: walked.otherFiles, warnings: walked.warnings, ldCache: ldCache)
         if let cached, cached.key == key {
             checked.wait()
             if outsideUnchanged.withLock({ $0 }) { return cached.report }
         }
-        let analysis = analyse(inventory: inventory, name: name, environment: environment, expectFIPS: expectFIPS, host: host)
-        let report = analysis.report
+        let expansion = FreezerExpansion.expand(walked, catalog: catalog)
+        let analysis = analyse(inventory: expansion.inventory, name: name, environment: expansion.layout.environment(given: environment),
+                               expectFIPS: expectFIPS, host: host, archived: expansion.archived)
+        var report = analysis.report
+        report.bundle = expansion.layout.json(given: environment)
         let findingsFileSystem = analysis.fileSystem
         // The stamps each probe saw: the report was made from those (a stat() now could see a file
         // changed since, and cache a stale report under its new stamp).
         let probed = findingsFileSystem.probeStamps
         results.withLock {
             // The tree's own ELF files need no stamp here: the key already holds theirs.
-            $0[root] = CachedAudit(key: key, walk: inventory.warnings.isEmpty ? digest : nil,
-                                   probes: probed.filter { stamps[$0.path] == nil },
+            $0[root] = CachedAudit(key: key, walk: expansion.inventory.warnings.isEmpty ? digest : nil,
+                                   probes: probed.filter { stamps[$0.path] == nil } + expansion.outsideStamps,
                                    existence: findingsFileSystem.existence, report: report)
         }
         return report
@@ -92,16 +99,20 @@ extension BundleAuditor {
         public var fileSystem: DiskFileSystem
     }
 
-    /// A fresh audit of a tree (no reuse of an earlier one), with its model.
+    /// A fresh audit of a tree (no reuse of an earlier one), with its model, under what the tree's
+    /// launcher sets. A onefile archive's members are left out: nothing inside one can be edited.
     public func analyse(root: String, name: String? = nil, environment: TargetEnvironment, expectFIPS: Bool = false,
                         host: LoaderHost = HostLoaderFacts.current()) throws(ScanError) -> Analysis {
-        let inventory = try BundleScanner(catalog: catalog).inventory(root: root)
-        return analyse(inventory: inventory, name: name ?? (root.split(separator: "/").last.map(String.init) ?? root),
-                       environment: environment, expectFIPS: expectFIPS, host: host)
+        let expansion = FreezerExpansion.expand(try BundleScanner(catalog: catalog).inventory(root: root), catalog: catalog,
+                                                members: false)
+        var analysis = analyse(inventory: expansion.inventory, name: name ?? (root.split(separator: "/").last.map(String.init) ?? root),
+                               environment: expansion.layout.environment(given: environment), expectFIPS: expectFIPS, host: host)
+        analysis.report.bundle = expansion.layout.json(given: environment)
+        return analysis
     }
 
     func analyse(inventory: BundleInventory, name: String, environment: TargetEnvironment, expectFIPS: Bool,
-                 host: LoaderHost) -> Analysis {
+                 host: LoaderHost, archived: ArchivedFiles = .none) -> Analysis {
         let catalog = self.catalog
         let makeAudit = { @Sendable (fileSystem: any AuditFileSystem) in
             BundleAudit(name: name, inventory: inventory, environment: environment, expectFIPS: expectFIPS,
@@ -111,15 +122,15 @@ extension BundleAuditor {
         // they run beside the loader simulation and the findings' single-threaded work, and the
         // duplicate finding waits only for what is left (the catalog keeps each answer).
         let compared = DispatchGroup()
-        for (first, others) in makeAudit(DiskFileSystem(catalog: catalog)).duplicateComparisons() {
+        for (first, others) in makeAudit(DiskFileSystem(catalog: catalog, archived: archived)).duplicateComparisons() {
             DispatchQueue.global().async(group: compared) {
-                _ = DiskFileSystem(catalog: catalog).allContentsEqual(first, others)
+                _ = DiskFileSystem(catalog: catalog, archived: archived).allContentsEqual(first, others)
             }
         }
         defer { compared.wait() }  // nothing outlives the audit that started it
         let memo = DiskFileSystem.ProbeMemo()
-        let linkage = Self.resolveInParallel { makeAudit(DiskFileSystem(catalog: catalog, memo: memo)) }
-        let fileSystem = DiskFileSystem(catalog: catalog, memo: memo)
+        let linkage = Self.resolveInParallel { makeAudit(DiskFileSystem(catalog: catalog, memo: memo, archived: archived)) }
+        let fileSystem = DiskFileSystem(catalog: catalog, memo: memo, archived: archived)
         let audit = makeAudit(fileSystem)
         return Analysis(audit: audit, linkage: linkage, report: audit.run(linkage: linkage), fileSystem: fileSystem)
     }
@@ -134,6 +145,13 @@ extension BundleAuditor {
             partials.withLock { $0.append(partial) }
         }
         return BundleAudit.merge(partials.withLock { $0 })
+    }
+
+    /// `path` as the one entry of a walk of its folder, when it is a regular file (or a symlink to one).
+    static func regularFile(_ path: String) -> WalkEntry? {
+        var st = stat()
+        guard stat(EscapedBytes.cString(path), &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+        return WalkEntry(relativePath: lastComponent(path), path: path, stamp: FileStamp(st))
     }
 
     /// A walk in one number: each file's path and stamp in walk order, and the warnings. Hasher is

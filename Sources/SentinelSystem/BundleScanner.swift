@@ -33,7 +33,21 @@ public final class ELFCatalog: Sendable {
     private let comparisons = Locked<[[FileStamp]: Bool]>([:])
     /// Group comparisons under way, by their files' stamps: a second caller waits for the first.
     private let comparing = Locked<[[FileStamp]: DispatchGroup]>([:])
+    /// PyInstaller archives by their executable, read at the stamp kept beside them.
+    private let archives = Locked<[FileIdentity: (FileStamp, Result<PyInstallerArchive, PyInstallerArchive.ReadError>)]>([:])
     public init() {}
+
+    /// The archive in `range` of the executable at `path` (its ELF model gave the range), read
+    /// again only when the file changed.
+    func archive(path: String, identity: FileIdentity, range: FileRange) -> Result<PyInstallerArchive, PyInstallerArchive.ReadError> {
+        var st = stat()
+        guard stat(EscapedBytes.cString(path), &st) == 0 else { return .failure(.cannotRead(errno)) }
+        let stamp = FileStamp(st)
+        if let hit = archives.withLock({ $0[identity] }), hit.0 == stamp { return hit.1 }
+        let result = Result { () throws(PyInstallerArchive.ReadError) in try PyInstallerArchive.read(path: path, range: range) }
+        archives.withLock { $0[identity] = (stamp, result) }
+        return result
+    }
 
     public func contentsEqual(_ a: (path: String, stamp: FileStamp), _ b: (path: String, stamp: FileStamp)) -> Bool {
         if a.stamp.size != b.stamp.size { return false }
@@ -320,12 +334,16 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
     }
     private let memo: ProbeMemo
     private let catalog: ELFCatalog
+    private let archived: ArchivedFiles
 
-    public convenience init(catalog: ELFCatalog) { self.init(catalog: catalog, memo: ProbeMemo()) }
+    public convenience init(catalog: ELFCatalog, archived: ArchivedFiles = .none) {
+        self.init(catalog: catalog, memo: ProbeMemo(), archived: archived)
+    }
 
-    init(catalog: ELFCatalog, memo: ProbeMemo) {
+    init(catalog: ELFCatalog, memo: ProbeMemo, archived: ArchivedFiles) {
         self.catalog = catalog
         self.memo = memo
+        self.archived = archived
     }
 
     /// Each probed path with what stat() said when it was probed.
@@ -334,6 +352,7 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
     }
 
     public func probe(_ path: String) -> LoaderProbe {
+        if let member = archived.probe(path) { return member }
         if let hit = memo.entries.withLock({ $0[path] }) { return hit.probe }
         let result: LoaderProbe
         let stamp: ProbeStamp
@@ -367,12 +386,17 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
     public private(set) var existence: [String: Bool] = [:]
 
     public func exists(_ path: String) -> Bool {
+        if let member = archived.probe(path) {
+            if case .missing = member { return false }
+            return true
+        }
         let answer = access(EscapedBytes.cString(path), F_OK) == 0
         existence[path] = answer
         return answer
     }
 
     public func allContentsEqual(_ first: String, _ others: [String]) -> Bool {
+        if archived.probe(first) != nil { return others.allSatisfy { contentsEqual(first, $0) } }
         var sf = stat()
         guard stat(EscapedBytes.cString(first), &sf) == 0 else { return others.isEmpty }
         var stamped: [(path: String, stamp: FileStamp)] = []
@@ -385,6 +409,7 @@ public final class DiskFileSystem: AuditFileSystem, @unchecked Sendable {
     }
 
     public func contentsEqual(_ a: String, _ b: String) -> Bool {
+        if archived.probe(a) != nil || archived.probe(b) != nil { return archived.contentsEqual(a, b) ?? false }
         var sa = stat(), sb = stat()
         guard stat(EscapedBytes.cString(a), &sa) == 0, stat(EscapedBytes.cString(b), &sb) == 0 else { return false }
         return catalog.contentsEqual((a, FileStamp(sa)), (b, FileStamp(sb)))

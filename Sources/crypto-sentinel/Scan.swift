@@ -13,9 +13,15 @@ struct Scan: ParsableCommand {
         under the target's environment, and reports split libcrypto, hashed names, static and duplicate \
         copies, missing trust stores and provider folders.
 
+        Recognises cx_Freeze, PyInstaller (onedir and onefile), Nuitka standalone and venv bundles, and \
+        judges them under what their launcher sets at run time (PyInstaller's LD_LIBRARY_PATH, cx_Freeze's \
+        SSL_CERT_FILE) unless --env gives the variable. A PyInstaller onefile executable's archive is read \
+        in memory, never extracted: its files appear as EXECUTABLE!/NAME.
+
         Examples:
           crypto-sentinel scan /opt/product
           crypto-sentinel scan build/exe.linux-x86_64-3.11 --expect-fips --format json --fail-on warning
+          crypto-sentinel scan dist/app                  # a PyInstaller onefile executable, before it runs
           crypto-sentinel scan /opt/product --env OPENSSL_MODULES=/opt/product/lib/ossl-modules
           crypto-sentinel scan /opt/product --env-from-pid $(pidof product-api)
           crypto-sentinel scan build/exe.linux-x86_64-3.11 --waivers waivers.yaml
@@ -31,7 +37,7 @@ struct Scan: ParsableCommand {
         status until the day after expires; waivers that matched nothing or are past their date are listed.
         """)
 
-    @Argument(help: "The bundle's top folder (e.g. a cx_Freeze build_exe target dir).")
+    @Argument(help: "The bundle's top folder (e.g. a cx_Freeze build_exe target dir), or a PyInstaller onefile executable.")
     var root: String
 
     @OptionGroup var target: TargetEnvironmentOptions

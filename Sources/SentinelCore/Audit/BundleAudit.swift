@@ -386,19 +386,15 @@ public struct BundleAudit {
         where f.object.openSSLRole == .libcrypto && seen.insert(f.identity).inserted { libs.append(f) }
         var out: [Finding] = []
         let envModules = environment["OPENSSL_MODULES"]
-        let freezerCA = inventory.otherFiles.first { $0 == "share/certs.pem" }
         for lib in libs {
             let e = lib.object.embeddedOpenSSL
             let where_ = display(lib.path)
             // Trust store: any one source that exists is enough.
-            var sources: [(String, String?)] = [
+            let sources: [(String, String?)] = [
                 ("SSL_CERT_FILE", environment["SSL_CERT_FILE"]), ("SSL_CERT_DIR", environment["SSL_CERT_DIR"]),
                 ("compiled-in cert file", e?.certFile ?? e?.openSSLDir.map { $0 + "/cert.pem" }),
                 ("compiled-in cert dir", e?.certDir ?? e?.openSSLDir.map { $0 + "/certs" }),
             ]
-            // cx_Freeze's ssl hook sets SSL_CERT_FILE to share/certs.pem inside the process at start-up,
-            // which /proc/<pid>/environ never shows.
-            if let ca = freezerCA { sources.append(("frozen runtime's CA bundle", join(inventory.root, ca))) }
             if e?.openSSLDir != nil, !sources.contains(where: { $0.1.map(fileSystem.exists) ?? false }) {
                 out.append(Finding(
                     code: .trustStoreMissing, target: name, subject: where_,
@@ -507,6 +503,10 @@ public struct BundleAudit {
             let n = $0.file.object.soname ?? lastComponent($0.relativePath)
             // A split is fixed by canonicalising every hashed OpenSSL file at once (libssl with libcrypto).
             return OpenSSLNames.isMangled(n) && (only == nil || n == only)
+        }
+        if let member = hashed.first(where: { $0.file.identity.member != nil }) {
+            let executable = String(member.relativePath.prefix { $0 != "!" })
+            return ["\(executable) carries these files in its PyInstaller archive, which nothing edits in place: freeze the app with --onedir, fix that tree (crypto-sentinel repair DIR --dry-run shows how), then build the onefile again"]
         }
         // `role` only matters when nothing is hashed.
         let key = (only ?? "") + "\u{0}" + (hashed.isEmpty ? role.rawValue : "")

@@ -30,6 +30,8 @@ public struct TargetReport: Sendable, Codable {
     public var warnings: [String]
     /// `post` targets only: the library identity and every check with pass/fail and its OpenSSL errors.
     public var post: JSONValue?
+    /// `scan` targets: the freezer that made the bundle and what its launcher sets (BundleLayout.json).
+    public var bundle: JSONValue?
 
     public init(name: String, kind: String, root: String? = nil, environment: [String: String] = [:],
                 stats: [String: Int] = [:], findings: [Finding], warnings: [String] = [], post: JSONValue? = nil) {

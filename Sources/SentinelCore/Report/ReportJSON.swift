@@ -208,8 +208,9 @@ public enum ReportJSON {
         }
 
         mutating func target(_ t: TargetReport) {
-            object(9) { w in
-                w.key("environment", first: true); w.dictionary(t.environment) { $0.string($1) }
+            object(10) { w in
+                if let bundle = t.bundle { w.key("bundle", first: true); w.value(bundle) }
+                w.key("environment", first: t.bundle == nil); w.dictionary(t.environment) { $0.string($1) }
                 w.key("findings", first: false); w.array(t.findings) { $0.finding($1) }
                 w.key("kind", first: false); w.string(t.kind)
                 w.key("name", first: false); w.string(t.name)

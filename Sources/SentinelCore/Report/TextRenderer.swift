@@ -18,6 +18,7 @@ public enum TextRenderer {
                     .joined(separator: ", ") + "\n"
             }
             out += "  environment: " + (t.environment.isEmpty ? "(no OpenSSL or loader variables)" : variables(t.environment)) + "\n"
+            if let bundle = t.bundle { out += bundleLine(bundle, root: t.root) }
             if let post = t.post { out += postLines(post) }
             for f in t.findings {
                 out += "\n" + (f.waived == nil ? "" : "WAIVED ") + "\(f.severity.rawValue)[\(f.code.rawValue)]: \(shown(f.summary))\n"
@@ -51,6 +52,29 @@ public enum TextRenderer {
     /// `K=V K=V`, sorted, each shown safely.
     public static func variables(_ environment: [String: String]) -> String {
         environment.sorted { $0.key < $1.key }.map { shown("\($0.key)=\($0.value)") }.joined(separator: " ")
+    }
+
+    /// "  bundle: PyInstaller onefile, launcher app (sets LD_LIBRARY_PATH=…)": how the scan ran the tree.
+    static func bundleLine(_ bundle: JSONValue, root: String?) -> String {
+        guard let freezer = bundle["freezer"]?.stringValue.flatMap(Freezer.init(rawValue:)) else {
+            return "  bundle: no freezer recognised (cx_Freeze, PyInstaller, Nuitka, venv)\n"
+        }
+        let relative = { (path: String) -> String in
+            guard let root, path.hasPrefix(root + "/") else { return path }
+            return String(path.dropFirst(root.count + 1))
+        }
+        var line = "  bundle: \(freezer.title)"
+        if let launcher = bundle["launcher"]?.stringValue { line += ", launcher \(relative(launcher))" }
+        let overridden = Set((bundle["overridden_by_env"]?.arrayValue ?? []).compactMap(\.stringValue))
+        if case .object(let env)? = bundle["launcher_environment"], !env.isEmpty {
+            line += " (sets " + env.sorted { $0.key < $1.key }.map { key, value in
+                "\(key)=\(value.stringValue ?? "")" + (overridden.contains(key) ? ", overridden by --env" : "")
+            }.joined(separator: "; ") + ")"
+        }
+        if let outside = bundle["outside"]?.arrayValue, !outside.isEmpty {
+            line += "; followed outside the tree: " + outside.compactMap(\.stringValue).joined(separator: ", ")
+        }
+        return shown(line) + "\n"
     }
 
     /// The POST's check list: one line per check, OpenSSL error strings indented under it.
