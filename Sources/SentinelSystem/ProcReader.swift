@@ -63,6 +63,24 @@ public final class ProcReader: Sendable {
         return CgroupUnit.unit(cgroupFile: String(decoding: bytes, as: UTF8.self))
     }
 
+    /// The processes started by `pid` and by its children, in turn (each thread's `children` file).
+    public func descendants(of pid: Int32) -> [Int32] {
+        var found: [Int32] = [], queue = [pid]
+        while let next = queue.popLast(), found.count < 4096 {
+            guard let dir = opendir(procRoot + "/\(next)/task") else { continue }
+            var kids: [Int32] = []
+            while let entry = readdir(dir) {
+                let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard Int32(tid) != nil, case .success(let bytes) = Self.readWhole(procRoot + "/\(next)/task/\(tid)/children") else { continue }
+                kids += String(decoding: bytes, as: UTF8.self).split(separator: " ").compactMap { Int32($0) }
+            }
+            closedir(dir)
+            found += kids.sorted()
+            queue += kids
+        }
+        return found
+    }
+
     /// Every process running `path` (compared by device and inode, so symlinks and hard links match).
     public func pids(executable path: String) -> [Int32] {
         var st = stat()

@@ -45,7 +45,7 @@ struct Inspect: ParsableCommand {
         valueName: "KEY=VALUE"))
     var expectEnv: [String] = []
 
-    @Flag(name: .customLong("with-bundle"), help: "Also scan each process's bundle (its executable's folder) under the process's environment.")
+    @Flag(name: .customLong("with-bundle"), help: "Also scan each process's bundle (its executable's folder, or the /tmp/_MEI… folder a PyInstaller onefile child runs from) under the process's environment.")
     var withBundle = false
 
     @OptionGroup var report: ReportOptions
@@ -152,8 +152,12 @@ struct Inspect: ParsableCommand {
 
     struct BundleKey: Hashable { var root: String; var environment: TargetEnvironment }
 
-    /// The executable's folder; system folders are not bundles.
+    /// The executable's folder; system folders are not bundles. A PyInstaller onefile child runs
+    /// from the folder its parent extracted: that tree is what it loads.
     func bundleRoot(of snap: ProcessSnapshot) -> Result<String, BundleRootError> {
+        if let extracted = snap.files.lazy.compactMap({ BundleLayout.extractedFolder(containing: $0.path) }).first {
+            return .success(extracted)
+        }
         guard var exe = snap.executable else { return .failure(.init("pid \(snap.pid): executable unknown")) }
         if exe.hasSuffix(MapsParser.deletedSuffix), access(exe, F_OK) != 0 { exe.removeLast(MapsParser.deletedSuffix.count) }
         let dir = LoaderResolver.dirname(exe)

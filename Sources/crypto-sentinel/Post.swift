@@ -23,7 +23,7 @@ struct Post: ParsableCommand {
           crypto-sentinel post --env-file /etc/product/env --expect-fips --command /opt/product/bin/fips-post --quick
         """)
 
-    @Option(help: ArgumentHelp("Take environment, cwd, uid and gid from this running process, and POST every libcrypto it maps.", valueName: "PID"))
+    @Option(help: ArgumentHelp("Take environment, cwd, uid and gid from this running process, and POST every libcrypto it maps (when it maps none, each process it started that does).", valueName: "PID"))
     var pid: Int32?
 
     @Option(name: .customLong("env"), help: ArgumentHelp("A variable of the service's environment (repeatable; overrides --pid and --env-file).", valueName: "KEY=VALUE"))
@@ -126,21 +126,34 @@ struct PostRequest {
             }
             throw ExitCode(2)
         }
-        var plan = PostPlan(targetName: name ?? "post", environment: [:], libraries: libcrypto, expectFIPS: expectFIPS,
-                            command: command)
+        var plans = [PostPlan(targetName: name ?? "post", environment: [:], libraries: libcrypto, expectFIPS: expectFIPS,
+                              command: command)]
+        var notes: [String] = []
         if let pid {
             let t: PostTarget
             do { t = try PostTarget.read(pid: pid) } catch {
                 warn("--pid \(pid): \(error)")
                 throw ExitCode(2)
             }
-            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.split(separator: "\n").first.map(String.init)
-            let followed = PostPlan.following(t, name: name ?? "\(comm ?? "pid") [\(pid)]", expectFIPS: expectFIPS, command: command)
-            if libcrypto.isEmpty { plan = followed } else {
-                plan.environment = followed.environment; plan.cwd = followed.cwd; plan.identity = followed.identity
-                plan.targetName = followed.targetName; plan.process = followed.process
+            let followed = follow(t, expectFIPS: expectFIPS)
+            if !libcrypto.isEmpty {
+                plans[0].environment = followed.environment; plans[0].cwd = followed.cwd; plans[0].identity = followed.identity
+                plans[0].targetName = followed.targetName; plans[0].process = followed.process
+            } else if !followed.libraries.isEmpty {
+                plans = [followed]
+            } else {
+                // Nothing to POST in this process (a PyInstaller onefile parent): the children that map
+                // a libcrypto are the service, each POSTed under its own environment.
+                let children = ProcReader().descendants(of: pid).compactMap { try? PostTarget.read(pid: $0) }
+                    .map { follow($0, expectFIPS: expectFIPS, parent: pid) }.filter { !$0.libraries.isEmpty }
+                let named = children.compactMap { $0.process.map { "\($0.pid)" } }.joined(separator: ", ")
+                notes.append(children.isEmpty
+                    ? "pid \(pid) maps no libcrypto, nor does any process it started: nothing to POST (--libcrypto names one)"
+                    : "pid \(pid) maps no libcrypto; the process(es) it started that do were POSTed instead: pid \(named)")
+                plans = children
             }
         }
+        var envFileValues: [(String, String)] = []
         if let envFile {
             let bytes: [UInt8]
             // The reason (strerror), which "cannot read" alone left to guess.
@@ -150,33 +163,40 @@ struct PostRequest {
                 warn("--env-file: cannot read \(envFile): \(String(cString: strerror(e.code)))")
                 throw ExitCode(2)
             }
-            for (k, v) in EnvFile.parse(String(decoding: bytes, as: UTF8.self)) { plan.environment[k] = v }
+            envFileValues = EnvFile.parse(String(decoding: bytes, as: UTF8.self))
         }
-        for pair in env {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            plan.environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-        }
-        if plan.libraries.isEmpty { plan.libraries = ["libcrypto.so.3"] }
         // Only what the user named is a usage error; a mapped file out of reach is a finding.
         for lib in libcrypto where lib.hasPrefix("/") && access(lib, F_OK) != 0 {
             warn("--libcrypto \(lib): no such file")
             throw ExitCode(2)
         }
-        if let id = plan.identity, geteuid() != 0 {
-            guard id.uid == geteuid() else {
-                warn("--pid \(pid!): the service runs as uid \(id.uid); running its POST as that user needs root")
-                throw ExitCode(2)
-            }
-            plan.identity = nil
-        }
-        plan.require = require
-        plan.forbid = forbid
         let (validations, problem) = FIPSValidationsFile.load(validationsPath)
         if let problem { warn(problem) }
-        plan.validations = validations
         let host = HostFIPSReader.read(root: hostRoot ?? "/")
-        plan.host = HostFIPSCheck(state: host, enabled: hostCheck)
-        let targets = PostSession.run(plan, runner: PostRunner(probe: probe, timeout: timeout))
+        for i in plans.indices {
+            for (k, v) in envFileValues { plans[i].environment[k] = v }
+            for pair in env {
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                plans[i].environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+            }
+            if plans[i].libraries.isEmpty { plans[i].libraries = ["libcrypto.so.3"] }
+            if let id = plans[i].identity, geteuid() != 0 {
+                guard id.uid == geteuid() else {
+                    warn("--pid \(plans[i].process?.pid ?? pid!): the service runs as uid \(id.uid); running its POST as that user needs root")
+                    throw ExitCode(2)
+                }
+                plans[i].identity = nil
+            }
+            plans[i].require = require
+            plans[i].forbid = forbid
+            plans[i].validations = validations
+            plans[i].host = HostFIPSCheck(state: host, enabled: hostCheck)
+        }
+        var targets = plans.flatMap { PostSession.run($0, runner: PostRunner(probe: probe, timeout: timeout)) }
+        if targets.isEmpty, let pid {
+            targets = [TargetReport(name: name ?? "pid \(pid)", kind: "post", findings: [])]
+        }
+        if !notes.isEmpty { targets[0].warnings = notes + targets[0].warnings }
         // The runner ignores SIGPIPE while it feeds children; a CLI piped into `head` should still
         // end quietly on a closed stdout, as every other command does.
         signal(SIGPIPE, SIG_DFL)
@@ -187,6 +207,14 @@ struct PostRequest {
 }
 
 extension PostRequest {
+    /// The plan that POSTs what `target` maps, under its environment and identity.
+    func follow(_ target: PostTarget, expectFIPS: Bool, parent: Int32? = nil) -> PostPlan {
+        let comm = (try? String(contentsOfFile: "/proc/\(target.pid)/comm", encoding: .utf8))?.split(separator: "\n").first.map(String.init)
+        let label = "\(comm ?? "pid") [\(target.pid)]" + (parent.map { ", started by pid \($0)" } ?? "")
+        return PostPlan.following(target, name: name.map { parent == nil ? $0 : "\($0) [\(target.pid)]" } ?? label,
+                                  expectFIPS: expectFIPS, command: command)
+    }
+
     /// A simple `post` command line (SimpleCommandLine: --env and --libcrypto repeatable, --timeout,
     /// --expect-fips, --format, --fail-on, --name, every value valid) as a request; nil for anything
     /// else (--pid, --env-file, --command among them), which ArgumentParser reads.
