@@ -4,8 +4,8 @@ FIXTURES ?= /tmp/crypto-sentinel-fixtures
 FIPS_CACHE ?= /var/tmp/crypto-sentinel-fips
 SYSTEMD_ROOT_CACHE ?= /var/tmp/crypto-sentinel-systemd
 PREFIX ?= /usr/local
-APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev libyaml-dev patchelf gcc make python3 python3-venv python3-pip \
-                python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates \
+APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev libyaml-dev zlib1g-dev patchelf gcc make python3 python3-venv \
+                python3-pip python3-dev python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates \
                 openssl procps binutils systemd nginx-light curl libcap2-bin prometheus \
                 prometheus-node-exporter systemd-journal-remote debootstrap systemd-container
 SWIFT_BUILD_FLAGS ?=
@@ -49,13 +49,14 @@ RELEASE_FLAGS := --static-swift-stdlib -Xswiftc -use-ld=lld \
 release:
 	swift build -c release $(LOCAL_FLAGS) $(RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS)
 
-## fixtures: gcc-built ELF trees, real cx_Freeze bundles (PyPI), fake libcrypto for the POST's failure
-## paths, wheels holding BoringSSL, AWS-LC and OpenSSL 1.1 (PyPI) with a static-OpenSSL program,
-## Debian 13's openssl-provider-fips (private apt sources list; cached under $(FIPS_CACHE)) and a
-## Debian 12 root with systemd to boot (debootstrap; cached under $(SYSTEMD_ROOT_CACHE)).
+## fixtures: gcc-built ELF trees, real cx_Freeze, PyInstaller, Nuitka and venv bundles (PyPI), fake
+## libcrypto for the POST's failure paths, wheels holding BoringSSL, AWS-LC and OpenSSL 1.1 (PyPI) with a
+## static-OpenSSL program, Debian 13's openssl-provider-fips (private apt sources list; cached under
+## $(FIPS_CACHE)) and a Debian 12 root with systemd to boot (debootstrap; cached under $(SYSTEMD_ROOT_CACHE)).
 fixtures:
 	scripts/fixtures/elf-trees.sh $(FIXTURES)/elf
 	scripts/fixtures/cxfreeze-bundles.sh $(FIXTURES)/cxfreeze
+	scripts/fixtures/freezer-bundles.sh $(FIXTURES)/freezers
 	scripts/fixtures/processes.sh $(FIXTURES)/proc
 	scripts/fixtures/post-libs.sh $(FIXTURES)/post
 	scripts/fixtures/crypto-libs.sh $(FIXTURES)/cryptolibs
