@@ -49,9 +49,9 @@ RELEASE_FLAGS := --static-swift-stdlib -Xswiftc -use-ld=lld \
 release:
 	swift build -c release $(LOCAL_FLAGS) $(RELEASE_FLAGS) $(SWIFT_BUILD_FLAGS)
 
-## fixtures: gcc-built ELF trees, real cx_Freeze, PyInstaller, Nuitka and venv bundles (PyPI), fake
-## libcrypto for the POST's failure paths, wheels holding BoringSSL, AWS-LC and OpenSSL 1.1 (PyPI) with a
-## static-OpenSSL program, Debian 13's openssl-provider-fips (private apt sources list; cached under
+## fixtures: gcc-built ELF trees, real cx_Freeze, PyInstaller and venv bundles (PyPI; Nuitka with NUITKA=1),
+## fake libcrypto for the POST's failure paths, wheels holding BoringSSL, AWS-LC and OpenSSL 1.1 (PyPI) with
+## a static-OpenSSL program, Debian 13's openssl-provider-fips (private apt sources list; cached under
 ## $(FIPS_CACHE)) and a Debian 12 root with systemd to boot (debootstrap; cached under $(SYSTEMD_ROOT_CACHE)).
 fixtures:
 	scripts/fixtures/elf-trees.sh $(FIXTURES)/elf

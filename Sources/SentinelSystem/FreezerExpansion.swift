@@ -92,7 +92,10 @@ struct FreezerExpansion {
             inventory.warnings += archive.warnings.map { "\(f.relativePath)!/\($0)" }
             inventory.fileCount += archive.entries.count
         }
-        let config = base.otherFiles.contains("pyvenv.cfg") ? readSmallText(join(base.root, "pyvenv.cfg")) : nil
+        var config: String?
+        if base.otherFiles.contains("pyvenv.cfg"), case .success(let bytes) = ProcReader.readWhole(join(base.root, "pyvenv.cfg"), limit: 64 << 10) {
+            config = String(decoding: bytes, as: UTF8.self)
+        }
         let layout = BundleLayout.detect(inventory: inventory, pyinstaller: programs, pyvenvConfig: config)
         var stamps: [(path: String, stamp: ProbeStamp)] = []
         for folder in layout.outside {
@@ -126,15 +129,5 @@ struct FreezerExpansion {
             out.append((path, FileStamp(st)))
         }
         return out.sorted { $0.0 < $1.0 }
-    }
-
-    /// A configuration file of at most 64 KiB (pyvenv.cfg), or nil.
-    static func readSmallText(_ path: String) -> String? {
-        let fd = open(EscapedBytes.cString(path), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        let got = buffer.withUnsafeMutableBytes { preadFully(fd, $0, at: 0) }
-        return got < 0 ? nil : String(decoding: buffer.prefix(got), as: UTF8.self)
     }
 }
