@@ -13,16 +13,18 @@
 #     `inspect --all` next to `grep -l libcrypto /proc/*/maps` over them (scripts/bench-idle.sh)
 #   - daemon: GET /v1/report under 64 clients next to nginx, RSS over 1,000 cycles, CPU per cycle
 #     (scripts/bench-daemon.sh)
+#   - freezers: `scan` of a PyInstaller onefile executable (its archive inflated in memory) next to `scan`
+#     of the same app frozen --onedir (the same ELF files on disk), interleaved; target 2x at most
 #   - repair: `repair --dry-run` of the 20,000-file bundle next to `scan` of it (interleaved), and
 #     `repair --out` next to `cp -a` of the same tree (alternated; each copy removed between rounds, untimed)
-# SECTIONS="post" (or scan, inspect, idle, daemon, repair; space-separated) runs only those parts.
+# SECTIONS="post" (or scan, freezers, inspect, idle, daemon, repair; space-separated) runs only those parts.
 # Needs: make release (or swift build -c release), pax-utils, libtree, hyperfine, GNU time, gcc, nginx-light.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FIXTURES=${FIXTURES:-/tmp/crypto-sentinel-fixtures}
 BIN=${BIN:-.build/release/crypto-sentinel}
 PROBE=${PROBE:-$(dirname "$BIN")/sentinel-probe}
-SECTIONS=${SECTIONS:-scan repair inspect idle post daemon}
+SECTIONS=${SECTIONS:-scan freezers repair inspect idle post daemon}
 BENCH=${BENCH_BIN:-.build/release/sentinel-bench}
 RUNS=${RUNS:-5}
 [ -x "$BIN" ] && [ -x "$BENCH" ] || make release >/dev/null
@@ -63,6 +65,17 @@ print(f"  peak RSS: scanelf {rs:.1f} MiB, libtree {rl:.1f} MiB, crypto-sentinel 
 print(f"  rescan, same process   {again:8.1f} ms vs first {first:.1f} ms   ({again/first:.2f}x; target <= 0.2x)")
 PY
 done
+
+## freezers: the onefile archive's members inflated and read in memory, against the same files read
+## from the onedir tree; both scans resolve the same app under the bootloader's LD_LIBRARY_PATH.
+if [[ " $SECTIONS " == *" freezers "* ]]; then
+  scripts/fixtures/freezer-bundles.sh "$FIXTURES/freezers"
+  ONEDIR="$FIXTURES/freezers/pyinstaller-onedir" ONEFILE="$FIXTURES/freezers/pyinstaller-onefile/app"
+  echo "== PyInstaller onefile vs onedir, one app ($(find "$ONEDIR" -type f | wc -l) files; $(stat -c %s "$ONEFILE") bytes); medians of $((RUNS * 4)) interleaved rounds"
+  env -i PATH=/usr/bin:/bin python3 scripts/bench/interleave.py $((RUNS * 4)) \
+    "crypto-sentinel scan ONEDIR=$BIN scan $ONEDIR --format json" \
+    "crypto-sentinel scan ONEFILE (target: 2x at most)=$BIN scan $ONEFILE --format json"
+fi
 
 ## repair: the plan against the scan it starts from, and the repaired copy against cp -a of the tree.
 if [[ " $SECTIONS " == *" repair "* ]]; then
