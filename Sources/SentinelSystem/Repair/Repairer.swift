@@ -56,7 +56,8 @@ public struct Repairer {
         let final: String = { if case .out(let dir) = request.mode { return dir }; return root }()
 
         // The plan's model first: `--dry-run` stops with its verdict, and nothing is written for a plan that would fail.
-        var environment = request.environment
+        // Under the environment the original was judged in (the launcher's variables included).
+        var environment = original.audit.environment
         let planned = Planned(plan, original.audit)
         var predicted = predict(plan, planned, original, environment)
         let search = Set(environment.libraryPath)
