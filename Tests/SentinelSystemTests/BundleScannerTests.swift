@@ -71,8 +71,10 @@ import Testing
     @Test func cachedLinkageFollowsChangesInsideAndOutsideTheTree() throws {
         let trees = try Fixtures.elfTrees()
         let root = try Fixtures.temporaryDirectory("linkage-cache")
+        defer { try? FileManager.default.removeItem(atPath: root) }
         _ = try run("/bin/cp", ["-a", trees + "/problems/.", root])
         let outside = try Fixtures.temporaryDirectory("linkage-outside")
+        defer { try? FileManager.default.removeItem(atPath: outside) }
         let env = TargetEnvironment(["LD_LIBRARY_PATH": outside])
         let auditor = BundleAuditor(catalog: ELFCatalog())
         func codes() throws -> [String] {
@@ -95,7 +97,9 @@ import Testing
     /// A cached report also depends on the paths the findings checked (here SSL_CERT_FILE).
     @Test func cachedReportFollowsTheFilesTheFindingsChecked() throws {
         let root = try Fixtures.elfTrees() + "/problems"
-        let caFile = try Fixtures.temporaryDirectory("linkage-ca") + "/ca.pem"
+        let caDir = try Fixtures.temporaryDirectory("linkage-ca")
+        defer { try? FileManager.default.removeItem(atPath: caDir) }
+        let caFile = caDir + "/ca.pem"
         let env = TargetEnvironment(["SSL_CERT_FILE": caFile])
         let auditor = BundleAuditor(catalog: ELFCatalog())
         func codes() throws -> [String] {
@@ -112,6 +116,7 @@ import Testing
     /// dangling links and hard links; the scratch tree a folder split into parts (more than 128 names).
     @Test func walkingOnSeveralThreadsGivesTheOneThreadWalk() throws {
         let root = try Fixtures.temporaryDirectory("walk-threads")
+        defer { try? FileManager.default.removeItem(atPath: root) }
         for folder in ["big", "big/inner", "small", "small/deeper/deepest"] {
             try FileManager.default.createDirectory(atPath: root + "/" + folder, withIntermediateDirectories: true)
         }
@@ -154,6 +159,7 @@ import Testing
     @Test func anUnchangedWalkReusesTheReportAndAnyChangeEndsThat() throws {
         let trees = try Fixtures.elfTrees()
         let root = try Fixtures.temporaryDirectory("walk-digest")
+        defer { try? FileManager.default.removeItem(atPath: root) }
         _ = try run("/bin/cp", ["-a", trees + "/canonical/.", root])
         let auditor = BundleAuditor(catalog: ELFCatalog())
         func audit() throws -> TargetReport { try auditor.audit(root: root, environment: TargetEnvironment(), expectFIPS: false) }
