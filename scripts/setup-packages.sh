@@ -31,5 +31,6 @@ $sudo mkdir -p "$(dirname "$PRESET")"
 printf '# crypto-sentinel make setup: units of the packages it installs are not enabled.\ndisable *\n' \
   | $sudo tee "$PRESET" >/dev/null
 
-$sudo apt-get update -qq
+# APT_UPDATED=1: the caller has just run apt-get update (.ci/run), once is enough.
+[ "${APT_UPDATED:-}" = 1 ] || $sudo apt-get update -qq
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
