@@ -25,11 +25,12 @@ objs() { for m in "$@"; do ls "$B/$m.build"/*.o; done; }
 CORE_OBJS="$(objs SentinelCore) -lyaml"
 SYS_OBJS=$(objs SentinelSystem)
 MAPS=(-Xcc "-fmodule-map-file=Sources/CLibElf/module.modulemap" -Xcc "-fmodule-map-file=Sources/CLibSystemd/module.modulemap"
-      -Xcc "-fmodule-map-file=Sources/CYAML/module.modulemap" -Xcc "-fmodule-map-file=Sources/CLinux/module.modulemap")
+      -Xcc "-fmodule-map-file=Sources/CYAML/module.modulemap" -Xcc "-fmodule-map-file=Sources/CLinux/module.modulemap"
+      -Xcc "-fmodule-map-file=Sources/CZlib/module.modulemap")
 build_target() {
     local t=$1 extra=()
     case $t in
-        elf|environ) extra=($CORE_OBJS $SYS_OBJS -lelf -lsystemd) ;;
+        elf|environ) extra=($CORE_OBJS $SYS_OBJS -lelf -lsystemd -lz) ;;
         ldsocache|maps|config|carchive) extra=($CORE_OBJS) ;;
         http) extra=(Sources/SentinelDaemon/API/HTTPRequestParser.swift) ;;
     esac
