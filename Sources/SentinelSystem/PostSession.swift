@@ -71,7 +71,7 @@ public enum PostSession {
     public static func run(_ plan: PostPlan, runner: PostRunner) -> [TargetReport] {
         let kept = TargetEnvironment(plan.environment).values
         let policy = PostPolicy(expectFIPS: plan.expectFIPS, require: plan.require, forbid: plan.forbid,
-                                validations: plan.validations ?? .embedded, today: String(utcTimestamp().prefix(10)))
+                                validations: plan.validations ?? .embedded, today: utcDate())
         let runAs = Self.describeRunAs(plan)
         let follow = plan.process.map { PostRunner.Process(pid: $0.pid, startTime: $0.startTime) }
         var targets: [TargetReport] = []

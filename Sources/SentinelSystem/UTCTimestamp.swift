@@ -6,6 +6,9 @@ import Glibc
 /// and the output.
 public func utcTimestamp() -> String { utcTimestamp(seconds: Int64(time(nil))) }
 
+/// Today as UTC `YYYY-MM-DD` (waiver expiry, CMVP sunset dates).
+public func utcDate() -> String { String(utcTimestamp().prefix(10)) }
+
 /// Seconds since the epoch as UTC text: days to a civil date (Howard Hinnant's days_from_civil,
 /// inverted), which POSIX time (no leap seconds) maps exactly.
 func utcTimestamp(seconds: Int64) -> String {

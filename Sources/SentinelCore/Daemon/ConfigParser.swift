@@ -233,20 +233,9 @@ struct ConfigParser {
         guard reason.contains(where: { !$0.isWhitespace }) else { throw fail(reasonEntry, "is empty: say why the finding is accepted") }
         guard let expiresEntry = e["expires"] else { throw missing("expires", in: node, path: path, hint: "the last day it holds, YYYY-MM-DD") }
         let expires = try string(expiresEntry)
-        guard Self.isDate(expires) else { throw fail(expiresEntry, "expected a date YYYY-MM-DD (the last day the waiver holds), got \(Self.show(expires))") }
+        guard CalendarDay.isValid(expires) else { throw fail(expiresEntry, "expected a date YYYY-MM-DD (the last day the waiver holds), got \(Self.show(expires))") }
         return Waiver(code: code, target: target, path: about, reason: reason, expires: expires,
                       source: "\(file):\(Self.position(node).line)")
-    }
-
-    /// A real calendar day written `YYYY-MM-DD`.
-    static func isDate(_ text: String) -> Bool {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-              parts.allSatisfy({ $0.unicodeScalars.allSatisfy { ("0"..."9").contains($0) } }),
-              let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]), (1...12).contains(month) else { return false }
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
-        return (1...days).contains(day)
     }
 
     // MARK: - Value readers

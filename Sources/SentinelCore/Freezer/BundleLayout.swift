@@ -133,6 +133,10 @@ public struct BundleLayout: Sendable, Hashable {
     }
 }
 
-private extension Substring {
-    var trimmed: String { String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" || $0 == "\r" }.reversed()) }
+extension StringProtocol {
+    /// Blanks (space, tab, a CRLF file's CR) trimmed at both ends; no Foundation in the core.
+    var trimmed: String {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
+        return String(String(drop(while: blank).reversed()).drop(while: blank).reversed())
+    }
 }

@@ -33,12 +33,11 @@ public struct FIPSValidations: Sendable, Hashable {
         case .failure(let f): throw ParseError(file: origin, line: f.line, reason: "not valid JSON (column \(f.column))")
         }
         // Schema errors name the line where the module entry they are about opens.
-        let text = bytes
         func lineOf(module index: Int) -> Int {
-            guard let start = firstOffset(of: "\"modules\"", in: text) else { return 1 }
-            var line = 1 + text[..<start].count { $0 == 0x0a }
+            guard let start = firstOffset(of: "\"modules\"", in: bytes) else { return 1 }
+            var line = 1 + bytes[..<start].count { $0 == 0x0a }
             var depth = 0, seen = -1, inString = false, escaped = false
-            for b in text[start...] {
+            for b in bytes[start...] {
                 if b == 0x0a { line += 1 }
                 if inString {
                     if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
@@ -60,7 +59,7 @@ public struct FIPSValidations: Sendable, Hashable {
             ParseError(file: origin, line: module.map(lineOf(module:)) ?? 1, reason: reason)
         }
         guard doc["schema_version"] == .int(1) else { throw fail("schema_version must be 1") }
-        guard let checked = doc["checked"]?.stringValue, isDate(checked) else { throw fail("\"checked\" must be a date (YYYY-MM-DD)") }
+        guard let checked = doc["checked"]?.stringValue, CalendarDay.isValid(checked) else { throw fail("\"checked\" must be a date (YYYY-MM-DD)") }
         guard let modules = doc["modules"]?.arrayValue else { throw fail("\"modules\" must be a list") }
         var entries: [Entry] = []
         for (i, m) in modules.enumerated() {
@@ -78,7 +77,7 @@ public struct FIPSValidations: Sendable, Hashable {
             }
             if status != .inReview && certificate == nil { throw fail("module \(i + 1): an entry with status \(raw) needs its certificate number", module: i) }
             let sunset = m["sunset"]?.stringValue
-            if let sunset, !isDate(sunset) { throw fail("module \(i + 1): \"sunset\" must be a date (YYYY-MM-DD)", module: i) }
+            if let sunset, !CalendarDay.isValid(sunset) { throw fail("module \(i + 1): \"sunset\" must be a date (YYYY-MM-DD)", module: i) }
             entries.append(Entry(name: name, versions: versions, standard: m["standard"]?.stringValue, certificate: certificate,
                                  status: status, sunset: sunset, source: m["source"]?.stringValue ?? ""))
         }
@@ -104,12 +103,6 @@ public struct FIPSValidations: Sendable, Hashable {
         if let e = matches.first(where: { $0.status == .active && !($0.sunset.map { $0 < today } ?? false) }) { return .validated(e) }
         if let e = matches.first(where: { $0.status == .active || $0.status == .historical }) { return .historical(e) }
         return .unvalidated(pending: matches.first { $0.status == .inReview })
-    }
-
-    static func isDate(_ s: String) -> Bool {
-        let u = Array(s.utf8)
-        return u.count == 10 && u[4] == UInt8(ascii: "-") && u[7] == UInt8(ascii: "-")
-            && u.indices.allSatisfy { $0 == 4 || $0 == 7 || (0x30...0x39).contains(u[$0]) }
     }
 
     static func firstOffset(of needle: String, in text: [UInt8]) -> Int? {

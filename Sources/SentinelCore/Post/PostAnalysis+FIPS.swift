@@ -136,13 +136,3 @@ extension PostAnalysis {
         return (checks, findings)
     }
 }
-
-extension String {
-    /// ASCII blanks trimmed at both ends (no Foundation in the core).
-    var trimmed: String {
-        var s = Substring(self)
-        while s.first == " " || s.first == "\t" { s.removeFirst() }
-        while s.last == " " || s.last == "\t" { s.removeLast() }
-        return String(s)
-    }
-}

@@ -27,7 +27,7 @@ public final class CycleRunner: Sendable {
         var start: UInt64?
     }
 
-    public init(toolVersion: String, procRoot: String = "/proc", today: @escaping @Sendable () -> String = { String(utcTimestamp().prefix(10)) }) {
+    public init(toolVersion: String, procRoot: String = "/proc", today: @escaping @Sendable () -> String = utcDate) {
         catalog = ELFCatalog()
         auditor = BundleAuditor(catalog: catalog)
         self.procRoot = procRoot
