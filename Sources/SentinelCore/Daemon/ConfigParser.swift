@@ -439,14 +439,16 @@ struct ConfigParser {
         return (key, entry)
     }
 
+    /// A list's items as entries with their `[i]` paths; `expected` says what the list should hold.
+    private func items(_ e: Entry, expected: String) throws(ConfigError) -> [Entry] {
+        guard case .sequence(let sequence, _) = e.value else { throw fail(e, "expected \(expected), got \(Self.kind(e.value))") }
+        return sequence.enumerated().map { i, node in Entry(name: e.name, key: e.key, value: node, path: "\(e.path)[\(i)]") }
+    }
+
     /// A list of operation names (`crypto-sentinel post --list-operations`).
     private func operations(_ e: Entry) throws(ConfigError) -> [String] {
-        guard case .sequence(let sequence, _) = e.value else {
-            throw fail(e, "expected a list of operations such as [sha256, x509-sign-sha256], got \(Self.kind(e.value))")
-        }
         var names: [String] = []
-        for (i, node) in sequence.enumerated() {
-            let entry = Entry(name: e.name, key: e.key, value: node, path: "\(e.path)[\(i)]")
+        for entry in try items(e, expected: "a list of operations such as [sha256, x509-sign-sha256]") {
             let name = try string(entry)
             guard PostOperations.names.contains(name) else {
                 throw fail(entry, "\(Self.show(name)) is not an operation (crypto-sentinel post --list-operations lists them)")
@@ -457,13 +459,9 @@ struct ConfigParser {
     }
 
     private func command(_ e: Entry) throws(ConfigError) -> [String] {
-        guard case .sequence(let sequence, _) = e.value else {
-            throw fail(e, "expected a list: [/path/to/program, argument, …] ([] for none), got \(Self.kind(e.value))")
-        }
         var argv: [String] = []
-        for (i, node) in sequence.enumerated() {
-            let entry = Entry(name: e.name, key: e.key, value: node, path: "\(e.path)[\(i)]")
-            argv.append(i == 0 ? try absolutePath(entry) : try string(entry))
+        for entry in try items(e, expected: "a list: [/path/to/program, argument, …] ([] for none)") {
+            argv.append(argv.isEmpty ? try absolutePath(entry) : try string(entry))
         }
         return argv
     }
