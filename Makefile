@@ -4,7 +4,7 @@ FIXTURES ?= /tmp/crypto-sentinel-fixtures
 FIPS_CACHE ?= /var/tmp/crypto-sentinel-fips
 SYSTEMD_ROOT_CACHE ?= /var/tmp/crypto-sentinel-systemd
 PREFIX ?= /usr/local
-APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev libyaml-dev zlib1g-dev patchelf gcc make python3 python3-venv \
+APT_PACKAGES := libelf-dev libsystemd-dev libssl-dev libyaml-dev zlib1g-dev libdeflate-dev patchelf gcc make python3 python3-venv \
                 python3-pip python3-dev python3-cryptography pax-utils libtree elfutils hyperfine time util-linux ca-certificates \
                 openssl procps binutils systemd nginx-light curl libcap2-bin prometheus \
                 prometheus-node-exporter systemd-journal-remote debootstrap systemd-container

@@ -23,8 +23,8 @@ let package = Package(
         .systemLibrary(name: "CLibSystemd", providers: [.apt(["libsystemd-dev"])]),
         // Linux calls Swift's Glibc module leaves out (closefrom in posix_spawn, pipe2, pidfd, epoll): header only.
         .systemLibrary(name: "CLinux"),
-        // zlib through pkg-config (zlib1g-dev): PyInstaller archive members are inflated in memory.
-        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // zlib and libdeflate (zlib1g-dev, libdeflate-dev): PyInstaller archive members are inflated in memory.
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev", "libdeflate-dev"])]),
         // libyaml through pkg-config (libyaml-dev): the config file's parser.
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         // Pure core: ELF model, loader resolution, findings, report, daemon config and change tracking.

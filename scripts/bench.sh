@@ -71,10 +71,27 @@ done
 if [[ " $SECTIONS " == *" freezers "* ]]; then
   scripts/fixtures/freezer-bundles.sh "$FIXTURES/freezers"
   ONEDIR="$FIXTURES/freezers/pyinstaller-onedir" ONEFILE="$FIXTURES/freezers/pyinstaller-onefile/app"
+  # The anchor: PyInstaller's own archive reader (pyi-archive_viewer's), every binary and data member
+  # read into memory and inflated, nothing parsed. Its venv (PyPI) is kept beside the fixtures.
+  PYI="$FIXTURES/pyinstaller-reader"
+  [ -x "$PYI/bin/python" ] || { /usr/bin/python3 -m venv "$PYI" && "$PYI/bin/pip" install -q pyinstaller==6.22.3; }
+  cat > "$TMP/pyi-read.py" <<'PY'
+import sys
+from PyInstaller.archive.readers import CArchiveReader
+archive = CArchiveReader(sys.argv[1])
+for name, (_, _, _, _, typecode) in archive.toc.items():
+    if typecode in ("b", "x"):
+        archive.extract(name)
+PY
   echo "== PyInstaller onefile vs onedir, one app ($(find "$ONEDIR" -type f | wc -l) files; $(stat -c %s "$ONEFILE") bytes); medians of $((RUNS * 4)) interleaved rounds"
   env -i PATH=/usr/bin:/bin python3 scripts/bench/interleave.py $((RUNS * 4)) \
     "crypto-sentinel scan ONEDIR=$BIN scan $ONEDIR --format json" \
-    "crypto-sentinel scan ONEFILE (target: 2x at most)=$BIN scan $ONEFILE --format json"
+    "crypto-sentinel scan ONEFILE (target: 2x at most)=$BIN scan $ONEFILE --format json" \
+    "PyInstaller CArchiveReader: members inflated, not read=$PYI/bin/python $TMP/pyi-read.py $ONEFILE"
+  # CPU time, summed over both cores: what the inflating adds, whatever the machine's core count.
+  cpu() { /usr/bin/time -f "%U %S" "$@" >/dev/null 2>"$TMP/cpu" || true; tail -1 "$TMP/cpu" | awk '{print ($1 + $2) * 1000}'; }
+  d=0; f=0; for _ in $(seq "$RUNS"); do d=$((d + $(cpu "$BIN" scan "$ONEDIR" --format json | cut -d. -f1))); f=$((f + $(cpu "$BIN" scan "$ONEFILE" --format json | cut -d. -f1))); done
+  echo "  CPU time (user + system, mean of $RUNS): onedir $((d / RUNS)) ms, onefile $((f / RUNS)) ms"
 fi
 
 ## repair: the plan against the scan it starts from, and the repaired copy against cp -a of the tree.

@@ -30,7 +30,7 @@ MAPS=(-Xcc "-fmodule-map-file=Sources/CLibElf/module.modulemap" -Xcc "-fmodule-m
 build_target() {
     local t=$1 extra=()
     case $t in
-        elf|environ) extra=($CORE_OBJS $SYS_OBJS -lelf -lsystemd -lz) ;;
+        elf|environ) extra=($CORE_OBJS $SYS_OBJS -lelf -lsystemd -lz -ldeflate) ;;
         ldsocache|maps|config|carchive) extra=($CORE_OBJS) ;;
         http) extra=(Sources/SentinelDaemon/API/HTTPRequestParser.swift) ;;
     esac

@@ -40,7 +40,7 @@ public final class ArchivedFiles: Sendable {
             guard fd >= 0 else { return nil }
             defer { close(fd) }
             let start = s.range.offset + s.range.size - UInt64(s.archiveLength)
-            return try? PyInstallerArchive.withContents(fd, start: start, entry: s.entry, onlyELF: false) { Array($0) }
+            return try? PyInstallerArchive.withContents(fd, start: start, entry: s.entry, onlyELF: false, scratch: .init()) { Array($0) }
         }
         guard let first = bytes(x), let second = bytes(y) else { return false }
         return first == second

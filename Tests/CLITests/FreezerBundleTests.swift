@@ -127,6 +127,48 @@ extension Fixtures {
     }
 
     /// A plain venv: _ssl sits in the interpreter's lib-dynload outside the tree, and counts.
+    /// Members that do not inflate to what the table of contents declares are one line each, naming
+    /// the member; the rest of the archive is still audited (the split is still found).
+    @Test func onefileMembersThatDoNotInflateAreOneLineEach() throws {
+        let exe = try Fixtures.freezers() + "/pyinstaller-onefile/app"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: exe)))
+        func be32(_ at: Int) -> Int { bytes[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) } }
+        func setBE32(_ at: Int, _ value: Int) { for k in 0..<4 { bytes[at + k] = UInt8(truncatingIfNeeded: value >> (24 - 8 * k)) } }
+        // The cookie closes the pydata section: its last copy of the magic, as PyInstaller's reader finds it.
+        let magic: [UInt8] = [0x4d, 0x45, 0x49, 0x0c, 0x0b, 0x0a, 0x0b, 0x0e]
+        let cookieAt = try #require((0...(bytes.count - CArchive.cookieSize)).reversed().first { bytes[$0..<($0 + 8)].elementsEqual(magic) })
+        let cookie = try CArchive.cookie(bytes[cookieAt..<(cookieAt + CArchive.cookieSize)], available: UInt64(cookieAt + CArchive.cookieSize))
+        let start = cookieAt + CArchive.cookieSize - Int(cookie.archiveLength)
+        // Each TOC record: its length, then the member's offset, stored length and inflated length (big-endian).
+        var records: [String: Int] = [:]
+        var at = start + Int(cookie.tocOffset)
+        while at < start + Int(cookie.tocOffset + cookie.tocLength) {
+            records[String(decoding: bytes[(at + 18)..<(at + be32(at))].prefix { $0 != 0 }, as: UTF8.self)] = at
+            at += be32(at)
+        }
+        let ssl = try #require(records["libssl.so.3"]), stdcxx = try #require(records["libstdc++.so.6"]),
+            lzma = try #require(records["liblzma.so.5"])
+        // libssl's Adler-32 (its stream's last four bytes) no longer matches what inflates.
+        let sslEnd = start + be32(ssl + 4) + be32(ssl + 8)
+        for k in (sslEnd - 4)..<sslEnd { bytes[k] ^= 0xff }
+        // libstdc++ declared 4096 bytes shorter than it inflates, liblzma 4096 bytes longer.
+        let stdcxxDeclared = be32(stdcxx + 12) - 4096, lzmaLength = be32(lzma + 12)
+        setBE32(stdcxx + 12, stdcxxDeclared)
+        setBE32(lzma + 12, lzmaLength + 4096)
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let damaged = dir + "/app"
+        try Data(bytes).write(to: URL(fileURLWithPath: damaged))
+        let r = try Sentinel.run(["scan", damaged, "--format", "json"])
+        let warnings = Set(r.report?.targets.first?.warnings ?? [])
+        #expect(warnings.isSuperset(of: ["app!/libssl.so.3: zlib: invalid or truncated stream, or wrong checksum",
+                                         "app!/libstdc++.so.6: zlib stream longer than its declared \(stdcxxDeclared) bytes",
+                                         "app!/liblzma.so.5: zlib stream gives \(lzmaLength) bytes, \(lzmaLength + 4096) declared"]),
+                "\(warnings)")
+        let paths = Self.strings(Self.libcryptoCopies(r, .splitLibcrypto), "path")
+        #expect(paths.contains("app!/libcrypto.so.3") && paths.contains { $0.hasPrefix("app!/psycopg2_binary.libs/libcrypto-") }, "\(paths)")
+    }
+
     @Test func venvFollowsTheInterpreterOutOfTheTree() throws {
         let root = try Fixtures.freezers() + "/venv"
         let r = try Sentinel.run(["scan", root, "--format", "json"])
