@@ -62,6 +62,8 @@ extension Fixtures {
         #expect(split.fix.first?.contains("(1 and 3), which are not ABI-compatible") == true, "\(split.fix)")
         #expect(!split.fix.contains { $0.hasPrefix("patchelf ") })
         #expect(r.findings(.orphanOpenSSLCopy).isEmpty)
+        // Its libssl has no RPATH: it finds its libcrypto through libpq's, which is how it is ever loaded.
+        #expect(r.findings(.opensslUnresolved).isEmpty, "\(r.findings(.opensslUnresolved).map(\.summary))")
     }
 
     /// A stand-in LibreSSL libcrypto.so.52 is another stack, never a second OpenSSL libcrypto.

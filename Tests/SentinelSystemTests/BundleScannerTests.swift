@@ -177,6 +177,36 @@ import Testing
         #expect(try audit().findings.contains { $0.code == .opensslUnresolved })
     }
 
+    /// A library that only others load (libssl without an RPATH, its libcrypto found through its
+    /// consumer's, as in psycopg2-binary 2.8.6) is no `openssl-unresolved` for what it would miss if
+    /// dlopen()ed on its own; an extension nothing loads, missing the same name, still is.
+    @Test func aDependencyIsJudgedInItsConsumersLoadNotOnItsOwn() throws {
+        let trees = try Fixtures.elfTrees()
+        let root = try Fixtures.temporaryDirectory("linkage-dependency")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        _ = try run("/bin/cp", ["-a", trees + "/canonical/lib", root + "/lib"])
+        // No main program, as in a site-packages folder; the binding that needs one goes with it.
+        try FileManager.default.removeItem(atPath: root + "/lib/pkg")
+        let lib = root + "/lib"
+        try FileManager.default.moveItem(atPath: lib + "/libcrypto.so.3", toPath: lib + "/libcrypto-feedface.so.3")
+        for argv in [["--set-soname", "libcrypto-feedface.so.3", lib + "/libcrypto-feedface.so.3"],
+                     ["--replace-needed", "libcrypto.so.3", "libcrypto-feedface.so.3", lib + "/libssl.so.3"],
+                     ["--remove-rpath", lib + "/libssl.so.3"],
+                     ["--replace-needed", "libcrypto.so.3", "libcrypto-feedface.so.3", lib + "/_ssl.cpython-311-x86_64-linux-gnu.so"]] {
+            #expect(try run("/usr/bin/patchelf", argv).status == 0, "\(argv)")
+        }
+        func unresolved() throws -> [String] {
+            try BundleAuditor(catalog: ELFCatalog()).audit(root: root, environment: TargetEnvironment(), expectFIPS: false)
+                .findings.filter { $0.code == .opensslUnresolved }.flatMap { $0.evidence["consumers"]?.arrayValue ?? [] }
+                .compactMap(\.stringValue)
+        }
+        #expect(try unresolved() == [])
+        // The same libssl as an extension of its own, which Python would dlopen: its miss is real.
+        _ = try run("/bin/cp", [lib + "/libssl.so.3", lib + "/_other.abi3.so"])
+        #expect(try run("/usr/bin/patchelf", ["--set-soname", "_other.abi3.so", lib + "/_other.abi3.so"]).status == 0)
+        #expect(try unresolved() == ["lib/_other.abi3.so"])
+    }
+
     @Test func rootErrorsAreOneLine() throws {
         #expect(throws: ScanError.self) { try TreeWalker.walk(root: "/nonexistent") }
         do {

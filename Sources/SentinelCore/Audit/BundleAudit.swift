@@ -27,6 +27,8 @@ public struct BundleAudit {
         var consumer: String
         var name: String
         var tried: [String]
+        /// The library dlopen()ed on its own in the load that missed it (nil: a main program's closure).
+        var root: FileIdentity?
     }
 
     public func run(linkage precomputed: Linkage? = nil) -> TargetReport {
@@ -102,7 +104,7 @@ public struct BundleAudit {
         // look at each (consumer, name, outcome) once, and at each file's role once.
         // A reuse and a search of the same edge are both kept: the merge prefers the search, and a consumer
         // whose own search was never seen is one `repair` must not trust to a load order.
-        struct EdgeKey: Hashable { var consumer: String; var name: String; var target: FileIdentity?; var reused = false }
+        struct EdgeKey: Hashable { var consumer: String; var name: String; var target: FileIdentity?; var reused = false; var root: FileIdentity? }
         var seenEdges = Set<EdgeKey>()
         var isOpenSSL: [FileIdentity: Bool] = [:]
         let loads = contexts.flatMap { main in roots.map { (main, $0?.file) } } + ownClosures.map { ($0, nil) }
@@ -128,8 +130,8 @@ public struct BundleAudit {
                     }
                 case .missing(let tried):
                     if OpenSSLNames.isOpenSSLName(edge.name),
-                       seenEdges.insert(EdgeKey(consumer: edge.consumer, name: edge.name, target: nil)).inserted {
-                        missing.insert(Missing(consumer: edge.consumer, name: edge.name, tried: tried))
+                       seenEdges.insert(EdgeKey(consumer: edge.consumer, name: edge.name, target: nil, root: root?.identity)).inserted {
+                        missing.insert(Missing(consumer: edge.consumer, name: edge.name, tried: tried, root: root?.identity))
                     }
                 }
             }
@@ -143,8 +145,19 @@ public struct BundleAudit {
     public static func merge(_ parts: [Linkage]) -> Linkage {
         var merged = Linkage()
         let uses = Set(parts.flatMap(\.uses))
-        merged.missing = Set(parts.flatMap(\.missing)).sorted { ($0.consumer, $0.name) < ($1.consumer, $1.name) }
         merged.reached = parts.reduce(into: Set<FileIdentity>()) { $0.formUnion($1.reached) }
+        // A library other files need, dlopen()ed on its own, can miss what its consumers' loads give it
+        // (psycopg2-binary 2.8.6's libssl finds its libcrypto only through libpq's RPATH): that miss counts
+        // only where no load resolves the same edge. One record per edge, the first in a stable order.
+        let resolved = Set(uses.map { [$0.consumer, $0.name] })
+        var reported = Set<[String]>()
+        merged.missing = parts.flatMap(\.missing)
+            .filter { m in
+                guard let root = m.root, merged.reached.contains(root) else { return true }
+                return !resolved.contains([m.consumer, m.name])
+            }
+            .sorted { ($0.consumer, $0.name, $0.tried.count, $0.tried.joined(separator: ":")) < ($1.consumer, $1.name, $1.tried.count, $1.tried.joined(separator: ":")) }
+            .filter { reported.insert([$0.consumer, $0.name]).inserted }
         merged.foreign = parts.reduce(into: [FileIdentity: LoadedFile]()) { $0.merge($1.foreign) { a, _ in a } }
         // A reuse of an already loaded object says less than the search that first found it.
         let searched = Set(uses.filter { $0.via != .alreadyLoaded }.map { [$0.consumer, $0.name, $0.target.path] })
