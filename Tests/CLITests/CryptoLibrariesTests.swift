@@ -64,6 +64,11 @@ extension Fixtures {
         #expect(r.findings(.orphanOpenSSLCopy).isEmpty)
         // Its libssl has no RPATH: it finds its libcrypto through libpq's, which is how it is ever loaded.
         #expect(r.findings(.opensslUnresolved).isEmpty, "\(r.findings(.opensslUnresolved).map(\.summary))")
+        // repair plans nothing it could not verify: it refuses at once, with the two lines named.
+        try RepairTreeTests.expectRefused(site, "psycopg2_binary.libs/libcrypto-e62d380e.so.1.1.1g",
+                                          "the split is between /lib/x86_64-linux-gnu/libcrypto.so.3 (OpenSSL 3.0.")
+        try RepairTreeTests.expectRefused(site, "psycopg2_binary.libs/libcrypto-e62d380e.so.1.1.1g",
+                                          "OpenSSL 1 and 3 are not ABI-compatible, and no rewrite joins them")
     }
 
     /// A stand-in LibreSSL libcrypto.so.52 is another stack, never a second OpenSSL libcrypto.

@@ -71,6 +71,19 @@ public struct RepairPlanner {
             }
         }
 
+        // OpenSSL 1.1 and 3 in one split: no rewrite joins two ABIs, so nothing is planned; the consumers of
+        // one must be rebuilt against the other (the scan's fix says so too).
+        for role in [OpenSSLRole.libcrypto, .libssl] {
+            let reached = Dictionary(linkage.uses.filter { $0.target.object.openSSLRole == role }.map { ($0.target.identity, $0.target) }) { a, _ in a }
+            let copies = reached.values.sorted { audit.display($0.path) < audit.display($1.path) }
+            let majors = Set(copies.compactMap { audit.releaseLine($0.object)?.split(separator: ".").first }).sorted()
+            guard majors.count > 1, let inTree = copies.first(where: { audit.isInTree($0.path) }) else { continue }
+            plan.refused.append(.init(path: audit.display(inTree.path), reason:
+                "the split is between \(copies.map { "\(audit.display($0.path)) (\(audit.describeVersion($0)))" }.joined(separator: " and ")): "
+                + "OpenSSL \(majors.joined(separator: " and ")) are not ABI-compatible, and no rewrite joins them; rebuild the consumers of the older copy against the newer OpenSSL"))
+        }
+        if !plan.refused.isEmpty { return plan }
+
         // The edges that come from outside the tree, by the file they reach (a few: LD_PRELOAD, system libraries).
         let outsideUses = Dictionary(grouping: linkage.uses.filter { !audit.isInTree($0.consumer) }, by: \.target.identity)
         let consumerCounts = linkage.uses.reduce(into: [FileIdentity: Int]()) { $0[$1.target.identity, default: 0] += 1 }
