@@ -152,6 +152,9 @@ import Testing
         _ = try run(["systemctl", "daemon-reload"])
         _ = try run(["systemctl", "restart", "crypto-sentinel.service"])
         let pid = try show("MainPID")
+        // MainPID 0 (the daemon did not start) would make this `kill -STOP 0`: the shell's own group, a hang.
+        let result = try show("Result")
+        try #require(pid != "0", "the daemon is not running: \(result)")
         let before = try mark()
         // bash's builtin kill: the image has no procps.
         #expect(try run(["bash", "-c", "kill -STOP \(pid)"]).status == 0)
