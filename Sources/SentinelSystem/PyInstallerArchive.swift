@@ -69,8 +69,8 @@ public struct PyInstallerArchive: Sendable {
             throw error as! ReadError
         }
         let start = range.offset + range.size - UInt64(cookie.archiveLength)
-        // Largest first, so both cores finish together; each worker reuses its buffers from member to member
-        // (a fresh 17 MB buffer per member cost a page fault per page and a munmap each time).
+        // Largest first, so the workers finish together; each one reuses its buffers from member to member
+        // (a fresh buffer per member cost a page fault per page and a munmap each time).
         let candidates = entries.indices.filter { entries[$0].mayBeELF }
             .sorted { entries[$0].uncompressedLength > entries[$1].uncompressedLength }
         let results = Locked<[Int: Result<Member?, ReadError>]>([:])
@@ -207,8 +207,8 @@ public struct PyInstallerArchive: Sendable {
         func output(_ count: Int) throws(ReadError) -> UnsafeMutableRawBufferPointer { try Self.grow(&outputBuffer, count) }
         func input(_ count: Int) throws(ReadError) -> UnsafeMutableRawBufferPointer { try Self.grow(&inputBuffer, count) }
 
-        /// Mapped in 2 MiB steps and marked for huge pages: touching a 17 MB member's buffer page by
-        /// page took 4,000 faults, a fifth of a onefile scan's time.
+        /// Mapped in 2 MiB steps and marked for huge pages: a large buffer touched 4 KiB at a time costs
+        /// a page fault per page, which showed in a onefile scan's profile.
         private static func grow(_ buffer: inout UnsafeMutableRawBufferPointer, _ count: Int) throws(ReadError) -> UnsafeMutableRawBufferPointer {
             if buffer.baseAddress == nil || buffer.count < count {
                 if let old = buffer.baseAddress { munmap(old, buffer.count) }
