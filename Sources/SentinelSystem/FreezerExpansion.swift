@@ -121,7 +121,7 @@ struct FreezerExpansion {
         defer { closedir(dir) }
         var out: [(String, FileStamp)] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { EscapedBytes.string($0.prefix { $0 != 0 }) }
+            let name = EscapedBytes.string(directoryEntryBytes(entry))
             guard name != ".", name != ".." else { continue }
             let path = folder + "/" + name
             var st = stat()

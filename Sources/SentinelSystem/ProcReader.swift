@@ -70,7 +70,7 @@ public final class ProcReader: Sendable {
             guard let dir = opendir(procRoot + "/\(next)/task") else { continue }
             var kids: [Int32] = []
             while let entry = readdir(dir) {
-                let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let tid = String(cString: directoryEntryName(entry))
                 guard Int32(tid) != nil, case .success(let bytes) = Self.readWhole(procRoot + "/\(next)/task/\(tid)/children") else { continue }
                 kids += String(decoding: bytes, as: UTF8.self).split(separator: " ").compactMap { Int32($0) }
             }
