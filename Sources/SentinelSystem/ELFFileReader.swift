@@ -324,12 +324,7 @@ private struct Parser {
     /// "3.7." for a GnuTLS whose newest symbol version is GNUTLS_3_7_7: its version text starts so.
     func gnutlsReleaseLine() -> String? {
         guard object.exports.contains(.gnutls) else { return nil }
-        let lines = object.definedVersions.compactMap { node -> [Int]? in
-            guard node.hasPrefix("GNUTLS_") else { return nil }
-            let parts = node.dropFirst(7).split(separator: "_").compactMap { Int($0) }
-            return parts.count >= 2 ? Array(parts.prefix(2)) : nil
-        }
-        return lines.max { $0.lexicographicallyPrecedes($1) }.map { "\($0[0]).\($0[1])." }
+        return object.newestVersionNodeLine(prefix: "GNUTLS_").map { $0 + "." }
     }
 
     // MARK: program headers

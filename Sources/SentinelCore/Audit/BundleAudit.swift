@@ -185,7 +185,7 @@ public struct BundleAudit {
                         "path": .string(display(file.path)),
                         "device_inode": .string(file.identity.description),
                         "soname": JSONValue(file.object.soname),
-                        "version": JSONValue(file.object.embeddedOpenSSL?.version ?? file.object.opensslVersionNodeLine.map { $0 + ".x" }),
+                        "version": JSONValue(file.object.opensslVersion),
                         "in_bundle": .bool(isInTree(file.path)),
                         "consumers": .array(group.map { .string(describe($0)) }),
                     ])
@@ -621,8 +621,7 @@ public struct BundleAudit {
     }
 
     func describeVersion(_ f: LoadedFile) -> String {
-        let v = f.object.embeddedOpenSSL?.version.map { "OpenSSL \($0)" }
-            ?? f.object.opensslVersionNodeLine.map { "OpenSSL \($0).x" } ?? "version unknown"
+        let v = f.object.opensslVersion.map { "OpenSSL \($0)" } ?? "version unknown"
         return "\(v), \(f.identity)"
     }
 }

@@ -60,10 +60,18 @@ public struct ELFObject: Sendable, Hashable, Codable {
 
     /// The newest OpenSSL release line this object's symbol versions name ("3.5" for OPENSSL_3.5.0, "1.1"
     /// for OPENSSL_1_1_1): libssl carries no version text, but its version nodes tell its release line.
-    public var opensslVersionNodeLine: String? {
+    public var opensslVersionNodeLine: String? { newestVersionNodeLine(prefix: "OPENSSL_") }
+
+    /// The OpenSSL version to show: the build's own version text, else the release line of its version
+    /// nodes ("3.5.x").
+    public var opensslVersion: String? { embeddedOpenSSL?.version ?? opensslVersionNodeLine.map { $0 + ".x" } }
+
+    /// "major.minor" of the newest version node named `prefix` and numbers ("3.7" for GNUTLS_3_7_7; the
+    /// numbers may be separated by `.` or `_`, and words such as PRIVATE or FIPS140 between them are skipped).
+    public func newestVersionNodeLine(prefix: String) -> String? {
         let lines = definedVersions.compactMap { node -> [Int]? in
-            guard node.hasPrefix("OPENSSL_") else { return nil }
-            let parts = node.dropFirst(8).split(whereSeparator: { $0 == "." || $0 == "_" }).compactMap { Int($0.prefix { $0.isNumber }) }
+            guard node.hasPrefix(prefix) else { return nil }
+            let parts = node.dropFirst(prefix.count).split(whereSeparator: { $0 == "." || $0 == "_" }).compactMap { Int($0.prefix { $0.isNumber }) }
             return parts.count >= 2 ? Array(parts.prefix(2)) : nil
         }
         guard let newest = lines.max(by: { $0.lexicographicallyPrecedes($1) }) else { return nil }

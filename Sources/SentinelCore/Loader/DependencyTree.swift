@@ -53,8 +53,7 @@ public struct DependencyTree: Sendable {
     /// "libcrypto, OpenSSL 3.0.15" / "static OpenSSL 4.0.1" / nil for a file that is no OpenSSL.
     static func openSSLIdentity(_ object: ELFObject) -> String? {
         guard let role = object.openSSLRole else { return nil }
-        let version = object.embeddedOpenSSL?.version.map { "OpenSSL \($0)" }
-            ?? object.opensslVersionNodeLine.map { "OpenSSL \($0).x" } ?? "version unknown"
+        let version = object.opensslVersion.map { "OpenSSL \($0)" } ?? "version unknown"
         return role == .staticCopy ? "static \(version)" : "\(role.rawValue), \(version)"
     }
 
@@ -126,7 +125,7 @@ public struct DependencyTree: Sendable {
         if let soname = file.object.soname { fields["soname"] = .string(soname) }
         if let role = file.object.openSSLRole {
             fields["openssl"] = ["role": .string(role.rawValue),
-                                 "version": JSONValue(file.object.embeddedOpenSSL?.version ?? file.object.opensslVersionNodeLine.map { $0 + ".x" })]
+                                 "version": JSONValue(file.object.opensslVersion)]
         }
         return fields
     }

@@ -146,10 +146,7 @@ public struct MappedObject: Sendable, Hashable {
     /// A provider module named fips (fips.so): what OpenSSL loads for the "fips" provider.
     public var isFIPSProvider: Bool { role == .provider && basename.hasPrefix("fips") }
 
-    public var version: String? {
-        if let v = object?.embeddedOpenSSL?.version { return v }
-        return object?.opensslVersionNodeLine.map { $0 + ".x" }
-    }
+    public var version: String? { object?.opensslVersion }
 }
 
 /// What the operator expects of a process (CLI flags, or a service's config).

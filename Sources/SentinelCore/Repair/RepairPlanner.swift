@@ -111,8 +111,7 @@ public struct RepairPlanner {
 
             let newPath = relativeJoin(dirOfRelative(keepPath), canonicalName)
             plan.canonical.append(.init(library: role, from: keepPath, path: newPath, name: canonicalName,
-                                        version: keep.file.object.embeddedOpenSSL?.version
-                                            ?? keep.file.object.opensslVersionNodeLine.map { $0 + ".x" }))
+                                        version: keep.file.object.opensslVersion))
             if newPath != keepPath {
                 if let why = protection(keep, keepPath) { refused[keepPath] = why }
                 let occupant = inventory.elfFiles.first { ([$0.relativePath] + $0.aliases).contains(newPath) }
