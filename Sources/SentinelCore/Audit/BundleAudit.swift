@@ -324,11 +324,10 @@ public struct BundleAudit {
         guard let stacks = ForeignCrypto.stacks(objects.values.compactMap(\.object.foreignCrypto), besideOpenSSL: openSSL) else { return [] }
         return objects.values.sorted { display($0.path) < display($1.path) }.map { file in
             let foreign = file.object.foreignCrypto!
-            let others = stacks.subtracting([foreign.stack]).sorted()
+            let (phrase, others) = foreign.secondStack(among: stacks, linkage: foreignLinkage(file.object), expectFIPS: expectFIPS)
             return Finding(
                 code: .foreignCryptoLibrary, target: name, subject: display(file.path),
-                summary: "\(display(file.path)) carries \(foreign.description)\(foreignLinkage(file.object).map { " (\($0))" } ?? ""), a second TLS stack beside \(others.joined(separator: ", "))"
-                    + (expectFIPS ? ": outside the FIPS boundary" : ""),
+                summary: "\(display(file.path)) carries \(phrase)",
                 evidence: ["path": .string(display(file.path)), "device_inode": .string(file.identity.description),
                            "library": .string(foreign.library.rawValue), "version": JSONValue(foreign.version),
                            "linkage": JSONValue(foreignLinkage(file.object)), "in_bundle": .bool(isInTree(file.path)),

@@ -165,6 +165,14 @@ public struct ForeignCrypto: Sendable, Hashable, Codable {
 
     /// "AWS-LC 5.12.0", "BoringSSL".
     public var description: String { library.rawValue + (version.map { " " + $0 } ?? "") }
+
+    /// How a finding names it among `stacks`: "AWS-LC 5.12.0 (statically linked), a second TLS stack beside
+    /// BoringSSL, OpenSSL", with ": outside the FIPS boundary" when FIPS is expected; and the other stacks.
+    public func secondStack(among stacks: Set<String>, linkage: String?, expectFIPS: Bool) -> (phrase: String, others: [String]) {
+        let others = stacks.subtracting([stack]).sorted()
+        return (description + (linkage.map { " (\($0))" } ?? "") + ", a second TLS stack beside " + others.joined(separator: ", ")
+                    + (expectFIPS ? ": outside the FIPS boundary" : ""), others)
+    }
 }
 
 /// OpenSSL build strings as they sit in a file's read-only data.

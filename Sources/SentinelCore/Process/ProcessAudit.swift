@@ -140,12 +140,11 @@ public enum ProcessAudit {
         guard let stacks = ForeignCrypto.stacks(objects.compactMap { $0.object?.foreignCrypto }, besideOpenSSL: openSSL) else { return [] }
         return objects.map { f in
             let foreign = f.object!.foreignCrypto!
-            let others = stacks.subtracting([foreign.stack]).sorted()
             let linkage = foreignLinkage(f.object!)
+            let (phrase, others) = foreign.secondStack(among: stacks, linkage: linkage, expectFIPS: expectFIPS)
             return Finding(
                 code: .processForeignCrypto, target: name, subject: f.path,
-                summary: "\(name) maps \(f.path), which carries \(foreign.description)\(linkage.map { " (\($0))" } ?? ""), a second TLS stack beside \(others.joined(separator: ", "))"
-                    + (expectFIPS ? ": outside the FIPS boundary" : ""),
+                summary: "\(name) maps \(f.path), which carries \(phrase)",
                 evidence: ["path": .string(f.path), "device_inode": .string(f.identity.description),
                            "library": .string(foreign.library.rawValue), "version": JSONValue(foreign.version),
                            "linkage": JSONValue(linkage), "other_stacks": JSONValue(others), "fips_expected": .bool(expectFIPS)],
