@@ -55,48 +55,13 @@ import Testing
         }
     }
 
-    /// The real loader's trace, as nobody: (name, path) of each object it maps, the names it did not
-    /// find, and LD_DEBUG's searches: per name, each `search …` line's source with the files tried under it.
-    struct LoaderRun {
-        var loaded: [(name: String, path: String)] = []
-        var notFound: [String] = []
-        var searches: [(name: String, steps: [(source: String, files: [String])])] = []
-    }
-
-    static func realLoader(_ path: String, libraryPath: String?) throws -> LoaderRun {
+    /// The real loader's trace, as nobody (ld.so runs a library as its main object, as ldd does): each
+    /// object it maps and the names it did not find, and LD_DEBUG's searches, each step with the files tried.
+    static func realLoader(_ path: String, libraryPath: String?) throws -> (trace: LoaderOutput.Trace, searches: [LoaderOutput.Search]) {
         let env = ["LD_TRACE_LOADED_OBJECTS=1", "LD_DEBUG=libs"] + (libraryPath.map { ["LD_LIBRARY_PATH=\($0)"] } ?? [])
-        // A library is ld.so's main object, as ldd runs it.
         let program = path.hasSuffix(".so") ? ["/lib64/ld-linux-x86-64.so.2", path] : [path]
         let r = try Sentinel.shell(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/usr/bin/env", "-i"] + env + program)
-        var run = LoaderRun()
-        for line in r.stdout.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
-            guard !line.hasPrefix("linux-vdso"), !line.isEmpty else { continue }
-            let bare = line.range(of: " (0x").map { String(line[..<$0.lowerBound]) } ?? line
-            if let arrow = bare.range(of: " => ") {
-                let name = String(bare[..<arrow.lowerBound]), to = String(bare[arrow.upperBound...])
-                if to == "not found" { run.notFound.append(name) } else { run.loaded.append((name, to)) }
-            } else {
-                run.loaded.append((bare, bare))
-            }
-        }
-        for raw in r.stderr.split(separator: "\n") {
-            guard let tab = raw.firstIndex(of: "\t") else { continue }
-            let line = raw[raw.index(after: tab)...]
-            if line.hasPrefix("find library=") {
-                run.searches.append((String(line.dropFirst("find library=".count).prefix { $0 != " " }), []))
-            } else if line.hasPrefix(" search cache=") {
-                run.searches[run.searches.count - 1].steps.append(("ld.so.cache", []))
-            } else if line.hasPrefix(" search path="), let open = line.range(of: "\t\t(") {
-                let source = line[open.upperBound...].dropLast()
-                let kind = source.hasPrefix("RPATH from file ") ? "rpath" : source.hasPrefix("RUNPATH from file ") ? "runpath"
-                    : source == "LD_LIBRARY_PATH" ? "LD_LIBRARY_PATH" : source == "system search path" ? "default" : String(source)
-                run.searches[run.searches.count - 1].steps.append((kind, []))
-            } else if line.hasPrefix("  trying file="), !run.searches.isEmpty, !run.searches[run.searches.count - 1].steps.isEmpty {
-                let s = run.searches.count - 1
-                run.searches[s].steps[run.searches[s].steps.count - 1].files.append(String(line.dropFirst("  trying file=".count)))
-            }
-        }
-        return run
+        return (LoaderOutput.trace(r.stdout), LoaderOutput.searches(r.stderr))
     }
 
     @Test("the same files as the real loader, found by the same rule; every path it tried for a missing name", arguments: cases)
@@ -105,7 +70,7 @@ import Testing
         let r = try Sentinel.run(["resolve", path, "--format", "json"] + (libraryPath.map { ["--env", "LD_LIBRARY_PATH=\($0)"] } ?? []))
         let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
         let ours = Self.edges(doc["root"] as? [String: Any] ?? [:])
-        let truth = try Self.realLoader(path, libraryPath: libraryPath)
+        let (truth, searches) = try Self.realLoader(path, libraryPath: libraryPath)
         try #require(!truth.loaded.isEmpty || !truth.notFound.isEmpty, "the loader printed nothing")
 
         // Each object the loader maps is the file of the edge we expand for it, requested by the same name.
@@ -123,7 +88,7 @@ import Testing
         // start-up: an RPATH or RUNPATH search that ends in one of them prints "(LD_LIBRARY_PATH)".
         let envFolders = libraryPath.map { $0.split(separator: ":").map(String.init) } ?? []
         for e in ours where e.expanded && ["rpath", "runpath", "LD_LIBRARY_PATH", "ld.so.cache", "default"].contains(e.via) {
-            let search = truth.searches.first { $0.name == e.name && $0.steps.last?.files.last == e.path }
+            let search = searches.first { $0.name == e.name && $0.steps.last?.files.last == e.path }
             let folder = e.path.map { String($0[..<$0.lastIndex(of: "/")!]) }
             let label = search?.steps.last?.source == "LD_LIBRARY_PATH" && envFolders.contains(folder ?? "")
                 && (e.via == "rpath" || e.via == "runpath") ? e.via : search?.steps.last?.source
@@ -132,7 +97,7 @@ import Testing
         // Each miss: every file the loader tried for that name is in our list, in its order.
         for e in ours where e.path == nil {
             let plain = e.tried.map { $0.components(separatedBy: " (").first ?? $0 }
-            let theirs = truth.searches.filter { $0.name == e.name }.map { $0.steps.flatMap(\.files) }
+            let theirs = searches.filter { $0.name == e.name }.map { $0.steps.flatMap(\.files) }
             #expect(theirs.contains { files in
                 var rest = plain[...]
                 return files.allSatisfy { f in rest.firstIndex(of: f).map { rest = rest[($0 + 1)...]; return true } ?? false }

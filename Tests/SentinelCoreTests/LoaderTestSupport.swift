@@ -195,11 +195,7 @@ enum Shell {
 
 /// The real loader's answers, taken by running it on our own gcc-built fixtures.
 enum GroundTruth {
-    struct Trace {
-        /// Loaded objects in link-map order as (first requested name, path), vdso excluded.
-        var loaded: [(name: String, path: String)]
-        var notFound: [String]
-    }
+    typealias Trace = LoaderOutput.Trace
 
     static let rtld = "/lib64/ld-linux-x86-64.so.2"
 
@@ -209,26 +205,7 @@ enum GroundTruth {
         env.merge(environment) { $1 }
         let run = try Shell.run(executable ? [path] : [rtld, path], environment: env, cwd: cwd)
         guard run.status == 0 else { throw LoaderTestError("trace of \(path) failed: \(run.stderr)") }
-        return parseTrace(run.stdout)
-    }
-
-    static func parseTrace(_ text: String) -> Trace {
-        var trace = Trace(loaded: [], notFound: [])
-        for raw in text.split(separator: "\n") {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("linux-vdso.so") || line.isEmpty { continue }
-            if let arrow = line.range(of: " => ") {
-                let name = String(line[..<arrow.lowerBound])
-                let rest = line[arrow.upperBound...]
-                if rest == "not found" { trace.notFound.append(name); continue }
-                let path = rest.range(of: " (0x").map { String(rest[..<$0.lowerBound]) } ?? String(rest)
-                trace.loaded.append((name, path))
-            } else {
-                let path = line.range(of: " (0x").map { String(line[..<$0.lowerBound]) } ?? line
-                trace.loaded.append((path, path))
-            }
-        }
-        return trace
+        return LoaderOutput.trace(run.stdout)
     }
 
     /// The dlopen driver: l_names in link-map order (main and vdso excluded), and dlerror lines.
@@ -249,19 +226,7 @@ enum GroundTruth {
 
     /// LD_DEBUG=libs: the "trying file=" lines of each "find library=NAME" block, in order.
     static func tried(in debug: String) -> [(name: String, files: [String])] {
-        var blocks: [(String, [String])] = []
-        for raw in debug.split(separator: "\n") {
-            // "  12345:\tfind library=libfoo.so [0]; searching"
-            guard let tab = raw.firstIndex(of: "\t") else { continue }
-            let line = raw[raw.index(after: tab)...]
-            if line.hasPrefix("find library=") {
-                let name = line.dropFirst("find library=".count).prefix { $0 != " " }
-                blocks.append((String(name), []))
-            } else if line.hasPrefix("  trying file="), !blocks.isEmpty {
-                blocks[blocks.count - 1].1.append(String(line.dropFirst("  trying file=".count)))
-            }
-        }
-        return blocks
+        LoaderOutput.searches(debug).map { ($0.name, $0.files) }
     }
 }
 
